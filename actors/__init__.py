@@ -1,0 +1,1 @@
+"""The actor runtime (pykka actors on asyncio) and the actors of the supervision tree."""

@@ -1,0 +1,1 @@
+"""aliecs: a Python experiment control system modelled on ALICE's AliECS."""

@@ -1,1 +1,47 @@
-"""aliecs: a Python experiment control system modelled on ALICE's AliECS."""
+"""aliecs: a Python experiment control system modelled on ALICE's AliECS.
+
+The public API for harnesses: `Core.embedded()`, `Environment`, `TaskInfo`, and the errors.
+Names are imported lazily: task processes import `aliecs.occ` and must not pay for the whole core.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Core": "aliecs.api",
+    "Environment": "aliecs.api",
+    "AliecsError": "aliecs.errors",
+    "EnvironmentBusyError": "aliecs.errors",
+    "InvalidTransitionError": "aliecs.errors",
+    "TaskError": "aliecs.errors",
+    "TransitionError": "aliecs.errors",
+    "UnknownEnvironmentError": "aliecs.errors",
+    "UnknownWorkflowError": "aliecs.errors",
+    "RoleTree": "aliecs.model",
+    "TaskInfo": "aliecs.model",
+    "TransitionResult": "aliecs.model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from aliecs.api import Core, Environment
+    from aliecs.errors import (
+        AliecsError,
+        EnvironmentBusyError,
+        InvalidTransitionError,
+        TaskError,
+        TransitionError,
+        UnknownEnvironmentError,
+        UnknownWorkflowError,
+    )
+    from aliecs.model import RoleTree, TaskInfo, TransitionResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aliecs' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

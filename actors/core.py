@@ -1,0 +1,47 @@
+"""The root of the supervision tree: the scheduler (local cluster) and the environment manager."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from actors.manager import EnvironmentManagerActor
+from actors.runtime import AsyncioActor
+from actors.scheduler import LocalClusterActor
+from aliecs.cluster.inventory import NodeSpec
+from aliecs.environment.runnumber import RunNumberStore
+from aliecs.model import EnvironmentRecord
+
+log = logging.getLogger(__name__)
+
+
+class CoreActor(AsyncioActor):
+    def __init__(
+        self,
+        nodes: list[NodeSpec],
+        run_numbers: RunNumberStore,
+        log_dir: Path,
+        registry: dict[str, tuple[EnvironmentRecord, Any]],
+    ) -> None:
+        super().__init__()
+        self.nodes = nodes
+        self.run_numbers = run_numbers
+        self.log_dir = log_dir
+        self.registry = registry
+        self.scheduler: Any = None
+        self.manager: Any = None
+
+    def on_start(self) -> None:
+        self.scheduler = self.start_child(LocalClusterActor, self.nodes)
+        self.manager = self.start_child(
+            EnvironmentManagerActor, self.registry, self.scheduler, self.run_numbers, self.log_dir
+        )
+
+    def refs(self) -> tuple[Any, Any]:
+        return self.scheduler, self.manager
+
+    def on_child_failure(self, child: Any, exception: BaseException) -> None:
+        # The scheduler or the manager failing is a bug we cannot recover from in place; keep the
+        # core alive so that shutdown can still kill every process, and say so loudly.
+        log.critical("core: %s failed: %r", child, exception)

@@ -1,0 +1,474 @@
+"""The environment actor: one environment's state machine, its role tree and its transitions.
+
+Its mailbox is the environment's serialisation point: one transition at a time, and task deaths or
+device events that arrive meanwhile are handled after the running transition, in order. Each
+transition fans out to the task actors concurrently under one deadline; tasks that miss it are
+reported by name, never waited on forever. A failed transition sends the environment to ERROR
+(GO_ERROR) and raises a `TransitionError` carrying every task's error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.messages import TaskDeviceEvent, TaskDied
+from actors.role import RoleActor
+from actors.runtime import AsyncioActor
+from actors.task import TaskOutcome
+from aliecs.cluster.placement import PlacementRequest
+from aliecs.cluster.scheduling import ChannelRequest, DeployRequest, Placement, PlacementFailure
+from aliecs.durations import parse_duration
+from aliecs.environment import fsm as states
+from aliecs.environment.fsm import EnvironmentStateMachine, normalize_event
+from aliecs.environment.runnumber import RunNumberStore
+from aliecs.errors import InvalidTransitionError, TaskError, TransitionError
+from aliecs.executor.process import LaunchSpec
+from aliecs.model import EnvironmentRecord, RoleRecord, TaskRecord, TransitionResult
+from aliecs.workflow.channels import bind_channels, channel_keys, resolve_target
+from aliecs.workflow.errors import TemplateError
+from aliecs.workflow.template import Channel, Role, Workflow
+
+log = logging.getLogger(__name__)
+
+# Transition deadlines (seconds) unless the workflow or the user sets `<event>_timeout`.
+DEFAULT_TIMEOUTS = {states.DEPLOY: 90.0, states.CONFIGURE: 120.0}
+DEFAULT_TIMEOUT = 90.0
+DEFAULT_STARTUP_TIMEOUT = 30.0
+# Grace on top of a deadline before the environment stops waiting for a task actor's answer.
+_FAN_OUT_MARGIN = 5.0
+
+
+@dataclass
+class _TaskEntry:
+    role: Role
+    record: TaskRecord
+    ref: Any
+    binds: list[Channel] = field(default_factory=list)
+    placement: Placement | None = None
+
+    def error(self, message: str) -> TaskError:
+        return TaskError(self.record.id, self.record.name, self.record.host or "-", message, self.record.critical)
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+class EnvironmentActor(AsyncioActor):
+    def __init__(
+        self,
+        record: EnvironmentRecord,
+        workflow: Workflow,
+        scheduler: Any,
+        run_numbers: RunNumberStore,
+        log_dir: Path,
+    ) -> None:
+        super().__init__()
+        self.record = record
+        self.workflow = workflow
+        self.scheduler = scheduler
+        self.run_numbers = run_numbers
+        self.log_dir = log_dir
+        self.fsm = EnvironmentStateMachine()
+        self.root: Any = None
+        self.entries: dict[str, _TaskEntry] = {}
+        self.start_count = 0
+        self.end_of_stream: set[str] = set()
+        self.steps: dict[str, Callable[[], Awaitable[list[TaskError]]]] = {
+            states.DEPLOY: self._deploy,
+            states.CONFIGURE: self._configure,
+            states.START_ACTIVITY: self._start_activity,
+            states.STOP_ACTIVITY: self._stop_activity,
+            states.RESET: self._reset,
+            states.EXIT: self._exit,
+            states.GO_ERROR: self._go_error,
+            states.RECOVER: self._recover,
+        }
+
+    # -- construction ----------------------------------------------------------------------------
+
+    async def build(self) -> None:
+        """Create the role tree's actors (no process is started before DEPLOY)."""
+        root_spec = self.workflow.root
+        self.record.root = RoleRecord(name=root_spec.name, path=root_spec.path)
+        self.root = self.start_child(RoleActor, root_spec, self.record.root, self.actor_ref, None)
+        for role, task_record, ref in await self.root.proxy().build(new_task_id):
+            self.entries[task_record.id] = _TaskEntry(role, task_record, ref)
+            self.record.tasks[task_record.id] = task_record
+
+    # -- public transitions ----------------------------------------------------------------------
+
+    async def transition(self, event: str) -> TransitionResult:
+        return await self._run(normalize_event(event))
+
+    async def destroy(self, allow_running: bool = True) -> None:
+        """Bring the environment down (STOP, RESET, EXIT as needed); its processes are gone after."""
+        if self.fsm.state == states.RUNNING and not allow_running:
+            raise InvalidTransitionError(self.record.id, "DESTROY", states.RUNNING, ["STOP_ACTIVITY"])
+        try:
+            for event, from_state in (
+                (states.STOP_ACTIVITY, states.RUNNING),
+                (states.RESET, states.CONFIGURED),
+                (states.EXIT, None),
+            ):
+                if (from_state is None or self.fsm.state == from_state) and self.fsm.can(event):
+                    await self._run(event)
+        except TransitionError as exc:
+            log.warning("environment %s: orderly teardown failed, killing its tasks: %s", self.record.id, exc)
+        finally:
+            await self._kill_all()
+            if self.fsm.state != states.DONE:
+                self.fsm.force(states.DONE)
+            self.record.state = states.DONE
+            self.record.run_number = 0
+
+    # -- the transition engine -------------------------------------------------------------------
+
+    async def _run(self, event: str) -> TransitionResult:
+        if not self.fsm.can(event):
+            raise InvalidTransitionError(self.record.id, event, self.fsm.state, self.fsm.allowed_events())
+        from_state = self.fsm.state
+        loop = asyncio.get_running_loop()
+        started_ms = int(time.time() * 1000)
+        began = loop.time()
+        self.record.current_transition = event
+        try:
+            try:
+                errors = await self.steps[event]()
+                reason = ""
+            except TemplateError as exc:
+                errors, reason = [], str(exc)
+            failures = [error for error in errors if error.critical]
+            if (failures or reason) and event not in (states.GO_ERROR, states.EXIT):
+                self.record.error = reason or str(failures[0])
+                await self._enter_error()
+                raise TransitionError(self.record.id, event, self.fsm.state, errors, reason)
+            self.fsm.fire(event)
+            self.record.state = self.fsm.state
+        finally:
+            self.record.current_transition = ""
+        if self.root is not None:
+            await self.root.proxy().settle()
+        result = TransitionResult(
+            event=event,
+            from_state=from_state,
+            to_state=self.fsm.state,
+            started_ms=started_ms,
+            duration_s=loop.time() - began,
+            run_number=self.record.run_number,
+            warnings=tuple(str(error) for error in errors),
+        )
+        self.record.history.append(result)
+        return result
+
+    async def _enter_error(self) -> None:
+        """GO_ERROR after a failed transition; never raises (its task errors are only logged)."""
+        if not self.fsm.can(states.GO_ERROR):
+            return
+        errors = await self._go_error()
+        for error in errors:
+            log.warning("environment %s: GO_ERROR: %s", self.record.id, error)
+        self.fsm.fire(states.GO_ERROR)
+        self.record.state = self.fsm.state
+        if self.root is not None:
+            await self.root.proxy().settle()
+
+    def _timeout(self, event: str) -> float:
+        stack = self.workflow.root.stack
+        key = f"{event.lower()}_timeout"
+        if key in stack:
+            try:
+                return parse_duration(stack[key])
+            except ValueError as exc:
+                raise TemplateError(f"variable {key}: {exc}", file=self.workflow.source) from exc
+        return DEFAULT_TIMEOUTS.get(event, DEFAULT_TIMEOUT)
+
+    async def _fan_out(
+        self,
+        entries: list[_TaskEntry],
+        call: Callable[[_TaskEntry], Awaitable[TaskOutcome]],
+        timeout: float,
+        what: str,
+    ) -> list[TaskError]:
+        """Run `call` for every entry concurrently; collect errors, naming tasks that did not answer."""
+        if not entries:
+            return []
+        futures = {asyncio.ensure_future(call(entry)): entry for entry in entries}
+        done, pending = await asyncio.wait(futures, timeout=timeout + _FAN_OUT_MARGIN)
+        errors = []
+        for future in pending:
+            future.cancel()
+            errors.append(futures[future].error(f"{what}: no answer within {timeout:g}s"))
+        for future in done:
+            entry = futures[future]
+            if future.cancelled():
+                errors.append(entry.error(f"{what}: cancelled"))
+            elif future.exception() is not None:
+                errors.append(entry.error(f"{what}: {future.exception()}"))
+            elif not future.result().ok:
+                errors.append(entry.error(future.result().error))
+        return errors
+
+    def _transition_tasks(
+        self, src: str, event: str, arguments: Callable[[_TaskEntry], dict[str, str]], timeout: float
+    ) -> Awaitable[list[TaskError]]:
+        targets = [entry for entry in self.entries.values() if entry.record.state == src or entry.record.critical]
+
+        def one(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
+            return entry.ref.proxy().transition(src, event, arguments(entry), timeout)  # type: ignore[no-any-return]
+
+        return self._fan_out(targets, one, timeout, event)
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def _task_stack(self, entry: _TaskEntry, hostname: str) -> dict[str, str]:
+        assert entry.role.task is not None
+        task_class = entry.role.task.task_class
+        stack = task_class.stack_for(entry.role.stack)
+        stack.update(
+            task_id=entry.record.id,
+            task_name=entry.role.path,
+            task_class_name=task_class.identifier,
+            task_hostname=hostname,
+            environment_id=self.record.id,
+            task_parent_role=entry.role.parent.path if entry.role.parent else "",
+        )
+        return stack
+
+    def _launch_spec(self, entry: _TaskEntry, placement: Placement) -> LaunchSpec:
+        assert entry.role.task is not None
+        task_class = entry.role.task.task_class
+        stack = self._task_stack(entry, placement.hostname)
+        command = task_class.render_command(stack, entry.role.path)
+        env = {"O2_ROLE": placement.hostname, "O2_SYSTEM": "FLP", **command.env}
+        arguments = command.arguments
+        if placement.control_port is not None:
+            env["OCC_CONTROL_PORT"] = str(placement.control_port)
+            if task_class.control_mode == "fairmq":
+                arguments = (*arguments, "--control-port", str(placement.control_port))
+        return LaunchSpec(
+            task_id=entry.record.id,
+            name=entry.role.path,
+            command=command.value,
+            arguments=arguments,
+            shell=command.shell,
+            env=env,
+            log_path=self.log_dir / self.record.id / f"{entry.role.path}.{entry.record.id}.log",
+        )
+
+    async def _deploy(self, entries: list[_TaskEntry] | None = None) -> list[TaskError]:
+        targets = list(self.entries.values()) if entries is None else entries
+        errors: list[TaskError] = []
+        requests = []
+        for entry in targets:
+            assert entry.role.task is not None
+            task_class = entry.role.task.task_class
+            try:
+                entry.binds = bind_channels(entry.role, self._task_stack(entry, ""))
+            except TemplateError as exc:
+                errors.append(entry.error(str(exc)))
+                continue
+            requests.append(
+                DeployRequest(
+                    PlacementRequest(
+                        entry.record.id,
+                        entry.record.name,
+                        task_class.wants,
+                        {**task_class.constraints, **entry.role.constraints},
+                    ),
+                    channels=tuple(ChannelRequest(ch.name, ch.addressing) for ch in entry.binds),
+                    controllable=task_class.control_mode != "basic",
+                )
+            )
+        placements = await self.scheduler.proxy().place(requests)
+        to_start: list[tuple[_TaskEntry, LaunchSpec]] = []
+        for placement in placements:
+            entry = self.entries[placement.task_id]
+            if isinstance(placement, PlacementFailure):
+                entry.ref.proxy().mark_undeployable(placement.reason)
+                errors.append(entry.error(f"undeployable: {placement.reason}"))
+                continue
+            entry.placement = placement
+            entry.record.host = placement.hostname
+            try:
+                to_start.append((entry, self._launch_spec(entry, placement)))
+            except TemplateError as exc:
+                errors.append(entry.error(str(exc)))
+        if any(error.critical for error in errors):
+            # Fail fast: do not start anything when a critical task cannot run at all.
+            await self.scheduler.proxy().release([entry.record.id for entry in targets])
+            return errors
+        timeout = self._timeout(states.DEPLOY)
+        startup = min(
+            timeout,
+            parse_duration(self.workflow.root.stack.get("startup_timeout", str(DEFAULT_STARTUP_TIMEOUT))),
+        )
+        specs = {entry.record.id: spec for entry, spec in to_start}
+
+        def deploy(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
+            return entry.ref.proxy().deploy(entry.placement, specs[entry.record.id], startup)  # type: ignore[no-any-return]
+
+        errors += await self._fan_out([entry for entry, _ in to_start], deploy, timeout, "DEPLOY")
+        return errors
+
+    async def _configure(self) -> list[TaskError]:
+        endpoints = {
+            (entry.role.path, channel.name): entry.placement.endpoints[channel.name]
+            for entry in self.entries.values()
+            if entry.placement is not None
+            for channel in entry.binds
+            if channel.name in entry.placement.endpoints
+        }
+        arguments: dict[str, dict[str, str]] = {}
+        errors: list[TaskError] = []
+        for entry in self.entries.values():
+            if entry.placement is None:
+                continue
+            assert entry.role.task is not None
+            args: dict[str, str] = {}
+            try:
+                for channel in entry.binds:
+                    args.update(channel_keys(channel, entry.placement.endpoints[channel.name].bind_address, "bind"))
+                for channel in entry.role.connect:
+                    address = resolve_target(channel, entry.role.path, endpoints)
+                    args.update(channel_keys(channel, address, "connect"))
+                stack = self._task_stack(entry, entry.placement.hostname)
+                args.update(entry.role.task.task_class.render_properties(stack, entry.role.path))
+            except TemplateError as exc:
+                errors.append(entry.error(str(exc)))
+                continue
+            args["environment_id"] = self.record.id
+            arguments[entry.record.id] = args
+        if any(error.critical for error in errors):
+            return errors
+        return errors + await self._transition_tasks(
+            "STANDBY",
+            "CONFIGURE",
+            lambda entry: arguments.get(entry.record.id, {}),
+            self._timeout(states.CONFIGURE),
+        )
+
+    def _run_arguments(self, extra: dict[str, str]) -> dict[str, str]:
+        number = str(self.record.run_number)
+        stack = self.workflow.root.stack
+        args = {
+            "runNumber": number,
+            "run_number": number,
+            "environment_id": self.record.id,
+            "run_type": stack.get("run_type", ""),
+            "runType": stack.get("run_type", ""),
+        }
+        args.update(extra)
+        return args
+
+    async def _start_activity(self) -> list[TaskError]:
+        now_ms = int(time.time() * 1000)
+        self.record.run_number = await self.run_numbers.allocate(self.record.id, now_ms)
+        self.record.last_run_number = self.record.run_number
+        self.end_of_stream.clear()
+        arguments = self._run_arguments(
+            {"cleanup": str(self.start_count), "run_start_time_ms": str(now_ms), "runStartTimeMs": str(now_ms)}
+        )
+        self.start_count += 1
+        return await self._transition_tasks(
+            "CONFIGURED", "START", lambda _entry: arguments, self._timeout(states.START_ACTIVITY)
+        )
+
+    async def _stop_activity(self) -> list[TaskError]:
+        now_ms = str(int(time.time() * 1000))
+        arguments = self._run_arguments({"run_end_time_ms": now_ms, "runEndTimeMs": now_ms})
+        errors = await self._transition_tasks(
+            "RUNNING", "STOP", lambda _entry: arguments, self._timeout(states.STOP_ACTIVITY)
+        )
+        if not any(error.critical for error in errors):
+            self.record.run_number = 0
+        return errors
+
+    async def _reset(self) -> list[TaskError]:
+        return await self._transition_tasks("CONFIGURED", "RESET", lambda _entry: {}, self._timeout(states.RESET))
+
+    async def _go_error(self) -> list[TaskError]:
+        """Stop whatever is running; errors are reported but never block entering ERROR."""
+        running = [entry for entry in self.entries.values() if entry.record.state == "RUNNING"]
+        now_ms = str(int(time.time() * 1000))
+        arguments = self._run_arguments({"run_end_time_ms": now_ms, "runEndTimeMs": now_ms})
+        timeout = self._timeout(states.STOP_ACTIVITY)
+
+        def stop(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
+            return entry.ref.proxy().transition("RUNNING", "STOP", arguments, timeout)  # type: ignore[no-any-return]
+
+        errors = await self._fan_out(running, stop, timeout, "GO_ERROR (STOP)")
+        self.record.run_number = 0
+        return [TaskError(e.task_id, e.name, e.host, e.message, critical=False) for e in errors]
+
+    async def _exit(self) -> list[TaskError]:
+        await self._kill_all()
+        return []
+
+    async def _kill_all(self) -> None:
+        def kill(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
+            return entry.ref.proxy().kill()  # type: ignore[no-any-return]
+
+        errors = await self._fan_out(list(self.entries.values()), kill, 30.0, "kill")
+        for error in errors:
+            log.error("environment %s: %s", self.record.id, error)
+        await self.scheduler.proxy().release(list(self.entries))
+        for entry in self.entries.values():
+            entry.placement = None
+
+    async def _recover(self) -> list[TaskError]:
+        """ERROR -> DEPLOYED: restart dead tasks in place, bring the others back to STANDBY."""
+        dead = [entry for entry in self.entries.values() if entry.record.status != "ACTIVE"]
+        errors: list[TaskError] = []
+        if dead:
+            def kill(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
+                return entry.ref.proxy().kill()  # type: ignore[no-any-return]
+
+            await self._fan_out(dead, kill, 30.0, "RECOVER (cleanup)")
+            await self.scheduler.proxy().release([entry.record.id for entry in dead])
+            errors += await self._deploy(dead)
+        timeout = self._timeout(states.RECOVER)
+        steps = (("RUNNING", "STOP"), ("CONFIGURED", "RESET"), ("ERROR", "RECOVER"))
+        for src, event in steps:
+            targets = [entry for entry in self.entries.values() if entry.record.state == src]
+
+            def step(entry: _TaskEntry, src: str = src, event: str = event) -> Awaitable[TaskOutcome]:
+                return entry.ref.proxy().transition(src, event, {}, timeout)  # type: ignore[no-any-return]
+
+            errors += await self._fan_out(targets, step, timeout, f"RECOVER ({event})")
+        for entry in self.entries.values():
+            if entry.record.state != "STANDBY" and entry.record.critical:
+                if not any(error.task_id == entry.record.id for error in errors):
+                    errors.append(entry.error(f"RECOVER: task is {entry.record.state}, not STANDBY"))
+        return errors
+
+    # -- reactions to what tasks do on their own -------------------------------------------------
+
+    async def on_receive(self, message: Any) -> Any:
+        if isinstance(message, TaskDied):
+            log.warning("environment %s: task %s died: %s", self.record.id, message.task_id, message.description)
+            active = (states.DEPLOYED, states.CONFIGURED, states.RUNNING)
+            if message.critical and self.fsm.state in active:
+                self.record.error = f"critical task {message.task_id} died: {message.description}"
+                await self._enter_error()
+        elif isinstance(message, TaskDeviceEvent):
+            if message.type == "END_OF_STREAM" and self.fsm.state == states.RUNNING:
+                self.end_of_stream.add(message.task_id)
+                controllable = {e.record.id for e in self.entries.values() if e.record.status == "ACTIVE"}
+                if controllable and controllable <= self.end_of_stream:
+                    log.info("environment %s: every task reached end of stream, stopping the run", self.record.id)
+                    try:
+                        await self._run(states.STOP_ACTIVITY)
+                    except TransitionError as exc:
+                        log.error("%s", exc)
+            elif message.type == "TASK_INTERNAL_ERROR" and message.critical and self.fsm.state == states.RUNNING:
+                self.record.error = f"critical task {message.task_id} reported an internal error"
+                await self._enter_error()
+        return None

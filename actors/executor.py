@@ -1,0 +1,232 @@
+"""The executor actors: one `ExecutorActor` per node, one `ProcessActor` per task process.
+
+A `ProcessActor` owns one OS process and its OCC connection. It handles its own messages one at a
+time (OCC servers serialise transitions anyway), while processes on the same node are driven
+concurrently because each has its own actor: the executor never becomes a per-node bottleneck as the
+original's single message loop could.
+
+Startup is watched closely because operators must know the difference between a process that is
+merely slow ("too slow to start": alive but no STANDBY before the deadline) and one that crashed
+("crashed on start": exit code or signal, with the last lines it printed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from actors.messages import DeviceEvent, ForgetProcess, ProcessExited
+from actors.runtime import AsyncioActor
+from aliecs.cluster.inventory import NodeSpec
+from aliecs.executor.process import ExitInfo, LaunchError, LaunchSpec, TaskProcess
+from aliecs.occ.client import OccClient, OccError
+
+log = logging.getLogger(__name__)
+
+# Which OCC event brings a task one step closer to DONE, from each state (the original's kill walk).
+_TOWARDS_DONE = {"RUNNING": "STOP", "CONFIGURED": "RESET", "STANDBY": "EXIT", "ERROR": "EXIT"}
+
+
+class TaskStartError(RuntimeError):
+    pass
+
+
+class TaskTransitionError(RuntimeError):
+    pass
+
+
+class _Exited:
+    __slots__ = ("info",)
+
+    def __init__(self, info: ExitInfo) -> None:
+        self.info = info
+
+
+class ProcessActor(AsyncioActor):
+    """Starts, drives over OCC, watches and kills one task process."""
+
+    def __init__(self, spec: LaunchSpec, control_port: int | None, listener: Any, controllable: bool) -> None:
+        super().__init__()
+        self.spec = spec
+        self.control_port = control_port
+        self.listener = listener
+        self.controllable = controllable and control_port is not None
+        self.process: TaskProcess | None = None
+        self.client: OccClient | None = None
+        self._killing = False
+        self._background: list[asyncio.Task[Any]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start_process(self, startup_timeout: float) -> int:
+        """Launch and, for OCC tasks, wait until the process answers GetState with STANDBY."""
+        try:
+            self.process = await TaskProcess.spawn(self.spec)
+        except LaunchError as exc:
+            raise TaskStartError(f"cannot launch: {exc}") from exc
+        self._background.append(asyncio.ensure_future(self._watch_exit(self.process)))
+        if self.controllable:
+            assert self.control_port is not None
+            self.client = OccClient("127.0.0.1", self.control_port)
+            await self._wait_for_standby(startup_timeout)
+            self._background.append(asyncio.ensure_future(self._follow_events(self.client)))
+        return self.process.pid
+
+    async def _wait_for_standby(self, timeout: float) -> None:
+        assert self.process is not None and self.client is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.02
+        last_error = "no answer yet"
+        while True:
+            if not self.process.alive:
+                raise TaskStartError(self._crash_message("crashed on start"))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                await self.process.terminate(term_grace=1.0, int_grace=1.0)
+                raise TaskStartError(
+                    f"too slow to start: process (pid {self.process.pid}) was alive but did not answer "
+                    f"GetState with STANDBY on OCC port {self.control_port} within {timeout:g}s ({last_error})"
+                )
+            try:
+                state, _pid = await self.client.get_state(timeout=min(1.0, remaining))
+            except OccError as exc:
+                last_error = str(exc)
+            else:
+                if state == "STANDBY":
+                    return
+                if state in ("ERROR", "DONE"):
+                    await self.process.terminate(term_grace=1.0, int_grace=1.0)
+                    raise TaskStartError(f"reported state {state} instead of STANDBY after start")
+                last_error = f"state {state}"
+            # Wait for the next poll, but wake up at once if the process dies meanwhile.
+            await asyncio.wait({self.process.exited()}, timeout=min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 1.5, 0.5)
+
+    def _crash_message(self, what: str) -> str:
+        assert self.process is not None
+        info = self.process.exit_info
+        text = f"{what}: process {info.describe() if info else 'ended'}"
+        tail = self.process.log_tail()
+        if tail:
+            text += "; last output: " + " | ".join(tail)
+        return text
+
+    async def _watch_exit(self, process: TaskProcess) -> None:
+        info = await process.exited()
+        self.actor_ref.tell(_Exited(info))
+
+    async def _follow_events(self, client: OccClient) -> None:
+        try:
+            async for event_type in client.event_stream():
+                if self.listener is not None:
+                    self.listener.tell(DeviceEvent(self.spec.task_id, event_type))
+        except (OccError, asyncio.CancelledError):
+            return
+        except Exception:  # a broken stream must never take the actor down
+            log.debug("event stream of %s ended", self.spec.task_id, exc_info=True)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Exited) and self.listener is not None:
+            tail = tuple(self.process.log_tail()) if self.process else ()
+            self.listener.tell(ProcessExited(self.spec.task_id, message.info, self._killing, tail))
+        return None
+
+    # -- control ---------------------------------------------------------------------------------
+
+    async def get_state(self, timeout: float) -> str:
+        if self.client is None:
+            raise TaskTransitionError("task is not controllable over OCC")
+        state, _pid = await self.client.get_state(timeout=timeout)
+        return state
+
+    async def transition(self, src_state: str, event: str, arguments: dict[str, str], timeout: float) -> str:
+        """Run one OCC transition; returns the state the task reports (which may be ERROR)."""
+        if self.process is None or not self.process.alive:
+            raise TaskTransitionError(self._crash_message("process is not running") if self.process else "not started")
+        if self.client is None:
+            raise TaskTransitionError("task is not controllable over OCC")
+        try:
+            result = await self.client.transition(src_state, event, arguments, timeout=timeout)
+        except OccError as exc:
+            if not self.process.alive or await self.process.wait(0.2) is not None:
+                raise TaskTransitionError(self._crash_message(f"died during {event}")) from exc
+            raise TaskTransitionError(str(exc)) from exc
+        return result.state
+
+    async def kill(self, step_timeout: float = 5.0) -> ExitInfo | None:
+        """Walk the task to DONE (STOP, RESET, EXIT; each step bounded), then SIGTERM/SIGINT/SIGKILL."""
+        if self.process is None:
+            return None
+        self._killing = True
+        if self.process.alive and self.client is not None:
+            await self._walk_to_done(step_timeout)
+        if self.process.alive:
+            await self.process.wait(2.0 if self.client is not None else 0.0)
+        info = await self.process.terminate()
+        await self._close()
+        return info
+
+    async def _walk_to_done(self, step_timeout: float) -> None:
+        assert self.process is not None and self.client is not None
+        try:
+            state, _pid = await self.client.get_state(timeout=step_timeout)
+            for _ in range(4):
+                event = _TOWARDS_DONE.get(state)
+                if event is None or not self.process.alive:
+                    return
+                result = await self.client.transition(state, event, {}, timeout=step_timeout)
+                state = result.state
+        except OccError as exc:
+            log.info("task %s: walk to DONE interrupted: %s", self.spec.task_id, exc)
+
+    async def _close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._background.clear()
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+    async def on_stop(self) -> None:
+        """Never leave a process behind when the actor goes away (core shutdown, failures)."""
+        if self.process is not None and self.process.alive:
+            self._killing = True
+            await self.process.terminate(term_grace=1.0, int_grace=1.0)
+        await self._close()
+
+
+class ExecutorActor(AsyncioActor):
+    """The executor of one node: starts a `ProcessActor` per task and forgets it when the task is gone."""
+
+    def __init__(self, node: NodeSpec) -> None:
+        super().__init__()
+        self.node = node
+        self.processes: dict[str, Any] = {}
+
+    def launch(self, spec: LaunchSpec, control_port: int | None, listener: Any, controllable: bool) -> Any:
+        """Create the process actor (quick); the caller then asks it to `start_process`."""
+        if spec.task_id in self.processes:
+            raise ValueError(f"{self.node.hostname}: task {spec.task_id} is already running here")
+        ref = self.start_child(ProcessActor, spec, control_port, listener, controllable)
+        self.processes[spec.task_id] = ref
+        return ref
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ForgetProcess):
+            ref = self.processes.pop(message.task_id, None)
+            if ref is not None:
+                # Not awaited: stopping must not hold up launches of other tasks on this node.
+                asyncio.ensure_future(ref.stop())
+        return None
+
+    def on_child_failure(self, child: Any, exception: BaseException) -> None:
+        for task_id, ref in list(self.processes.items()):
+            if ref == child:
+                del self.processes[task_id]
+                log.error("%s: process actor of task %s failed: %s", self.node.hostname, task_id, exception)

@@ -1,0 +1,72 @@
+"""The environment manager: the supervisor and registry of all environment actors.
+
+It only does quick bookkeeping in its own mailbox (start an environment actor, forget one), so that
+deploying or destroying one environment never queues behind another: the long work is awaited on
+the environment's own actor by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from actors.environment import EnvironmentActor
+from actors.runtime import AsyncioActor
+from aliecs.environment.runnumber import RunNumberStore
+from aliecs.errors import UnknownEnvironmentError
+from aliecs.model import EnvironmentRecord
+from aliecs.workflow.template import Workflow
+
+log = logging.getLogger(__name__)
+
+
+def new_environment_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class EnvironmentManagerActor(AsyncioActor):
+    def __init__(
+        self,
+        registry: dict[str, tuple[EnvironmentRecord, Any]],
+        scheduler: Any,
+        run_numbers: RunNumberStore,
+        log_dir: Path,
+    ) -> None:
+        super().__init__()
+        # Published registry: written only here, read directly by the API (see aliecs.model).
+        self.registry = registry
+        self.scheduler = scheduler
+        self.run_numbers = run_numbers
+        self.log_dir = log_dir
+
+    def add(self, env_id: str, workflow: Workflow, user_vars: dict[str, str]) -> tuple[EnvironmentRecord, Any]:
+        record = EnvironmentRecord(
+            id=env_id, workflow=workflow.name, created_ms=int(time.time() * 1000), user_vars=dict(user_vars)
+        )
+        ref = self.start_child(EnvironmentActor, record, workflow, self.scheduler, self.run_numbers, self.log_dir)
+        self.registry[env_id] = (record, ref)
+        return record, ref
+
+    def lookup(self, env_id: str) -> tuple[EnvironmentRecord, Any]:
+        try:
+            return self.registry[env_id]
+        except KeyError:
+            known = ", ".join(self.registry) or "none"
+            raise UnknownEnvironmentError(f"no environment with id {env_id!r} (known: {known})") from None
+
+    async def forget(self, env_id: str) -> None:
+        """Stop an environment's actors once it has been destroyed."""
+        entry = self.registry.pop(env_id, None)
+        if entry is not None:
+            await entry[1].stop()
+
+    def on_child_failure(self, child: Any, exception: BaseException) -> None:
+        """An environment actor crashed (a bug): keep the others running, mark it ERROR."""
+        for env_id, (record, ref) in list(self.registry.items()):
+            if ref == child:
+                record.state = "ERROR"
+                record.error = f"environment actor failed: {exception!r}"
+                log.error("environment %s: actor failed: %r", env_id, exception)

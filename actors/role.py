@@ -1,0 +1,89 @@
+"""Role actors: the inner nodes of an environment's role tree.
+
+A role's state and status are aggregates of its critical children (see
+`aliecs.environment.aggregate`). Children tell their parent about every change; the role keeps
+counts so each update is O(1) even with thousands of siblings, and tells its own parent only when
+its aggregate changes. `settle()` walks the tree top-down so that, after a transition, every
+aggregate reflects all updates sent before it (mailboxes are FIFO).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.messages import ChildChanged
+from actors.runtime import AsyncioActor
+from actors.task import TaskActor
+from aliecs.environment.aggregate import StateTally
+from aliecs.model import RoleRecord, TaskRecord
+from aliecs.workflow.template import Role
+
+
+class RoleActor(AsyncioActor):
+    def __init__(self, role: Role, record: RoleRecord, environment: Any, parent: Any) -> None:
+        super().__init__()
+        self.role = role
+        self.record = record
+        self.environment = environment
+        self.parent = parent
+        self.tally = StateTally()
+        self.role_children: dict[str, Any] = {}
+        self.critical = False
+
+    async def build(self, new_task_id: Any) -> list[tuple[Role, TaskRecord, Any]]:
+        """Create the subtree's actors; returns every task (role spec, record, actor) below this role.
+
+        `new_task_id` is a callable giving fresh task ids (the environment owns id allocation).
+        """
+        tasks: list[tuple[Role, TaskRecord, Any]] = []
+        for child in self.role.children:
+            child_record = RoleRecord(name=child.name, path=child.path)
+            self.record.children.append(child_record)
+            if child.task is not None:
+                task_record = TaskRecord(
+                    id=new_task_id(),
+                    name=child.path,
+                    class_name=child.task.task_class.identifier,
+                    role_path=child.path,
+                    critical=child.task.critical,
+                )
+                child_record.task = task_record
+                ref = self.start_child(TaskActor, task_record, child_record, self.environment, self.actor_ref)
+                tasks.append((child, task_record, ref))
+                if task_record.critical:
+                    self.critical = True
+                    self.tally.set(task_record.id, task_record.state, task_record.status)
+            else:
+                ref = self.start_child(RoleActor, child, child_record, self.environment, self.actor_ref)
+                self.role_children[child.path] = ref
+                tasks.extend(await ref.proxy().build(new_task_id))
+                child_critical = await ref.proxy().critical
+                if child_critical:
+                    self.critical = True
+                    self.tally.set(child.path, child_record.state, child_record.status)
+        self._publish(notify=False)
+        return tasks
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ChildChanged):
+            if message.critical:
+                self.tally.set(message.child_id, message.state, message.status)
+                self._publish(notify=True)
+        return None
+
+    def _publish(self, notify: bool) -> None:
+        state, status = self.tally.state, self.tally.status
+        if (state, status) == (self.record.state, self.record.status):
+            return
+        self.record.state, self.record.status = state, status
+        if notify and self.parent is not None:
+            self.parent.tell(ChildChanged(self.role.path, state, status, self.critical))
+
+    async def settle(self) -> tuple[str, str]:
+        """Bring this subtree's aggregates up to date with every update already sent; returns ours."""
+        for path, ref in self.role_children.items():
+            state, status = await ref.proxy().settle()
+            if path in self.tally:
+                self.tally.set(path, state, status)
+        self._publish(notify=False)
+        return self.record.state, self.record.status

@@ -1,0 +1,116 @@
+"""The local cluster scheduler: simulated nodes on this machine, each with its executor actor.
+
+It keeps each node's remaining cpu and memory and allocates control and data ports from the node's
+ranges. A batch is placed all-or-nothing per task: a task that does not fit gets a failure naming
+the reason, and the others are still placed (the environment decides whether that is fatal).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from actors.executor import ExecutorActor
+from actors.runtime import AsyncioActor
+from aliecs.cluster.inventory import NodeSpec
+from aliecs.cluster.placement import NodeCapacity, choose_node, explain_mismatch
+from aliecs.cluster.ports import PortAllocator, PortExhaustedError
+from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure
+from aliecs.workflow.channels import Endpoint
+
+log = logging.getLogger(__name__)
+
+
+class _Allocation:
+    __slots__ = ("cpu", "hostname", "memory", "ports")
+
+    def __init__(self, hostname: str, cpu: float, memory: float) -> None:
+        self.hostname = hostname
+        self.cpu = cpu
+        self.memory = memory
+        self.ports: list[tuple[PortAllocator, int]] = []
+
+
+class LocalClusterActor(AsyncioActor):
+    def __init__(self, nodes: list[NodeSpec], node_address: str = "127.0.0.1") -> None:
+        super().__init__()
+        self.nodes = {node.hostname: node for node in nodes}
+        self.node_address = node_address
+        self.executors: dict[str, Any] = {}
+        self.capacity = {
+            node.hostname: NodeCapacity(node.hostname, node.attributes, node.cpu, node.memory) for node in nodes
+        }
+        self.control_ports = {n.hostname: PortAllocator(n.control_ports, f"{n.hostname} control ports") for n in nodes}
+        self.data_ports = {n.hostname: PortAllocator(n.data_ports, f"{n.hostname} data ports") for n in nodes}
+        self.allocations: dict[str, _Allocation] = {}
+        self.ipc_dir = Path(tempfile.gettempdir()) / f"aliecs-ipc-{os.getuid()}"
+
+    def on_start(self) -> None:
+        for hostname, node in self.nodes.items():
+            self.executors[hostname] = self.start_child(ExecutorActor, node)
+
+    def node_names(self) -> list[str]:
+        return list(self.nodes)
+
+    def place(self, requests: list[DeployRequest]) -> list[Placement | PlacementFailure]:
+        results: list[Placement | PlacementFailure] = []
+        capacities = list(self.capacity.values())
+        for request in requests:
+            task_id = request.placement.task_id
+            node = choose_node(request.placement, capacities)
+            if node is None:
+                results.append(PlacementFailure(task_id, f"no node fits: {explain_mismatch(request.placement, capacities)}"))
+                continue
+            allocation = _Allocation(node.hostname, request.placement.wants.cpu, request.placement.wants.memory)
+            self.allocations[task_id] = allocation
+            try:
+                control_port = None
+                if request.controllable:
+                    control_port = self._port(self.control_ports[node.hostname], allocation)
+                endpoints = {}
+                for channel in request.channels:
+                    if channel.addressing == "ipc":
+                        self.ipc_dir.mkdir(parents=True, exist_ok=True)
+                        path = f"ipc://{self.ipc_dir}/{task_id[:12]}-{channel.name}"
+                        endpoints[channel.name] = Endpoint(path, path)
+                    else:
+                        port = self._port(self.data_ports[node.hostname], allocation)
+                        endpoints[channel.name] = Endpoint(f"tcp://*:{port}", f"tcp://{self.node_address}:{port}")
+            except PortExhaustedError as exc:
+                self.release([task_id])
+                results.append(PlacementFailure(task_id, str(exc)))
+                continue
+            results.append(
+                Placement(
+                    task_id=task_id,
+                    hostname=node.hostname,
+                    address=self.node_address,
+                    executor=self.executors[node.hostname],
+                    control_port=control_port,
+                    endpoints=endpoints,
+                )
+            )
+        return results
+
+    @staticmethod
+    def _port(allocator: PortAllocator, allocation: _Allocation) -> int:
+        port = allocator.allocate()
+        allocation.ports.append((allocator, port))
+        return port
+
+    def release(self, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            allocation = self.allocations.pop(task_id, None)
+            if allocation is None:
+                continue
+            for allocator, port in allocation.ports:
+                allocator.release(port)
+            capacity = self.capacity[allocation.hostname]
+            capacity.cpu_free += allocation.cpu
+            capacity.memory_free += allocation.memory
+
+    def on_stop(self) -> None:
+        self.release(list(self.allocations))

@@ -1,0 +1,220 @@
+"""The Python API: embed a whole control system in a program or a test harness.
+
+    async with aliecs.Core.embedded(state_dir=..., nodes=...) as core:
+        env = await core.new_environment("copypush", vars={"k": "v"})   # returns in DEPLOYED
+        await env.transition("CONFIGURE")
+        env.id, env.state, env.run_number, env.tasks, env.tree()
+        await env.destroy()                                              # tasks gone when it returns
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from actors.core import CoreActor
+from actors.manager import new_environment_id
+from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
+from aliecs.environment.fsm import normalize_event
+from aliecs.environment.runnumber import RunNumberStore
+from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
+from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
+from aliecs.workflow.repository import TemplateRepository, default_repository
+from aliecs.workflow.template import load_workflow
+
+
+def default_state_dir() -> Path:
+    configured = os.environ.get("ALIECS_STATE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "aliecs"
+
+
+class Environment:
+    """A handle on one environment. Reading attributes is free (no message is sent)."""
+
+    def __init__(self, core: Core, record: EnvironmentRecord, ref: Any) -> None:
+        self._core = core
+        self._record = record
+        self._ref = ref
+
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def workflow(self) -> str:
+        return self._record.workflow
+
+    @property
+    def state(self) -> str:
+        return self._record.state
+
+    @property
+    def run_number(self) -> int:
+        return self._record.run_number
+
+    @property
+    def last_run_number(self) -> int:
+        return self._record.last_run_number
+
+    @property
+    def current_transition(self) -> str:
+        return self._record.current_transition
+
+    @property
+    def error(self) -> str:
+        return self._record.error
+
+    @property
+    def tasks(self) -> list[TaskInfo]:
+        return [record.info() for record in self._record.tasks.values()]
+
+    @property
+    def history(self) -> list[TransitionResult]:
+        return list(self._record.history)
+
+    def tree(self) -> RoleTree:
+        if self._record.root is None:
+            raise AliecsError(f"environment {self.id} has no role tree")
+        return RoleTree.of(self._record.root)
+
+    async def transition(self, event: str) -> TransitionResult:
+        """Run one transition (any FSM event name; START/STOP accepted for the activity events).
+
+        Raises `InvalidTransitionError` (nothing changed), `EnvironmentBusyError` (another
+        transition is running), or `TransitionError` (the environment went to ERROR).
+        """
+        name = normalize_event(event)
+        with self._core._exclusive(self.id, name):
+            result: TransitionResult = await self._ref.proxy().transition(name)
+        return result
+
+    async def destroy(self, allow_running: bool = True) -> None:
+        """Tear down: STOP/RESET/EXIT as needed, kill what remains; no process is left when it returns."""
+        with self._core._exclusive(self.id, "DESTROY"):
+            try:
+                await self._ref.proxy().destroy(allow_running)
+            finally:
+                await self._core._manager.proxy().forget(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Environment {self.id} {self.workflow} {self.state} run={self.run_number}>"
+
+
+class _Exclusive:
+    def __init__(self, busy: dict[str, str], env_id: str, what: str) -> None:
+        self.busy, self.env_id, self.what = busy, env_id, what
+
+    def __enter__(self) -> None:
+        running = self.busy.get(self.env_id)
+        if running is not None:
+            raise EnvironmentBusyError(
+                f"environment {self.env_id} is busy with {running}; {self.what} was not started"
+            )
+        self.busy[self.env_id] = self.what
+
+    def __exit__(self, *exc: object) -> None:
+        self.busy.pop(self.env_id, None)
+
+
+class Core:
+    """An embedded control system: a local cluster of simulated nodes on this machine."""
+
+    def __init__(
+        self,
+        state_dir: Path | str | None = None,
+        nodes: int | list[NodeSpec] | Path | str | None = None,
+        repository: TemplateRepository | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        if nodes is None or isinstance(nodes, int):
+            self.nodes = default_nodes(nodes or 1)
+        elif isinstance(nodes, (str, Path)):
+            self.nodes = load_inventory(Path(nodes))
+        else:
+            self.nodes = list(nodes)
+        self.repository = repository or default_repository()
+        self._registry: dict[str, tuple[EnvironmentRecord, Any]] = {}
+        self._busy: dict[str, str] = {}
+        self._core: Any = None
+        self._manager: Any = None
+        self.run_numbers: RunNumberStore | None = None
+
+    @classmethod
+    def embedded(
+        cls,
+        state_dir: Path | str | None = None,
+        nodes: int | list[NodeSpec] | Path | str | None = None,
+        repository: TemplateRepository | None = None,
+    ) -> Core:
+        return cls(state_dir=state_dir, nodes=nodes, repository=repository)
+
+    async def __aenter__(self) -> Core:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.run_numbers = await asyncio.to_thread(RunNumberStore, self.state_dir / "runs.sqlite")
+        self._core = CoreActor.start(self.nodes, self.run_numbers, self.state_dir / "logs", self._registry)
+        _scheduler, self._manager = await self._core.proxy().refs()
+
+    async def stop(self) -> None:
+        """Destroy every environment (orderly, concurrently), then stop the actor tree."""
+        if self._core is None:
+            return
+        await asyncio.gather(*(env.destroy() for env in self._handles()), return_exceptions=True)
+        await self._core.stop()
+        self._core = None
+
+    def _exclusive(self, env_id: str, what: str) -> _Exclusive:
+        return _Exclusive(self._busy, env_id, what)
+
+    def _handles(self) -> list[Environment]:
+        return [Environment(self, record, ref) for record, ref in self._registry.values()]
+
+    async def new_environment(self, workflow: str, vars: Mapping[str, Any] | None = None) -> Environment:
+        """Create an environment from `workflow` and DEPLOY it; returns when it is DEPLOYED.
+
+        On failure the environment is torn down (no process left) and the error raised names it.
+        """
+        if self._manager is None:
+            raise AliecsError("the core is not started (use `async with Core.embedded() as core`)")
+        env_id = new_environment_id()
+        variables = {str(key): str(value) for key, value in (vars or {}).items()}
+        variables.setdefault("environment_id", env_id)
+        workflow_tree = await asyncio.to_thread(load_workflow, self.repository, workflow, variables)
+        record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
+        handle = Environment(self, record, ref)
+        try:
+            with self._exclusive(env_id, "DEPLOY"):
+                await ref.proxy().build()
+                await ref.proxy().transition("DEPLOY")
+        except BaseException:
+            try:
+                await ref.proxy().destroy(True)
+            finally:
+                await self._manager.proxy().forget(env_id)
+            raise
+        return handle
+
+    async def environments(self) -> list[Environment]:
+        return self._handles()
+
+    def environment(self, env_id: str) -> Environment:
+        entry = self._registry.get(env_id)
+        if entry is None:
+            known = ", ".join(self._registry) or "none"
+            raise UnknownEnvironmentError(f"no environment with id {env_id!r} (known: {known})")
+        return Environment(self, *entry)

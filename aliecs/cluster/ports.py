@@ -1,0 +1,91 @@
+"""Port allocation from configured ranges.
+
+Simulated nodes all live on this machine, so a port is handed out only if no node of any core in
+this process holds it and the operating system lets us bind it right now (another program, or a
+test running next to us, may own it). The last check cannot rule out a race with a foreign
+process, but it turns the common collision into a skip instead of a task that fails to start.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+# Ports reserved by any allocator in this process: several embedded cores may run side by side.
+_RESERVED: set[int] = set()
+
+
+@dataclass(frozen=True)
+class PortRange:
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        if not (0 < self.first <= self.last < 65536):
+            raise ValueError(f"invalid port range {self.first}-{self.last}")
+
+    @classmethod
+    def parse(cls, text: str) -> PortRange:
+        """Parse '30000-30999' (or a single port)."""
+        first, _, last = text.partition("-")
+        try:
+            return cls(int(first), int(last or first))
+        except ValueError as exc:
+            raise ValueError(f"invalid port range {text!r}: expected FIRST-LAST") from exc
+
+    def __len__(self) -> int:
+        return self.last - self.first + 1
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last}"
+
+
+class PortExhaustedError(RuntimeError):
+    pass
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class PortAllocator:
+    """Hands out the lowest free port of a range (as the original does) and takes it back on release."""
+
+    def __init__(self, ports: PortRange, owner: str) -> None:
+        self.ports = ports
+        self.owner = owner
+        self._mine: set[int] = set()
+        self._next = ports.first
+
+    @property
+    def in_use(self) -> frozenset[int]:
+        return frozenset(self._mine)
+
+    def allocate(self) -> int:
+        span = len(self.ports)
+        for offset in range(span):
+            port = self.ports.first + (self._next - self.ports.first + offset) % span
+            if port in _RESERVED or not _bindable(port):
+                continue
+            _RESERVED.add(port)
+            self._mine.add(port)
+            # Rotate instead of always restarting at the bottom: a port just released may still be
+            # in TIME_WAIT or held by a process that is shutting down.
+            self._next = port + 1 if port < self.ports.last else self.ports.first
+            return port
+        raise PortExhaustedError(f"{self.owner}: no free port left in range {self.ports}")
+
+    def release(self, port: int) -> None:
+        if port in self._mine:
+            self._mine.discard(port)
+            _RESERVED.discard(port)
+
+    def release_all(self) -> None:
+        for port in list(self._mine):
+            self.release(port)

@@ -1,0 +1,1 @@
+"""Environment domain logic that does not depend on the actor runtime: FSM, aggregation, run numbers."""

@@ -1,0 +1,99 @@
+"""The environment state machine.
+
+Unlike the original, every declared event is implemented, including RECOVER and EXIT.
+python-statemachine 2.x is used (not 3.x): it creates machines and fires events several times
+faster, which matters when many environments are created by test harnesses and benchmarks.
+"""
+
+from __future__ import annotations
+
+from statemachine import State, StateMachine
+from statemachine.exceptions import TransitionNotAllowed
+
+STANDBY = "STANDBY"
+DEPLOYED = "DEPLOYED"
+CONFIGURED = "CONFIGURED"
+RUNNING = "RUNNING"
+ERROR = "ERROR"
+DONE = "DONE"
+
+DEPLOY = "DEPLOY"
+CONFIGURE = "CONFIGURE"
+RESET = "RESET"
+START_ACTIVITY = "START_ACTIVITY"
+STOP_ACTIVITY = "STOP_ACTIVITY"
+EXIT = "EXIT"
+GO_ERROR = "GO_ERROR"
+RECOVER = "RECOVER"
+
+EVENTS = (DEPLOY, CONFIGURE, RESET, START_ACTIVITY, STOP_ACTIVITY, EXIT, GO_ERROR, RECOVER)
+
+# Short names operators type (as coconut accepts them) mapped to the FSM event.
+EVENT_ALIASES = {"START": START_ACTIVITY, "STOP": STOP_ACTIVITY}
+
+
+class _EnvironmentMachine(StateMachine):
+    standby = State(STANDBY, initial=True, value=STANDBY)
+    deployed = State(DEPLOYED, value=DEPLOYED)
+    configured = State(CONFIGURED, value=CONFIGURED)
+    running = State(RUNNING, value=RUNNING)
+    error = State(ERROR, value=ERROR)
+    done = State(DONE, value=DONE, final=True)
+
+    DEPLOY = standby.to(deployed)
+    CONFIGURE = deployed.to(configured)
+    RESET = configured.to(deployed)
+    START_ACTIVITY = configured.to(running)
+    STOP_ACTIVITY = running.to(configured)
+    EXIT = standby.to(done) | deployed.to(done) | configured.to(done)
+    GO_ERROR = standby.to(error) | deployed.to(error) | configured.to(error) | running.to(error)
+    RECOVER = error.to(deployed)
+
+
+def normalize_event(name: str) -> str:
+    """Return the canonical event name for what a user typed (case-insensitive, START/STOP aliases)."""
+    upper = name.strip().upper()
+    return EVENT_ALIASES.get(upper, upper)
+
+
+class EnvironmentStateMachine:
+    """A thin wrapper so the rest of the code speaks in state and event names, not library objects."""
+
+    def __init__(self) -> None:
+        self._machine = _EnvironmentMachine()
+        self._forced: str | None = None
+
+    @property
+    def state(self) -> str:
+        if self._forced is not None:
+            return self._forced
+        return str(self._machine.current_state.value)
+
+    def allowed_events(self) -> list[str]:
+        if self._forced is not None:
+            return []
+        return [event.id for event in self._machine.allowed_events]
+
+    def can(self, event: str) -> bool:
+        return event in self.allowed_events()
+
+    def fire(self, event: str) -> str:
+        """Move along `event`; raises ValueError naming the state if it is not allowed."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r} (known: {', '.join(EVENTS)})")
+        try:
+            self._machine.send(event)
+        except TransitionNotAllowed as exc:
+            raise ValueError(f"{event} is not allowed from {self.state}") from exc
+        return self.state
+
+    def force(self, state: str) -> None:
+        """Put the machine in `state` outside the event table (teardown of an environment in ERROR)."""
+        self._forced = state
+
+    def target_of(self, event: str) -> str:
+        """The state `event` leads to from the current state (without firing it)."""
+        for transition in self._machine.current_state.transitions:
+            if event in transition.events:
+                return str(transition.target.value)
+        raise ValueError(f"{event} is not allowed from {self.state}")

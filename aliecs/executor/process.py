@@ -1,0 +1,198 @@
+"""Operating-system processes of tasks: spawn in their own process group, watch, kill.
+
+Kept apart from OCC and from actors so it can be tested and reasoned about on its own: this module
+only knows about commands, environments, log files, exit codes and signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import sysconfig
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything needed to start one task process."""
+
+    task_id: str
+    name: str
+    command: str
+    arguments: tuple[str, ...] = ()
+    shell: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    cwd: Path | None = None
+    die_with_parent: bool = True
+
+    def display(self) -> str:
+        return " ".join([self.command, *self.arguments])
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    returncode: int
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.returncode < 0:
+            try:
+                return signal.Signals(-self.returncode).name
+            except ValueError:
+                return f"signal {-self.returncode}"
+        return None
+
+    @property
+    def clean(self) -> bool:
+        return self.returncode == 0
+
+    def describe(self) -> str:
+        if self.signal_name:
+            return f"killed by {self.signal_name}"
+        if self.returncode == 127:
+            return "exited with code 127 (command not found)"
+        return f"exited with code {self.returncode}"
+
+
+class LaunchError(RuntimeError):
+    """The process could not be started at all (missing command, permission, bad directory)."""
+
+
+def _scripts_dir() -> str:
+    """The directory holding this interpreter's console scripts, so tasks find aliecs' own commands
+    even when the virtual environment was not activated."""
+    return sysconfig.get_path("scripts") or os.path.dirname(sys.executable)
+
+
+def task_environment(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    scripts = _scripts_dir()
+    path = env.get("PATH", "")
+    if scripts not in path.split(os.pathsep):
+        env["PATH"] = scripts + (os.pathsep + path if path else "")
+    env.update(extra)
+    return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class TaskProcess:
+    """One running task process. Its stdout and stderr go to a log file whose tail explains crashes."""
+
+    def __init__(self, spec: LaunchSpec, process: asyncio.subprocess.Process) -> None:
+        self.spec = spec
+        self._process = process
+        self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    @classmethod
+    async def spawn(cls, spec: LaunchSpec) -> TaskProcess:
+        env = task_environment(spec.env)
+        log = None
+        if spec.log_path is not None:
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(spec.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            preexec = _die_with_parent if spec.die_with_parent and sys.platform == "linux" else None
+            common = {
+                "stdin": asyncio.subprocess.DEVNULL,
+                "stdout": log if log is not None else asyncio.subprocess.DEVNULL,
+                "stderr": asyncio.subprocess.STDOUT if log is not None else asyncio.subprocess.DEVNULL,
+                "env": env,
+                "cwd": str(spec.cwd) if spec.cwd else None,
+                "start_new_session": True,
+                "preexec_fn": preexec,
+            }
+            if spec.shell:
+                line = " ".join([spec.command, *spec.arguments])
+                process = await asyncio.create_subprocess_shell(line, **common)  # type: ignore[arg-type]
+            else:
+                process = await asyncio.create_subprocess_exec(
+                    spec.command,
+                    *spec.arguments,
+                    **common,  # type: ignore[arg-type]
+                )
+        except FileNotFoundError as exc:
+            raise LaunchError(f"command {spec.command!r} not found (PATH={env.get('PATH', '')})") from exc
+        except PermissionError as exc:
+            raise LaunchError(f"command {spec.command!r} is not executable: {exc}") from exc
+        except OSError as exc:
+            raise LaunchError(f"cannot start {spec.command!r}: {exc}") from exc
+        finally:
+            if log is not None:
+                log.close()
+        return cls(spec, process)
+
+    async def _watch(self) -> None:
+        code = await self._process.wait()
+        if not self._exit.done():
+            self._exit.set_result(ExitInfo(code))
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def exit_info(self) -> ExitInfo | None:
+        return self._exit.result() if self._exit.done() else None
+
+    @property
+    def alive(self) -> bool:
+        return not self._exit.done()
+
+    def exited(self) -> asyncio.Future[ExitInfo]:
+        """A future resolved when the process ends (shielded: cancelling a waiter does not affect it)."""
+        return self._exit
+
+    async def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        """The exit info, or None if the process is still alive after `timeout` seconds."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._exit), timeout)
+        except TimeoutError:
+            return None
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        """Signal the whole process group: shell-wrapped commands and their children go too."""
+        if not self.alive:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, sig)
+
+    async def terminate(self, term_grace: float = 2.0, int_grace: float = 3.0) -> ExitInfo:
+        """SIGTERM, then SIGINT, then SIGKILL to the group, each after its grace period (as the original)."""
+        for sig, grace in ((signal.SIGTERM, term_grace), (signal.SIGINT, int_grace)):
+            if not self.alive:
+                break
+            self.signal_group(sig)
+            if await self.wait(grace) is not None:
+                break
+        if self.alive:
+            self.signal_group(signal.SIGKILL)
+        info = await self._exit
+        # Stragglers in the group (a shell's children) must not outlive the task.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signal.SIGKILL)
+        return info
+
+    def log_tail(self, lines: int = 5) -> list[str]:
+        path = self.spec.log_path
+        if path is None or not path.exists():
+            return []
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 8192))
+            text = handle.read().decode(errors="replace")
+        return list(deque((line for line in text.splitlines() if line.strip()), maxlen=lines))

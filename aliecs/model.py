@@ -1,0 +1,150 @@
+"""The records that actors publish about themselves, and the snapshots handed to users.
+
+Each record is written by exactly one actor (its owner) and read by anyone on the same event loop:
+the API and CLIs can show live state without sending a message into a mailbox that may be busy with
+a long transition. Snapshots (`TaskInfo`, `RoleTree`) are frozen copies safe to keep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+UNKNOWN = "UNKNOWN"
+UNDEFINED = "UNDEFINED"
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    id: str
+    name: str
+    class_name: str
+    host: str
+    pid: int
+    state: str
+    status: str
+    critical: bool
+    role_path: str = ""
+    log_path: str = ""
+    error: str = ""
+
+
+@dataclass
+class TaskRecord:
+    id: str
+    name: str
+    class_name: str
+    role_path: str
+    critical: bool
+    host: str = ""
+    pid: int = 0
+    state: str = UNKNOWN
+    status: str = UNDEFINED
+    control_port: int = 0
+    log_path: str = ""
+    error: str = ""
+
+    def info(self) -> TaskInfo:
+        return TaskInfo(
+            id=self.id,
+            name=self.name,
+            class_name=self.class_name,
+            host=self.host,
+            pid=self.pid,
+            state=self.state,
+            status=self.status,
+            critical=self.critical,
+            role_path=self.role_path,
+            log_path=self.log_path,
+            error=self.error,
+        )
+
+
+@dataclass
+class RoleRecord:
+    name: str
+    path: str
+    state: str = UNKNOWN
+    status: str = UNDEFINED
+    children: list[RoleRecord] = field(default_factory=list)
+    task: TaskRecord | None = None
+
+
+@dataclass(frozen=True)
+class RoleTree:
+    """A snapshot of an environment's role tree with each role's aggregated state."""
+
+    name: str
+    path: str
+    state: str
+    status: str
+    task: TaskInfo | None
+    children: tuple[RoleTree, ...]
+
+    @classmethod
+    def of(cls, record: RoleRecord) -> RoleTree:
+        return cls(
+            name=record.name,
+            path=record.path,
+            state=record.state,
+            status=record.status,
+            task=record.task.info() if record.task else None,
+            children=tuple(cls.of(child) for child in record.children),
+        )
+
+    def walk(self) -> list[RoleTree]:
+        nodes = [self]
+        for child in self.children:
+            nodes.extend(child.walk())
+        return nodes
+
+    def lines(self) -> list[str]:
+        """A text tree: `[ STATE ] name  -> task host pid` per role, children indented."""
+
+        def label(node: RoleTree) -> str:
+            text = f"[ {node.state} ] {node.name}"
+            if node.task is not None:
+                text += f"  -> {node.task.state:<10} {node.task.host} pid {node.task.pid or '-'}"
+                if not node.task.critical:
+                    text += " (non-critical)"
+            return text
+
+        out = [label(self)]
+
+        def visit(node: RoleTree, prefix: str) -> None:
+            for index, child in enumerate(node.children):
+                last = index == len(node.children) - 1
+                out.append(prefix + ("└── " if last else "├── ") + label(child))
+                visit(child, prefix + ("    " if last else "│   "))
+
+        visit(self, "")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    event: str
+    from_state: str
+    to_state: str
+    started_ms: int
+    duration_s: float
+    run_number: int
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class EnvironmentRecord:
+    id: str
+    workflow: str
+    created_ms: int
+    user_vars: dict[str, str]
+    state: str = "STANDBY"
+    run_number: int = 0
+    last_run_number: int = 0
+    current_transition: str = ""
+    root: RoleRecord | None = None
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    history: list[TransitionResult] = field(default_factory=list)
+    error: str = ""

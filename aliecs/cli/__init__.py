@@ -1,0 +1,1 @@
+"""Command-line tools: coconut (core), peanut (one OCC process), aliecs-core, aliecs-executor."""

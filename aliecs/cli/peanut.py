@@ -1,0 +1,161 @@
+"""``peanut``: drive one OCC process by hand, without a core or an executor.
+
+Process authors use it to check their state machine: ask for the state, request transitions with
+arguments, and watch the event and state streams. Each command is one short-lived client; exit codes
+are meant for scripts: 0 success, 1 the process refused or failed the request (or could not be
+reached), 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import click
+
+from aliecs.occ.client import OccClient, Subscription, parse_address
+from aliecs.occ.errors import OccError
+from aliecs.occ.server import CONTROL_PORT_ENV, DEFAULT_CONTROL_PORT, event_loop_factory
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def default_address() -> str:
+    """``localhost:$OCC_CONTROL_PORT``, the port the process itself would pick, else localhost:47100."""
+    port = os.environ.get(CONTROL_PORT_ENV, "").strip() or str(DEFAULT_CONTROL_PORT)
+    return f"localhost:{port}"
+
+
+def _run(client: OccClient, work: Callable[[OccClient], Coroutine[Any, Any, int]]) -> None:
+    """Run one command on its own event loop and exit with its code; OccError becomes a one-line error."""
+
+    async def main() -> int:
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
+    try:
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            code = runner.run(main())
+    except OccError as exc:
+        click.echo(f"peanut: error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code)
+
+
+def _parse_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="ARGUMENTS")
+        args[key] = value
+    return args
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+)
+@click.option(
+    "--addr",
+    default=default_address,
+    show_default=f"localhost:${CONTROL_PORT_ENV} or localhost:{DEFAULT_CONTROL_PORT}",
+    help="host:port of the process's OCC server",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="seconds to wait for an answer (stream commands: for the subscription only)",
+)
+@click.pass_context
+def cli(ctx: click.Context, addr: str, timeout: float) -> None:
+    """Process Execution And coNtrol UTility: talk OCC (occ_pb.Occ) to one process."""
+    try:
+        host, port = parse_address(addr)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--addr") from None
+    ctx.obj = OccClient(host, port, timeout=timeout)
+
+
+@cli.command("get-state")
+@click.pass_obj
+def get_state(client: OccClient) -> None:
+    """Print the process's state and pid."""
+
+    async def work(client: OccClient) -> int:
+        state, pid = await client.get_state()
+        click.echo(f"{state} pid={pid}")
+        return 0
+
+    _run(client, work)
+
+
+@cli.command("transition")
+@click.argument("src_state", metavar="FROM")
+@click.argument("event", metavar="EVENT")
+@click.argument("arguments", nargs=-1, metavar="[KEY=VALUE]...")
+@click.pass_obj
+def transition(client: OccClient, src_state: str, event: str, arguments: tuple[str, ...]) -> None:
+    """Request EVENT from state FROM, passing KEY=VALUE transition arguments.
+
+    Example: peanut transition STANDBY CONFIGURE chans.data.0.address=tcp://127.0.0.1:5555
+    """
+    args = _parse_arguments(arguments)
+
+    async def work(client: OccClient) -> int:
+        result = await client.transition(src_state, event, args)
+        line = f"{result.event}: {src_state} -> {result.state} (trigger {result.trigger})"
+        if result.ok:
+            click.echo(f"{line} ok")
+            return 0
+        click.echo(f"{line} FAILED: the process ended in {result.state}", err=True)
+        return EXIT_FAILED
+
+    _run(client, work)
+
+
+def _follow(subscribe: Callable[[OccClient], Subscription[str]], what: str) -> Callable[[OccClient], Any]:
+    async def work(client: OccClient) -> int:
+        async with subscribe(client) as items:
+            # Printed only once the process has registered us, so a script (or a test) reading stderr
+            # knows that nothing emitted from now on can be missed.
+            click.echo(f"following {what} of {client.address} (Ctrl-C to stop)", err=True)
+            async for item in items:
+                click.echo(item)
+        click.echo(f"{what} ended by the process", err=True)
+        return 0
+
+    return work
+
+
+@cli.command("event-stream")
+@click.pass_obj
+def event_stream(client: OccClient) -> None:
+    """Print device events (END_OF_STREAM, TASK_INTERNAL_ERROR, ...) as the process emits them."""
+    _run(client, _follow(lambda c: c.subscribe_events(), "device events"))
+
+
+@cli.command("state-stream")
+@click.pass_obj
+def state_stream(client: OccClient) -> None:
+    """Print the process's state each time it changes."""
+    _run(client, _follow(lambda c: c.subscribe_states(), "state changes"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``peanut`` console script."""
+    cli.main(args=argv, prog_name="peanut")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Example task programs built on the aliecs OCC library (used by the packaged workflows)."""

@@ -54,7 +54,9 @@ class _TaskEntry:
     placement: Placement | None = None
 
     def error(self, message: str) -> TaskError:
-        return TaskError(self.record.id, self.record.name, self.record.host or "-", message, self.record.critical)
+        return TaskError(
+            self.record.id, self.record.name, self.record.host or "-", message, self.record.critical
+        )
 
 
 def new_task_id() -> str:
@@ -219,7 +221,9 @@ class EnvironmentActor(AsyncioActor):
     def _transition_tasks(
         self, src: str, event: str, arguments: Callable[[_TaskEntry], dict[str, str]], timeout: float
     ) -> Awaitable[list[TaskError]]:
-        targets = [entry for entry in self.entries.values() if entry.record.state == src or entry.record.critical]
+        targets = [
+            entry for entry in self.entries.values() if entry.record.state == src or entry.record.critical
+        ]
 
         def one(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
             return entry.ref.proxy().transition(src, event, arguments(entry), timeout)  # type: ignore[no-any-return]
@@ -335,7 +339,9 @@ class EnvironmentActor(AsyncioActor):
             args: dict[str, str] = {}
             try:
                 for channel in entry.binds:
-                    args.update(channel_keys(channel, entry.placement.endpoints[channel.name].bind_address, "bind"))
+                    args.update(
+                        channel_keys(channel, entry.placement.endpoints[channel.name].bind_address, "bind")
+                    )
                 for channel in entry.role.connect:
                     address = resolve_target(channel, entry.role.path, endpoints)
                     args.update(channel_keys(channel, address, "connect"))
@@ -374,7 +380,11 @@ class EnvironmentActor(AsyncioActor):
         self.record.last_run_number = self.record.run_number
         self.end_of_stream.clear()
         arguments = self._run_arguments(
-            {"cleanup": str(self.start_count), "run_start_time_ms": str(now_ms), "runStartTimeMs": str(now_ms)}
+            {
+                "cleanup": str(self.start_count),
+                "run_start_time_ms": str(now_ms),
+                "runStartTimeMs": str(now_ms),
+            }
         )
         self.start_count += 1
         return await self._transition_tasks(
@@ -392,7 +402,9 @@ class EnvironmentActor(AsyncioActor):
         return errors
 
     async def _reset(self) -> list[TaskError]:
-        return await self._transition_tasks("CONFIGURED", "RESET", lambda _entry: {}, self._timeout(states.RESET))
+        return await self._transition_tasks(
+            "CONFIGURED", "RESET", lambda _entry: {}, self._timeout(states.RESET)
+        )
 
     async def _go_error(self) -> list[TaskError]:
         """Stop whatever is running; errors are reported but never block entering ERROR."""
@@ -428,6 +440,7 @@ class EnvironmentActor(AsyncioActor):
         dead = [entry for entry in self.entries.values() if entry.record.status != "ACTIVE"]
         errors: list[TaskError] = []
         if dead:
+
             def kill(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
                 return entry.ref.proxy().kill()  # type: ignore[no-any-return]
 
@@ -444,16 +457,18 @@ class EnvironmentActor(AsyncioActor):
 
             errors += await self._fan_out(targets, step, timeout, f"RECOVER ({event})")
         for entry in self.entries.values():
-            if entry.record.state != "STANDBY" and entry.record.critical:
-                if not any(error.task_id == entry.record.id for error in errors):
-                    errors.append(entry.error(f"RECOVER: task is {entry.record.state}, not STANDBY"))
+            reported = any(error.task_id == entry.record.id for error in errors)
+            if entry.record.state != "STANDBY" and entry.record.critical and not reported:
+                errors.append(entry.error(f"RECOVER: task is {entry.record.state}, not STANDBY"))
         return errors
 
     # -- reactions to what tasks do on their own -------------------------------------------------
 
     async def on_receive(self, message: Any) -> Any:
         if isinstance(message, TaskDied):
-            log.warning("environment %s: task %s died: %s", self.record.id, message.task_id, message.description)
+            log.warning(
+                "environment %s: task %s died: %s", self.record.id, message.task_id, message.description
+            )
             active = (states.DEPLOYED, states.CONFIGURED, states.RUNNING)
             if message.critical and self.fsm.state in active:
                 self.record.error = f"critical task {message.task_id} died: {message.description}"
@@ -463,12 +478,18 @@ class EnvironmentActor(AsyncioActor):
                 self.end_of_stream.add(message.task_id)
                 controllable = {e.record.id for e in self.entries.values() if e.record.status == "ACTIVE"}
                 if controllable and controllable <= self.end_of_stream:
-                    log.info("environment %s: every task reached end of stream, stopping the run", self.record.id)
+                    log.info(
+                        "environment %s: every task reached end of stream, stopping the run", self.record.id
+                    )
                     try:
                         await self._run(states.STOP_ACTIVITY)
                     except TransitionError as exc:
                         log.error("%s", exc)
-            elif message.type == "TASK_INTERNAL_ERROR" and message.critical and self.fsm.state == states.RUNNING:
+            elif (
+                message.type == "TASK_INTERNAL_ERROR"
+                and message.critical
+                and self.fsm.state == states.RUNNING
+            ):
                 self.record.error = f"critical task {message.task_id} reported an internal error"
                 await self._enter_error()
         return None

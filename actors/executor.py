@@ -88,7 +88,8 @@ class ProcessActor(AsyncioActor):
                 await self.process.terminate(term_grace=1.0, int_grace=1.0)
                 raise TaskStartError(
                     f"too slow to start: process (pid {self.process.pid}) was alive but did not answer "
-                    f"GetState with STANDBY on OCC port {self.control_port} within {timeout:g}s ({last_error})"
+                    f"GetState with STANDBY on OCC port {self.control_port} within {timeout:g}s "
+                    f"({last_error})"
                 )
             try:
                 state, _pid = await self.client.get_state(timeout=min(1.0, remaining))
@@ -145,7 +146,9 @@ class ProcessActor(AsyncioActor):
     async def transition(self, src_state: str, event: str, arguments: dict[str, str], timeout: float) -> str:
         """Run one OCC transition; returns the state the task reports (which may be ERROR)."""
         if self.process is None or not self.process.alive:
-            raise TaskTransitionError(self._crash_message("process is not running") if self.process else "not started")
+            raise TaskTransitionError(
+                self._crash_message("process is not running") if self.process else "not started"
+            )
         if self.client is None:
             raise TaskTransitionError("task is not controllable over OCC")
         try:
@@ -222,7 +225,7 @@ class ExecutorActor(AsyncioActor):
             ref = self.processes.pop(message.task_id, None)
             if ref is not None:
                 # Not awaited: stopping must not hold up launches of other tasks on this node.
-                asyncio.ensure_future(ref.stop())
+                ref.stop()
         return None
 
     def on_child_failure(self, child: Any, exception: BaseException) -> None:

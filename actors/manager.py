@@ -42,11 +42,15 @@ class EnvironmentManagerActor(AsyncioActor):
         self.run_numbers = run_numbers
         self.log_dir = log_dir
 
-    def add(self, env_id: str, workflow: Workflow, user_vars: dict[str, str]) -> tuple[EnvironmentRecord, Any]:
+    def add(
+        self, env_id: str, workflow: Workflow, user_vars: dict[str, str]
+    ) -> tuple[EnvironmentRecord, Any]:
         record = EnvironmentRecord(
             id=env_id, workflow=workflow.name, created_ms=int(time.time() * 1000), user_vars=dict(user_vars)
         )
-        ref = self.start_child(EnvironmentActor, record, workflow, self.scheduler, self.run_numbers, self.log_dir)
+        ref = self.start_child(
+            EnvironmentActor, record, workflow, self.scheduler, self.run_numbers, self.log_dir
+        )
         self.registry[env_id] = (record, ref)
         return record, ref
 

@@ -65,10 +65,9 @@ class RoleActor(AsyncioActor):
         return tasks
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, ChildChanged):
-            if message.critical:
-                self.tally.set(message.child_id, message.state, message.status)
-                self._publish(notify=True)
+        if isinstance(message, ChildChanged) and message.critical:
+            self.tally.set(message.child_id, message.state, message.status)
+            self._publish(notify=True)
         return None
 
     def _publish(self, notify: bool) -> None:

@@ -41,9 +41,12 @@ class LocalClusterActor(AsyncioActor):
         self.node_address = node_address
         self.executors: dict[str, Any] = {}
         self.capacity = {
-            node.hostname: NodeCapacity(node.hostname, node.attributes, node.cpu, node.memory) for node in nodes
+            node.hostname: NodeCapacity(node.hostname, node.attributes, node.cpu, node.memory)
+            for node in nodes
         }
-        self.control_ports = {n.hostname: PortAllocator(n.control_ports, f"{n.hostname} control ports") for n in nodes}
+        self.control_ports = {
+            n.hostname: PortAllocator(n.control_ports, f"{n.hostname} control ports") for n in nodes
+        }
         self.data_ports = {n.hostname: PortAllocator(n.data_ports, f"{n.hostname} data ports") for n in nodes}
         self.allocations: dict[str, _Allocation] = {}
         self.ipc_dir = Path(tempfile.gettempdir()) / f"aliecs-ipc-{os.getuid()}"
@@ -62,9 +65,15 @@ class LocalClusterActor(AsyncioActor):
             task_id = request.placement.task_id
             node = choose_node(request.placement, capacities)
             if node is None:
-                results.append(PlacementFailure(task_id, f"no node fits: {explain_mismatch(request.placement, capacities)}"))
+                results.append(
+                    PlacementFailure(
+                        task_id, f"no node fits: {explain_mismatch(request.placement, capacities)}"
+                    )
+                )
                 continue
-            allocation = _Allocation(node.hostname, request.placement.wants.cpu, request.placement.wants.memory)
+            allocation = _Allocation(
+                node.hostname, request.placement.wants.cpu, request.placement.wants.memory
+            )
             self.allocations[task_id] = allocation
             try:
                 control_port = None
@@ -78,7 +87,9 @@ class LocalClusterActor(AsyncioActor):
                         endpoints[channel.name] = Endpoint(path, path)
                     else:
                         port = self._port(self.data_ports[node.hostname], allocation)
-                        endpoints[channel.name] = Endpoint(f"tcp://*:{port}", f"tcp://{self.node_address}:{port}")
+                        endpoints[channel.name] = Endpoint(
+                            f"tcp://*:{port}", f"tcp://{self.node_address}:{port}"
+                        )
             except PortExhaustedError as exc:
                 self.release([task_id])
                 results.append(PlacementFailure(task_id, str(exc)))

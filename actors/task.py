@@ -60,7 +60,9 @@ class TaskActor(AsyncioActor):
         if changed:
             self.role_record.state = self.record.state
             self.role_record.status = self.record.status
-            self.parent.tell(ChildChanged(self.record.id, self.record.state, self.record.status, self.record.critical))
+            self.parent.tell(
+                ChildChanged(self.record.id, self.record.state, self.record.status, self.record.critical)
+            )
 
     # -- commands from the environment -----------------------------------------------------------
 
@@ -75,8 +77,12 @@ class TaskActor(AsyncioActor):
         self.controllable = placement.control_port is not None
         self.executor = placement.executor
         try:
-            self.process = await self.executor.proxy().launch(spec, placement.control_port, self.actor_ref, self.controllable)
-            pid = await asyncio.wait_for(self.process.proxy().start_process(startup_timeout), startup_timeout + _MARGIN)
+            self.process = await self.executor.proxy().launch(
+                spec, placement.control_port, self.actor_ref, self.controllable
+            )
+            pid = await asyncio.wait_for(
+                self.process.proxy().start_process(startup_timeout), startup_timeout + _MARGIN
+            )
         except TaskStartError as exc:
             return self._failed(str(exc), status=INACTIVE)
         except TimeoutError:
@@ -86,12 +92,19 @@ class TaskActor(AsyncioActor):
         self._set(state="STANDBY", status=ACTIVE)
         return TaskOutcome(self.record.id, True, self.record.state)
 
-    async def transition(self, src_state: str, event: str, arguments: dict[str, str], timeout: float) -> TaskOutcome:
+    async def transition(
+        self, src_state: str, event: str, arguments: dict[str, str], timeout: float
+    ) -> TaskOutcome:
         if self.process is None or self.record.status != ACTIVE:
-            return TaskOutcome(self.record.id, False, self.record.state, self.record.error or "task is not running")
+            return TaskOutcome(
+                self.record.id, False, self.record.state, self.record.error or "task is not running"
+            )
         if self.record.state != src_state:
             return TaskOutcome(
-                self.record.id, False, self.record.state, f"cannot {event}: task is {self.record.state}, not {src_state}"
+                self.record.id,
+                False,
+                self.record.state,
+                f"cannot {event}: task is {self.record.state}, not {src_state}",
             )
         try:
             state = await asyncio.wait_for(

@@ -24,7 +24,20 @@ _EXPORTS = {
     "TransitionResult": "aliecs.model",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AliecsError",
+    "Core",
+    "Environment",
+    "EnvironmentBusyError",
+    "InvalidTransitionError",
+    "RoleTree",
+    "TaskError",
+    "TaskInfo",
+    "TransitionError",
+    "TransitionResult",
+    "UnknownEnvironmentError",
+    "UnknownWorkflowError",
+]
 
 if TYPE_CHECKING:
     from aliecs.api import Core, Environment

@@ -1,10 +1,10 @@
 """The Python API: embed a whole control system in a program or a test harness.
 
-    async with aliecs.Core.embedded(state_dir=..., nodes=...) as core:
-        env = await core.new_environment("copypush", vars={"k": "v"})   # returns in DEPLOYED
-        await env.transition("CONFIGURE")
-        env.id, env.state, env.run_number, env.tasks, env.tree()
-        await env.destroy()                                              # tasks gone when it returns
+async with aliecs.Core.embedded(state_dir=..., nodes=...) as core:
+    env = await core.new_environment("copypush", vars={"k": "v"})   # returns in DEPLOYED
+    await env.transition("CONFIGURE")
+    env.id, env.state, env.run_number, env.tasks, env.tree()
+    await env.destroy()                                              # tasks gone when it returns
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ _RECEIVED = re.compile(r"received (\d+) messages")
 
 def _print_step(env: Environment, result: TransitionResult) -> None:
     run = f", run number {result.run_number}" if result.run_number else ""
-    print(f"\n=== {result.event}: {result.from_state} -> {result.to_state} in {result.duration_s * 1000:.0f} ms{run}")
+    took = f"{result.duration_s * 1000:.0f} ms"
+    print(f"\n=== {result.event}: {result.from_state} -> {result.to_state} in {took}{run}")
     if env.tasks and env.state != "DONE":
         print(env.tree())
     for warning in result.warnings:
@@ -91,7 +92,9 @@ async def run_demo(nodes: int, seconds: float, state_dir: Path | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aliecs.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=2, help="simulated nodes in the local cluster (default 2)")
+    parser.add_argument(
+        "--nodes", type=int, default=2, help="simulated nodes in the local cluster (default 2)"
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="how long data flows while RUNNING")
     parser.add_argument("--state-dir", type=Path, default=None, help="state directory (run numbers, logs)")
     args = parser.parse_args(argv)

@@ -34,7 +34,9 @@ def test_product_is_commutative_and_associative() -> None:
         assert state_product(state_product(a, b), c) == state_product(a, state_product(b, c))
 
 
-@given(st.lists(st.tuples(st.integers(0, 7), st.sampled_from(STATES), st.sampled_from(STATUSES)), max_size=60))
+@given(
+    st.lists(st.tuples(st.integers(0, 7), st.sampled_from(STATES), st.sampled_from(STATUSES)), max_size=60)
+)
 def test_tally_matches_full_recomputation(updates: list[tuple[int, str, str]]) -> None:
     tally = StateTally()
     current: dict[str, tuple[str, str]] = {}

@@ -24,7 +24,8 @@ def test_inventory_yaml(tmp_path: Path) -> None:
     path = tmp_path / "inventory.yaml"
     path.write_text(
         "nodes:\n"
-        "  - hostname: flp001\n    attributes: {machine_id: flp001}\n    cpu: 4\n    control_ports: 31000-31099\n"
+        "  - hostname: flp001\n    attributes: {machine_id: flp001}\n"
+        "    cpu: 4\n    control_ports: 31000-31099\n"
         "  - hostname: flp002\n"
     )
     nodes = load_inventory(path)

@@ -14,7 +14,9 @@ import click
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--agent-endpoint", envvar="MESOS_AGENT_ENDPOINT", default=None, help="Mesos agent (set by Mesos).")
+@click.option(
+    "--agent-endpoint", envvar="MESOS_AGENT_ENDPOINT", default=None, help="Mesos agent (set by Mesos)."
+)
 def command(agent_endpoint: str | None) -> None:
     """Run the aliecs executor for one node under a Mesos agent."""
     if not agent_endpoint:
@@ -25,7 +27,8 @@ def command(agent_endpoint: str | None) -> None:
         )
         sys.exit(2)
     click.echo(
-        f"aliecs-executor: Mesos executor mode (agent {agent_endpoint}, pid {os.getpid()}) is not available yet",
+        f"aliecs-executor: Mesos executor mode (agent {agent_endpoint}, pid {os.getpid()}) "
+        "is not available yet",
         err=True,
     )
     sys.exit(2)

@@ -21,6 +21,9 @@ from ruamel.yaml import YAML
 
 from aliecs.cluster.ports import PortRange
 
+_DEFAULT_CONTROL_PORTS = PortRange(30000, 30999)
+_DEFAULT_DATA_PORTS = PortRange(20000, 20999)
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -28,8 +31,8 @@ class NodeSpec:
     attributes: dict[str, str] = field(default_factory=dict)
     cpu: float = 64.0
     memory: float = 65536.0
-    control_ports: PortRange = PortRange(30000, 30999)
-    data_ports: PortRange = PortRange(20000, 20999)
+    control_ports: PortRange = _DEFAULT_CONTROL_PORTS
+    data_ports: PortRange = _DEFAULT_DATA_PORTS
 
 
 class InventoryError(ValueError):
@@ -72,7 +75,9 @@ def _node_from_mapping(entry: Any, where: str) -> NodeSpec:
             control_ports=PortRange.parse(str(entry["control_ports"]))
             if "control_ports" in entry
             else defaults.control_ports,
-            data_ports=PortRange.parse(str(entry["data_ports"])) if "data_ports" in entry else defaults.data_ports,
+            data_ports=PortRange.parse(str(entry["data_ports"]))
+            if "data_ports" in entry
+            else defaults.data_ports,
         )
     except ValueError as exc:
         raise InventoryError(f"{where}: {exc}") from exc

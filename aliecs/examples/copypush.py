@@ -125,6 +125,8 @@ class Sink(_Device):
             if self.counting:
                 self.received += 1
                 self.bytes += len(message)
+                if self.received == 1:
+                    _log(f"{self.device_id}: run {self.run_number}: first message received")
 
     async def on_configure(self, args: dict[str, str]) -> None:
         await super().on_configure(args)
@@ -137,7 +139,9 @@ class Sink(_Device):
 
     async def on_stop(self, args: dict[str, str]) -> None:
         self.counting = False
-        _log(f"{self.device_id}: run {self.run_number}: received {self.received} messages ({self.bytes} bytes)")
+        _log(
+            f"{self.device_id}: run {self.run_number}: received {self.received} messages ({self.bytes} bytes)"
+        )
 
     async def on_reset(self, args: dict[str, str]) -> None:
         if self.puller is not None:
@@ -154,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", default="copypush", help="device id used in log lines")
     parser.add_argument("--msg-size", type=int, default=1024, help="sampler: bytes per message")
     parser.add_argument("--rate", type=float, default=500.0, help="sampler: messages per second")
-    parser.add_argument("--control-port", type=int, default=None, help="OCC port (default: $OCC_CONTROL_PORT)")
+    parser.add_argument(
+        "--control-port", type=int, default=None, help="OCC port (default: $OCC_CONTROL_PORT)"
+    )
     args = parser.parse_args(argv)
     handler: Any = Sampler(args.id, args.msg_size, args.rate) if args.device == "sampler" else Sink(args.id)
     return run(handler, sys.argv[1:] if argv is None else argv)

@@ -103,7 +103,7 @@ class TaskProcess:
         log = None
         if spec.log_path is not None:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = open(spec.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+            log = open(spec.log_path, "ab")  # noqa: SIM115, ASYNC230 - a local file, handed to the child
         try:
             preexec = _die_with_parent if spec.die_with_parent and sys.platform == "linux" else None
             common = {

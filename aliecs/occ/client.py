@@ -142,7 +142,7 @@ class OccClient:
     # The ``timeout`` parameters below become gRPC deadlines sent to the process (grpc-timeout header), which
     # asyncio.timeout() around the call could not do; hence the ASYNC109 exemptions.
 
-    async def get_state(self, timeout: float | None = None) -> tuple[str, int]:  # noqa: ASYNC109
+    async def get_state(self, timeout: float | None = None) -> tuple[str, int]:
         """The process's current state and pid."""
         reply = await self._unary("GetState", occ_pb.GetStateRequest(), occ_pb.GetStateReply, timeout)
         return reply.state, reply.pid
@@ -152,7 +152,7 @@ class OccClient:
         src_state: str,
         event: str,
         args: Mapping[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
+        timeout: float | None = None,
     ) -> TransitionResult:
         """Request ``event`` from ``src_state`` with flat ``args``; returns once the process settled.
 

@@ -75,7 +75,8 @@ def resolve_target(channel: Channel, role_path: str, endpoints: Mapping[tuple[st
     path, sep, name = target.rpartition(":")
     if not sep or not path or not name:
         raise TemplateError(
-            f"connect channel {channel.name!r} has target {target!r}; expected 'role.path:channel' or an address",
+            f"connect channel {channel.name!r} has target {target!r}; "
+            "expected 'role.path:channel' or an address",
             role_path=role_path,
         )
     endpoint = endpoints.get((path, name))

@@ -126,7 +126,9 @@ def channel_templates(items: Any, where: str, kind: str) -> tuple[ChannelTemplat
         if not isinstance(item, Mapping) or not item.get("name"):
             raise TemplateError(f"{kind}[{index}] needs at least a 'name'", file=where)
         fields = {str(k): str(v) for k, v in item.items() if k not in ("name", "type")}
-        channels.append(ChannelTemplate(name=str(item["name"]), type=str(item.get("type", "")), fields=fields))
+        channels.append(
+            ChannelTemplate(name=str(item["name"]), type=str(item.get("type", "")), fields=fields)
+        )
     return tuple(channels)
 
 
@@ -156,7 +158,9 @@ def parse_task_class(source: SourceFile, expected_name: str) -> TaskClass:
     control = document.get("control") or {}
     mode = str(control.get("mode", "direct")) if isinstance(control, dict) else "direct"
     if mode not in CONTROL_MODES:
-        raise TemplateError(f"control mode {mode!r} is not one of {', '.join(CONTROL_MODES)}", file=source.path)
+        raise TemplateError(
+            f"control mode {mode!r} is not one of {', '.join(CONTROL_MODES)}", file=source.path
+        )
     command = document.get("command")
     if not isinstance(command, dict) or "value" not in command:
         raise TemplateError("task descriptor needs a 'command' with a 'value'", file=source.path)

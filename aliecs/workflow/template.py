@@ -104,7 +104,12 @@ class _Expander:
         return TemplateError(message, file=self.source, role_path=role_path)
 
     def render(
-        self, text: Any, stack: Mapping[str, str], role_path: str, parent: Role | None, this: Role | None = None
+        self,
+        text: Any,
+        stack: Mapping[str, str],
+        role_path: str,
+        parent: Role | None,
+        this: Role | None = None,
     ) -> str:
         """Render one template field; `Parent()`/`Up(n)`/`This()` see the role being processed."""
         return render_value(
@@ -155,7 +160,9 @@ class _Expander:
             raise self.error("'for' needs either 'range' or 'begin' and 'end'", parent_path)
         name_template = str(spec.get("name", ""))
         if var not in name_template:
-            raise self.error(f"iterator role name {name_template!r} must use the iterator variable {var!r}", parent_path)
+            raise self.error(
+                f"iterator role name {name_template!r} must use the iterator variable {var!r}", parent_path
+            )
         body = {key: value for key, value in spec.items() if key != "for"}
         roles = []
         for value in values:
@@ -164,7 +171,9 @@ class _Expander:
                 roles.append(role)
         return roles
 
-    def expand_single(self, spec: Mapping[str, Any], parent: Role | None, extra_vars: dict[str, str]) -> Role | None:
+    def expand_single(
+        self, spec: Mapping[str, Any], parent: Role | None, extra_vars: dict[str, str]
+    ) -> Role | None:
         parent_path = parent.path if parent else ""
         present = [kind for kind in ROLE_KINDS if kind in spec]
         if len(present) != 1:
@@ -185,7 +194,9 @@ class _Expander:
         parent_vars = dict(parent.vars) if parent else {}
         # Stage 0: enabled, evaluated with the parent's stack (plus the iterator variable).
         base_stack = {**(parent.stack if parent else self.user_vars), **extra_vars}
-        if "enabled" in spec and not _truthy_enabled(self.render(spec["enabled"], base_stack, parent_path, parent)):
+        if "enabled" in spec and not _truthy_enabled(
+            self.render(spec["enabled"], base_stack, parent_path, parent)
+        ):
             return None
         # Stage 1-3: defaults, vars, user vars, each rendered with what is known so far.
         defaults = {**parent_defaults}
@@ -194,7 +205,9 @@ class _Expander:
                                         parent_path, parent)  # fmt: skip
         variables = {**parent_vars, **extra_vars}
         for key, value in variables_of(spec.get("vars")).items():
-            variables[key] = self.render(value, {**defaults, **variables, **self.user_vars}, parent_path, parent)
+            variables[key] = self.render(
+                value, {**defaults, **variables, **self.user_vars}, parent_path, parent
+            )
         stack = {**defaults, **variables, **self.user_vars}
         # Stage 4: name and task.load.
         name = self.render(spec.get("name", ""), stack, parent_path, parent).strip()
@@ -215,7 +228,9 @@ class _Expander:
         for item in plain(spec.get("constraints")) or []:
             if not isinstance(item, Mapping) or "attribute" not in item:
                 raise self.error("constraints items need 'attribute' and 'value'", path)
-            role.constraints[str(item["attribute"])] = self.render(item.get("value", ""), stack, path, parent, role)
+            role.constraints[str(item["attribute"])] = self.render(
+                item.get("value", ""), stack, path, parent, role
+            )
         inherited = {channel.name: channel for channel in (parent.connect if parent else [])}
         for template in channel_templates(plain(spec.get("connect")), self.source, "connect"):
             inherited[template.name] = self.channel(template, stack, path, role)
@@ -269,7 +284,9 @@ class _Expander:
         return TaskRef(load=load, task_class=task_class, critical=critical)
 
 
-def load_workflow(repository: TemplateRepository, name: str, user_vars: Mapping[str, str] | None = None) -> Workflow:
+def load_workflow(
+    repository: TemplateRepository, name: str, user_vars: Mapping[str, str] | None = None
+) -> Workflow:
     """Read, parse and expand workflow `name` from `repository` with the user's variables."""
     source = repository.read_workflow(name)
     try:
@@ -280,9 +297,13 @@ def load_workflow(repository: TemplateRepository, name: str, user_vars: Mapping[
         raise TemplateError("a workflow template must be a mapping (the root role)", file=source.path)
     root_name = str(plain(document.get("name", "")))
     if root_name != name:
-        raise TemplateError(f"the root role's name {root_name!r} must equal the file name {name!r}", file=source.path)
+        raise TemplateError(
+            f"the root role's name {root_name!r} must equal the file name {name!r}", file=source.path
+        )
     expander = _Expander(repository, {k: str(v) for k, v in (user_vars or {}).items()}, source.path)
     roles = expander.expand(document, None)
     if not roles:
         raise TemplateError("every role of the workflow is disabled", file=source.path)
-    return Workflow(name=name, source=source.path, root=roles[0], description=str(plain(document.get("description", ""))))
+    return Workflow(
+        name=name, source=source.path, root=roles[0], description=str(plain(document.get("description", "")))
+    )

@@ -6,11 +6,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from actors.executor import ExecutorActor
 from actors.manager import EnvironmentManagerActor
 from actors.runtime import AsyncioActor
 from actors.scheduler import LocalClusterActor
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.environment.runnumber import RunNumberStore
+from aliecs.events import EventBus
 from aliecs.model import EnvironmentRecord
 
 log = logging.getLogger(__name__)
@@ -23,19 +25,23 @@ class CoreActor(AsyncioActor):
         run_numbers: RunNumberStore,
         log_dir: Path,
         registry: dict[str, tuple[EnvironmentRecord, Any]],
+        bus: EventBus,
+        executor_class: type[AsyncioActor] = ExecutorActor,
     ) -> None:
         super().__init__()
         self.nodes = nodes
         self.run_numbers = run_numbers
         self.log_dir = log_dir
         self.registry = registry
+        self.bus = bus
+        self.executor_class = executor_class
         self.scheduler: Any = None
         self.manager: Any = None
 
     def on_start(self) -> None:
-        self.scheduler = self.start_child(LocalClusterActor, self.nodes)
+        self.scheduler = self.start_child(LocalClusterActor, self.nodes, executor_class=self.executor_class)
         self.manager = self.start_child(
-            EnvironmentManagerActor, self.registry, self.scheduler, self.run_numbers, self.log_dir
+            EnvironmentManagerActor, self.registry, self.scheduler, self.run_numbers, self.log_dir, self.bus
         )
 
     def refs(self) -> tuple[Any, Any]:

@@ -29,6 +29,7 @@ from aliecs.environment import fsm as states
 from aliecs.environment.fsm import EnvironmentStateMachine, normalize_event
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import InvalidTransitionError, TaskError, TransitionError
+from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, EventBus, RunEvent
 from aliecs.executor.process import LaunchSpec
 from aliecs.model import EnvironmentRecord, RoleRecord, TaskRecord, TransitionResult
 from aliecs.workflow.channels import bind_channels, channel_keys, resolve_target
@@ -71,9 +72,11 @@ class EnvironmentActor(AsyncioActor):
         scheduler: Any,
         run_numbers: RunNumberStore,
         log_dir: Path,
+        bus: EventBus,
     ) -> None:
         super().__init__()
         self.record = record
+        self.bus = bus
         self.workflow = workflow
         self.scheduler = scheduler
         self.run_numbers = run_numbers
@@ -100,7 +103,9 @@ class EnvironmentActor(AsyncioActor):
         """Create the role tree's actors (no process is started before DEPLOY)."""
         root_spec = self.workflow.root
         self.record.root = RoleRecord(name=root_spec.name, path=root_spec.path)
-        self.root = self.start_child(RoleActor, root_spec, self.record.root, self.actor_ref, None)
+        self.root = self.start_child(
+            RoleActor, root_spec, self.record.root, self.actor_ref, None, self.bus, self.record.id
+        )
         for role, task_record, ref in await self.root.proxy().build(new_task_id):
             self.entries[task_record.id] = _TaskEntry(role, task_record, ref)
             self.record.tasks[task_record.id] = task_record
@@ -141,6 +146,7 @@ class EnvironmentActor(AsyncioActor):
         started_ms = int(time.time() * 1000)
         began = loop.time()
         self.record.current_transition = event
+        self._announce(event, STARTED, message="transition starting")
         try:
             try:
                 errors = await self.steps[event]()
@@ -150,12 +156,14 @@ class EnvironmentActor(AsyncioActor):
             failures = [error for error in errors if error.critical]
             if (failures or reason) and event not in (states.GO_ERROR, states.EXIT):
                 self.record.error = reason or str(failures[0])
+                self._announce(event, DONE_ERROR, error=self.record.error)
                 await self._enter_error()
                 raise TransitionError(self.record.id, event, self.fsm.state, errors, reason)
             self.fsm.fire(event)
             self.record.state = self.fsm.state
         finally:
             self.record.current_transition = ""
+        self._announce(event, DONE_OK, message="transition completed successfully")
         if self.root is not None:
             await self.root.proxy().settle()
         result = TransitionResult(
@@ -170,6 +178,22 @@ class EnvironmentActor(AsyncioActor):
         self.record.history.append(result)
         return result
 
+    def _announce(self, transition: str, status: str, message: str = "", error: str = "") -> None:
+        self.bus.publish(
+            EnvironmentEvent(
+                environment_id=self.record.id,
+                state=self.fsm.state,
+                transition=transition,
+                transition_status=status,
+                run_number=self.record.run_number,
+                message=message,
+                error=error,
+            )
+        )
+        if transition in (states.START_ACTIVITY, states.STOP_ACTIVITY, states.GO_ERROR) and status != STARTED:
+            run = self.record.run_number or self.record.last_run_number
+            self.bus.publish(RunEvent(self.record.id, run, self.fsm.state, transition, status, error))
+
     async def _enter_error(self) -> None:
         """GO_ERROR after a failed transition; never raises (its task errors are only logged)."""
         if not self.fsm.can(states.GO_ERROR):
@@ -179,6 +203,7 @@ class EnvironmentActor(AsyncioActor):
             log.warning("environment %s: GO_ERROR: %s", self.record.id, error)
         self.fsm.fire(states.GO_ERROR)
         self.record.state = self.fsm.state
+        self._announce(states.GO_ERROR, DONE_OK, message="environment entered ERROR", error=self.record.error)
         if self.root is not None:
             await self.root.proxy().settle()
 

@@ -159,16 +159,23 @@ class ProcessActor(AsyncioActor):
             raise TaskTransitionError(str(exc)) from exc
         return result.state
 
-    async def kill(self, step_timeout: float = 5.0) -> ExitInfo | None:
-        """Walk the task to DONE (STOP, RESET, EXIT; each step bounded), then SIGTERM/SIGINT/SIGKILL."""
+    async def kill(
+        self,
+        step_timeout: float = 5.0,
+        exit_grace: float = 2.0,
+        term_grace: float = 2.0,
+        int_grace: float = 3.0,
+    ) -> ExitInfo | None:
+        """Walk the task to DONE (STOP, RESET, EXIT; each step bounded), wait `exit_grace` for it to
+        leave on its own, then SIGTERM, SIGINT and SIGKILL its process group (the original's sequence)."""
         if self.process is None:
             return None
         self._killing = True
         if self.process.alive and self.client is not None:
             await self._walk_to_done(step_timeout)
-        if self.process.alive:
-            await self.process.wait(2.0 if self.client is not None else 0.0)
-        info = await self.process.terminate()
+        if self.process.alive and self.client is not None:
+            await self.process.wait(exit_grace)
+        info = await self.process.terminate(term_grace=term_grace, int_grace=int_grace)
         await self._close()
         return info
 

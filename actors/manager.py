@@ -17,6 +17,7 @@ from actors.environment import EnvironmentActor
 from actors.runtime import AsyncioActor
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import UnknownEnvironmentError
+from aliecs.events import EventBus
 from aliecs.model import EnvironmentRecord
 from aliecs.workflow.template import Workflow
 
@@ -34,6 +35,7 @@ class EnvironmentManagerActor(AsyncioActor):
         scheduler: Any,
         run_numbers: RunNumberStore,
         log_dir: Path,
+        bus: EventBus,
     ) -> None:
         super().__init__()
         # Published registry: written only here, read directly by the API (see aliecs.model).
@@ -41,6 +43,7 @@ class EnvironmentManagerActor(AsyncioActor):
         self.scheduler = scheduler
         self.run_numbers = run_numbers
         self.log_dir = log_dir
+        self.bus = bus
 
     def add(
         self, env_id: str, workflow: Workflow, user_vars: dict[str, str]
@@ -49,7 +52,7 @@ class EnvironmentManagerActor(AsyncioActor):
             id=env_id, workflow=workflow.name, created_ms=int(time.time() * 1000), user_vars=dict(user_vars)
         )
         ref = self.start_child(
-            EnvironmentActor, record, workflow, self.scheduler, self.run_numbers, self.log_dir
+            EnvironmentActor, record, workflow, self.scheduler, self.run_numbers, self.log_dir, self.bus
         )
         self.registry[env_id] = (record, ref)
         return record, ref

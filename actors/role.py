@@ -15,13 +15,24 @@ from actors.messages import ChildChanged
 from actors.runtime import AsyncioActor
 from actors.task import TaskActor
 from aliecs.environment.aggregate import StateTally
+from aliecs.events import EventBus, RoleEvent
 from aliecs.model import RoleRecord, TaskRecord
 from aliecs.workflow.template import Role
 
 
 class RoleActor(AsyncioActor):
-    def __init__(self, role: Role, record: RoleRecord, environment: Any, parent: Any) -> None:
+    def __init__(
+        self,
+        role: Role,
+        record: RoleRecord,
+        environment: Any,
+        parent: Any,
+        bus: EventBus,
+        environment_id: str,
+    ) -> None:
         super().__init__()
+        self.bus = bus
+        self.environment_id = environment_id
         self.role = role
         self.record = record
         self.environment = environment
@@ -48,13 +59,29 @@ class RoleActor(AsyncioActor):
                     critical=child.task.critical,
                 )
                 child_record.task = task_record
-                ref = self.start_child(TaskActor, task_record, child_record, self.environment, self.actor_ref)
+                ref = self.start_child(
+                    TaskActor,
+                    task_record,
+                    child_record,
+                    self.environment,
+                    self.actor_ref,
+                    self.bus,
+                    self.environment_id,
+                )
                 tasks.append((child, task_record, ref))
                 if task_record.critical:
                     self.critical = True
                     self.tally.set(task_record.id, task_record.state, task_record.status)
             else:
-                ref = self.start_child(RoleActor, child, child_record, self.environment, self.actor_ref)
+                ref = self.start_child(
+                    RoleActor,
+                    child,
+                    child_record,
+                    self.environment,
+                    self.actor_ref,
+                    self.bus,
+                    self.environment_id,
+                )
                 self.role_children[child.path] = ref
                 tasks.extend(await ref.proxy().build(new_task_id))
                 child_critical = await ref.proxy().critical
@@ -75,6 +102,7 @@ class RoleActor(AsyncioActor):
         if (state, status) == (self.record.state, self.record.status):
             return
         self.record.state, self.record.status = state, status
+        self.bus.publish(RoleEvent(self.environment_id, self.role.name, self.role.path, state, status))
         if notify and self.parent is not None:
             self.parent.tell(ChildChanged(self.role.path, state, status, self.critical))
 

@@ -35,8 +35,16 @@ class _Allocation:
 
 
 class LocalClusterActor(AsyncioActor):
-    def __init__(self, nodes: list[NodeSpec], node_address: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        nodes: list[NodeSpec],
+        node_address: str = "127.0.0.1",
+        executor_class: type[AsyncioActor] = ExecutorActor,
+    ) -> None:
         super().__init__()
+        # Any actor with ExecutorActor's interface: `launch(spec, control_port, listener, controllable)`
+        # returning a process actor ref (start_process, transition, get_state, kill), and ForgetProcess.
+        self.executor_class = executor_class
         self.nodes = {node.hostname: node for node in nodes}
         self.node_address = node_address
         self.executors: dict[str, Any] = {}
@@ -53,7 +61,7 @@ class LocalClusterActor(AsyncioActor):
 
     def on_start(self) -> None:
         for hostname, node in self.nodes.items():
-            self.executors[hostname] = self.start_child(ExecutorActor, node)
+            self.executors[hostname] = self.start_child(self.executor_class, node)
 
     def node_names(self) -> list[str]:
         return list(self.nodes)

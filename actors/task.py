@@ -16,6 +16,7 @@ from actors.executor import TaskStartError, TaskTransitionError
 from actors.messages import ChildChanged, DeviceEvent, ForgetProcess, ProcessExited, TaskDeviceEvent, TaskDied
 from actors.runtime import AsyncioActor
 from aliecs.cluster.scheduling import Placement
+from aliecs.events import EventBus, TaskEvent
 from aliecs.executor.process import LaunchSpec
 from aliecs.model import RoleRecord, TaskRecord
 
@@ -37,9 +38,19 @@ class TaskOutcome:
 
 
 class TaskActor(AsyncioActor):
-    def __init__(self, record: TaskRecord, role_record: RoleRecord, environment: Any, parent: Any) -> None:
+    def __init__(
+        self,
+        record: TaskRecord,
+        role_record: RoleRecord,
+        environment: Any,
+        parent: Any,
+        bus: EventBus,
+        environment_id: str,
+    ) -> None:
         super().__init__()
         self.record = record
+        self.bus = bus
+        self.environment_id = environment_id
         self.role_record = role_record
         self.environment = environment
         self.parent = parent
@@ -62,6 +73,20 @@ class TaskActor(AsyncioActor):
             self.role_record.status = self.record.status
             self.parent.tell(
                 ChildChanged(self.record.id, self.record.state, self.record.status, self.record.critical)
+            )
+            record = self.record
+            self.bus.publish(
+                TaskEvent(
+                    environment_id=self.environment_id,
+                    task_id=record.id,
+                    name=record.name,
+                    state=record.state,
+                    status=record.status,
+                    hostname=record.host,
+                    class_name=record.class_name,
+                    path=record.role_path,
+                    critical=record.critical,
+                )
             )
 
     # -- commands from the environment -----------------------------------------------------------

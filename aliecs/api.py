@@ -22,6 +22,7 @@ from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
 from aliecs.environment.fsm import normalize_event
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
+from aliecs.events import CoreStartEvent, EventBus
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
 from aliecs.workflow.repository import TemplateRepository, default_repository
 from aliecs.workflow.template import load_workflow
@@ -131,7 +132,10 @@ class Core:
         state_dir: Path | str | None = None,
         nodes: int | list[NodeSpec] | Path | str | None = None,
         repository: TemplateRepository | None = None,
+        executor_class: type | None = None,
     ) -> None:
+        self.executor_class = executor_class
+        self.events = EventBus()
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         if nodes is None or isinstance(nodes, int):
             self.nodes = default_nodes(nodes or 1)
@@ -152,8 +156,11 @@ class Core:
         state_dir: Path | str | None = None,
         nodes: int | list[NodeSpec] | Path | str | None = None,
         repository: TemplateRepository | None = None,
+        executor_class: type | None = None,
     ) -> Core:
-        return cls(state_dir=state_dir, nodes=nodes, repository=repository)
+        """An embedded core. `executor_class` replaces the node executors (e.g. an in-process fake
+        executor for scale runs); by default tasks are real processes."""
+        return cls(state_dir=state_dir, nodes=nodes, repository=repository, executor_class=executor_class)
 
     async def __aenter__(self) -> Core:
         await self.start()
@@ -167,8 +174,12 @@ class Core:
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.run_numbers = await asyncio.to_thread(RunNumberStore, self.state_dir / "runs.sqlite")
-        self._core = CoreActor.start(self.nodes, self.run_numbers, self.state_dir / "logs", self._registry)
+        extra = {"executor_class": self.executor_class} if self.executor_class is not None else {}
+        self._core = CoreActor.start(
+            self.nodes, self.run_numbers, self.state_dir / "logs", self._registry, self.events, **extra
+        )
         _scheduler, self._manager = await self._core.proxy().refs()
+        self.events.publish(CoreStartEvent(framework_id=str(self.state_dir)))
 
     async def stop(self) -> None:
         """Destroy every environment (orderly, concurrently), then stop the actor tree."""

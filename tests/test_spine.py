@@ -254,3 +254,33 @@ async def test_concurrent_transition_is_refused_as_busy(tmp_path: Path, repo: Re
             await env.transition("RESET")
         await first
         assert env.state == "CONFIGURED"
+
+
+async def test_every_state_change_is_published(tmp_path: Path, repo: RepoBuilder) -> None:
+    from aliecs.events import EnvironmentEvent, RoleEvent, RunEvent, TaskEvent
+
+    fakes(repo)
+    async with Core.embedded(state_dir=tmp_path, repository=repo.repository) as core:
+        subscription = core.events.subscribe()
+        env = await core.new_environment("fakes")
+        for event in ("CONFIGURE", "START_ACTIVITY", "STOP_ACTIVITY"):
+            await env.transition(event)
+        run = env.last_run_number
+        await env.destroy()
+        subscription.close()
+        events = [event async for event in subscription]
+    transitions = [
+        (e.transition, e.transition_status)
+        for e in events
+        if isinstance(e, EnvironmentEvent) and e.environment_id == env.id
+    ]
+    for name in ("DEPLOY", "CONFIGURE", "START_ACTIVITY", "STOP_ACTIVITY", "RESET", "EXIT"):
+        assert transitions.index((name, "STARTED")) < transitions.index((name, "DONE_OK"))
+    task_states = {(e.task_id, e.state) for e in events if isinstance(e, TaskEvent)}
+    for task in env.tasks:
+        assert {(task.id, s) for s in ("STANDBY", "CONFIGURED", "RUNNING", "DONE")} <= task_states
+    roles = [e for e in events if isinstance(e, RoleEvent) and e.role_path == "fakes"]
+    root_states = iter(e.state for e in roles)
+    assert all(state in root_states for state in ("STANDBY", "CONFIGURED", "RUNNING", "CONFIGURED", "DONE"))
+    runs = [(e.transition, e.run_number) for e in events if isinstance(e, RunEvent)]
+    assert runs == [("START_ACTIVITY", run), ("STOP_ACTIVITY", run)]

@@ -1,0 +1,155 @@
+"""In-process event bus: every state change of environments, roles, tasks and runs is published here.
+
+Publishing never blocks and never waits for a subscriber: each subscriber has its own bounded
+queue, and one that falls too far behind is cut off (it sees `SubscriberOverflow` and can
+resubscribe) rather than slowing down a transition. The control server turns these events into
+protobuf `events.Event` messages for gRPC subscribers and the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# OpStatus values of the original's events.proto.
+STARTED = "STARTED"
+ONGOING = "ONGOING"
+DONE_OK = "DONE_OK"
+DONE_ERROR = "DONE_ERROR"
+DONE_TIMEOUT = "DONE_TIMEOUT"
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+@dataclass(frozen=True)
+class EnvironmentEvent:
+    environment_id: str
+    state: str
+    transition: str = ""
+    transition_step: str = ""
+    transition_status: str = ""
+    run_number: int = 0
+    error: str = ""
+    message: str = ""
+    timestamp_ns: int = field(default_factory=now_ns)
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    environment_id: str
+    task_id: str
+    name: str
+    state: str
+    status: str
+    hostname: str
+    class_name: str
+    path: str
+    critical: bool = True
+    timestamp_ns: int = field(default_factory=now_ns)
+
+
+@dataclass(frozen=True)
+class RoleEvent:
+    environment_id: str
+    name: str
+    role_path: str
+    state: str
+    status: str
+    timestamp_ns: int = field(default_factory=now_ns)
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    environment_id: str
+    run_number: int
+    state: str
+    transition: str
+    transition_status: str
+    error: str = ""
+    timestamp_ns: int = field(default_factory=now_ns)
+
+
+@dataclass(frozen=True)
+class CoreStartEvent:
+    framework_id: str
+    timestamp_ns: int = field(default_factory=now_ns)
+
+
+Event = EnvironmentEvent | TaskEvent | RoleEvent | RunEvent | CoreStartEvent
+
+
+class SubscriberOverflow(Exception):
+    """The subscriber did not keep up and was disconnected."""
+
+
+class Subscription:
+    def __init__(self, bus: EventBus, limit: int) -> None:
+        self._bus = bus
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._limit = limit
+        self.overflowed = False
+
+    def _push(self, event: Event) -> None:
+        if self.overflowed:
+            return
+        if self._queue.qsize() >= self._limit:
+            self.overflowed = True
+            self._queue.put_nowait(SubscriberOverflow(f"subscriber fell {self._limit} events behind"))
+            self._bus._unsubscribe(self)
+            return
+        self._queue.put_nowait(event)
+
+    def close(self) -> None:
+        self._bus._unsubscribe(self)
+        self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, SubscriberOverflow):
+                raise item
+            yield item
+
+    async def next(self, timeout: float | None = None) -> Event:
+        item = await asyncio.wait_for(self._queue.get(), timeout)
+        if item is None:
+            raise StopAsyncIteration
+        if isinstance(item, SubscriberOverflow):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+
+class EventBus:
+    def __init__(self, subscriber_limit: int = 100_000) -> None:
+        self._subscribers: list[Subscription] = []
+        self.subscriber_limit = subscriber_limit
+        self.published = 0
+
+    def publish(self, event: Event) -> None:
+        self.published += 1
+        for subscription in self._subscribers:
+            subscription._push(event)
+
+    def subscribe(self) -> Subscription:
+        """Events published from now on; close() it when done."""
+        subscription = Subscription(self, self.subscriber_limit)
+        self._subscribers.append(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscribers:
+            self._subscribers.remove(subscription)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)

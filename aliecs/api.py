@@ -92,17 +92,26 @@ class Environment:
         transition is running), or `TransitionError` (the environment went to ERROR).
         """
         name = normalize_event(event)
+        self._check_alive(name)
         with self._core._exclusive(self.id, name):
             result: TransitionResult = await self._ref.proxy().transition(name)
         return result
 
     async def destroy(self, allow_running: bool = True) -> None:
-        """Tear down: STOP/RESET/EXIT as needed, kill what remains; no process is left when it returns."""
+        """Tear down: STOP/RESET/EXIT as needed, kill what remains; no process is left when it returns.
+
+        Destroying an environment that is already gone does nothing."""
+        if self.id not in self._core._registry:
+            return
         with self._core._exclusive(self.id, "DESTROY"):
             try:
                 await self._ref.proxy().destroy(allow_running)
             finally:
                 await self._core._manager.proxy().forget(self.id)
+
+    def _check_alive(self, what: str) -> None:
+        if self.id not in self._core._registry:
+            raise UnknownEnvironmentError(f"environment {self.id} was destroyed; cannot {what}")
 
     def __repr__(self) -> str:
         return f"<Environment {self.id} {self.workflow} {self.state} run={self.run_number}>"

@@ -284,3 +284,16 @@ async def test_every_state_change_is_published(tmp_path: Path, repo: RepoBuilder
     assert all(state in root_states for state in ("STANDBY", "CONFIGURED", "RUNNING", "CONFIGURED", "DONE"))
     runs = [(e.transition, e.run_number) for e in events if isinstance(e, RunEvent)]
     assert runs == [("START_ACTIVITY", run), ("STOP_ACTIVITY", run)]
+
+
+async def test_destroyed_environment_refuses_transitions(tmp_path: Path, repo: RepoBuilder) -> None:
+    from aliecs import UnknownEnvironmentError
+
+    fakes(repo)
+    async with Core.embedded(state_dir=tmp_path, repository=repo.repository) as core:
+        env = await core.new_environment("fakes")
+        await env.destroy()
+        await env.destroy()  # idempotent
+        with pytest.raises(UnknownEnvironmentError, match=f"environment {env.id} was destroyed"):
+            await env.transition("CONFIGURE")
+        assert env.state == "DONE"

@@ -33,3 +33,18 @@ def test_demo_module_help() -> None:
         [sys.executable, "-m", "aliecs.demo", "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and "--nodes" in result.stdout
+
+
+def test_demo_runs_the_full_cycle(tmp_path: Path) -> None:
+    """What `make demo` runs: exits 0, shows every transition, data counts, and leaves no process."""
+    result = subprocess.run(
+        [sys.executable, "-m", "aliecs.demo", "--seconds", "0.5", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for event in ("DEPLOY", "CONFIGURE", "START_ACTIVITY", "STOP_ACTIVITY", "RESET", "EXIT"):
+        assert f"=== {event}:" in result.stdout
+    assert "run number 1" in result.stdout
+    assert "task processes are gone" in result.stdout

@@ -25,7 +25,7 @@ from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentE
 from aliecs.events import CoreStartEvent, EventBus
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
 from aliecs.workflow.repository import TemplateRepository, default_repository
-from aliecs.workflow.template import load_workflow
+from aliecs.workflow.template import Workflow, load_workflow
 
 
 def default_state_dir() -> Path:
@@ -80,6 +80,11 @@ class Environment:
     def history(self) -> list[TransitionResult]:
         return list(self._record.history)
 
+    @property
+    def template(self) -> Workflow | None:
+        """The expanded workflow (role variables, descriptions) this environment was made from."""
+        return self._core._workflows.get(self.id)
+
     def tree(self) -> RoleTree:
         if self._record.root is None:
             raise AliecsError(f"environment {self.id} has no role tree")
@@ -107,6 +112,7 @@ class Environment:
             try:
                 await self._ref.proxy().destroy(allow_running)
             finally:
+                self._core._workflows.pop(self.id, None)
                 await self._core._manager.proxy().forget(self.id)
 
     def _check_alive(self, what: str) -> None:
@@ -155,6 +161,7 @@ class Core:
         self.repository = repository or default_repository()
         self._registry: dict[str, tuple[EnvironmentRecord, Any]] = {}
         self._busy: dict[str, str] = {}
+        self._workflows: dict[str, Workflow] = {}
         self._core: Any = None
         self._manager: Any = None
         self.run_numbers: RunNumberStore | None = None
@@ -204,18 +211,26 @@ class Core:
     def _handles(self) -> list[Environment]:
         return [Environment(self, record, ref) for record, ref in self._registry.values()]
 
-    async def new_environment(self, workflow: str, vars: Mapping[str, Any] | None = None) -> Environment:
+    async def new_environment(
+        self, workflow: str, vars: Mapping[str, Any] | None = None, env_id: str | None = None
+    ) -> Environment:
         """Create an environment from `workflow` and DEPLOY it; returns when it is DEPLOYED.
 
         On failure the environment is torn down (no process left) and the error raised names it.
+        `env_id` lets a caller that must answer before deployment ends (the control server's
+        NewEnvironmentAsync) choose the id up front; by default a fresh one is made.
         """
         if self._manager is None:
             raise AliecsError("the core is not started (use `async with Core.embedded() as core`)")
-        env_id = new_environment_id()
+        if env_id is None:
+            env_id = new_environment_id()
+        elif env_id in self._registry:
+            raise AliecsError(f"environment id {env_id!r} is already in use")
         variables = {str(key): str(value) for key, value in (vars or {}).items()}
         variables.setdefault("environment_id", env_id)
         workflow_tree = await asyncio.to_thread(load_workflow, self.repository, workflow, variables)
         record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
+        self._workflows[env_id] = workflow_tree
         handle = Environment(self, record, ref)
         try:
             with self._exclusive(env_id, "DEPLOY"):
@@ -225,12 +240,17 @@ class Core:
             try:
                 await ref.proxy().destroy(True)
             finally:
+                self._workflows.pop(env_id, None)
                 await self._manager.proxy().forget(env_id)
             raise
         return handle
 
     async def environments(self) -> list[Environment]:
         return self._handles()
+
+    def tasks(self) -> list[TaskInfo]:
+        """Every task of every environment (a snapshot; no message is sent)."""
+        return [task.info() for record, _ref in self._registry.values() for task in record.tasks.values()]
 
     def environment(self, env_id: str) -> Environment:
         entry = self._registry.get(env_id)

@@ -1,39 +1,102 @@
-"""`aliecs-core`: the control system as a long-running process.
+"""`aliecs-core`: the control system as a long-running process, serving the gRPC control API.
 
-For now it runs the embedded local cluster and keeps it up until SIGTERM/SIGINT, then destroys every
-environment so that no task process is left behind. The gRPC control API comes with the control
-server work; until then environments are driven through the Python API.
+It runs the embedded local cluster and `o2control.Control` (on 127.0.0.1:32102 by default) until
+SIGTERM or SIGINT, then shuts down in order, one printed line per step: stop accepting requests,
+STOP running environments, RESET configured ones, EXIT and kill what remains, stop the actor tree.
+It exits 0 when no task process is left. Listening on anything but loopback requires a token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
 
 import click
 
-from aliecs.api import Core, default_state_dir
+from aliecs.api import Core, Environment, default_state_dir
+from aliecs.environment import fsm as states
 from aliecs.runtime import run
+from aliecs.server import ControlServer
+from aliecs.server.auth import TOKEN_ENV, TokenRequiredError
+from aliecs.server.service import DEFAULT_HOST, DEFAULT_PORT
+
+EXIT_USAGE = 2
 
 
-async def _serve(state_dir: Path, nodes: int, inventory: Path | None) -> int:
+def say(message: str) -> None:
+    click.echo(f"aliecs-core: {message}", nl=True)
+    sys.stdout.flush()
+
+
+async def _wind_down(env: Environment) -> None:
+    """STOP, RESET, then destroy one environment, saying each step; errors are reported, not raised."""
+    try:
+        if env.state == states.RUNNING:
+            say(f"environment {env.id}: STOP_ACTIVITY (run {env.run_number})")
+            await env.transition(states.STOP_ACTIVITY)
+        if env.state == states.CONFIGURED:
+            say(f"environment {env.id}: RESET")
+            await env.transition(states.RESET)
+    except Exception as exc:
+        say(f"environment {env.id}: {exc}; killing its tasks")
+    try:
+        say(f"environment {env.id}: EXIT and kill its {len(env.tasks)} task(s)")
+        await env.destroy(allow_running=True)
+    except Exception as exc:
+        say(f"environment {env.id}: destroy failed: {exc}")
+
+
+async def _serve(
+    state_dir: Path, nodes: int, inventory: Path | None, host: str, port: int, token: str | None
+) -> int:
     async with Core.embedded(state_dir=state_dir, nodes=inventory or nodes) as core:
+        try:
+            server = ControlServer(core, host=host, port=port, token=token)
+        except TokenRequiredError as exc:
+            say(f"error: {exc}")
+            return EXIT_USAGE
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        received: list[str] = []
+
+        def on_signal(name: str) -> None:
+            received.append(name)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        try:
+            await server.start()
+        except OSError as exc:
+            say(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}")
+            return 1
         names = ", ".join(node.hostname for node in core.nodes)
-        click.echo(f"aliecs-core: local cluster with nodes {names}; state in {core.state_dir}")
-        click.echo("aliecs-core: the gRPC control API is not served yet; use the Python API (aliecs.Core)")
+        say(f"local cluster with nodes {names}; state in {core.state_dir}")
+        say(f"audit log {server.audit.path}")
+        auth = "token required" if token else "no token: loopback only"
+        say(f"control API listening on {host}:{server.port} ({auth}); pid {os.getpid()}")
         await stop.wait()
-        click.echo("aliecs-core: shutting down: destroying environments")
+        say(f"{received[0]} received, shutting down")
+        say("closing the control API: no new requests, event streams ended")
+        await server.service.close()
+        server.server.close()
+        await server.server.wait_closed()
+        envs = await core.environments()
+        say(f"{len(envs)} environment(s) to tear down")
+        await asyncio.gather(*(_wind_down(env) for env in envs))
+        say("stopping the actor tree and executors")
+        await server.audit.stop()
+    say("stopped, no task left")
     return 0
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="State directory.")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address of the control API.")
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, help="Port of the control API.")
 @click.option("--nodes", type=int, default=1, show_default=True, help="Simulated nodes in the local cluster.")
 @click.option(
     "--inventory",
@@ -41,9 +104,31 @@ async def _serve(state_dir: Path, nodes: int, inventory: Path | None) -> int:
     default=None,
     help="YAML inventory of nodes (instead of --nodes).",
 )
-def command(state_dir: Path | None, nodes: int, inventory: Path | None) -> None:
-    """Run the aliecs control system (embedded local cluster) until SIGTERM."""
-    sys.exit(run(_serve(state_dir or default_state_dir(), nodes, inventory)))
+@click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    default=None,
+    help=f"Bearer token clients must send (required off loopback; env {TOKEN_ENV}).",
+)
+@click.option("--mesos", metavar="URL", default=None, help="Mesos master (not available yet).")
+def command(
+    state_dir: Path | None,
+    host: str,
+    port: int,
+    nodes: int,
+    inventory: Path | None,
+    token: str | None,
+    mesos: str | None,
+) -> None:
+    """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
+    if mesos:
+        click.echo(
+            f"aliecs-core: error: --mesos {mesos}: the Mesos scheduler is not available yet; "
+            "run without --mesos to use the embedded local cluster",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
+    sys.exit(run(_serve(state_dir or default_state_dir(), nodes, inventory, host, port, token)))
 
 
 def main() -> None:

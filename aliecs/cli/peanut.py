@@ -12,6 +12,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import click
@@ -62,7 +63,7 @@ def _parse_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
-    no_args_is_help=True,
+    invoke_without_command=True,
 )
 @click.option(
     "--addr",
@@ -77,14 +78,27 @@ def _parse_arguments(pairs: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="seconds to wait for an answer (stream commands: for the subscription only)",
 )
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="interactive mode: YAML/JSON configuration pushed (as dotted keys) at CONFIGURE",
+)
 @click.pass_context
-def cli(ctx: click.Context, addr: str, timeout: float) -> None:
-    """Process Execution And coNtrol UTility: talk OCC (occ_pb.Occ) to one process."""
+def cli(ctx: click.Context, addr: str, timeout: float, config: Path | None) -> None:
+    """Process Execution And coNtrol UTility: talk OCC (occ_pb.Occ) to one process.
+
+    Without a command, opens the interactive mode (buttons per transition, state polled).
+    """
     try:
         host, port = parse_address(addr)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--addr") from None
     ctx.obj = OccClient(host, port, timeout=timeout)
+    if ctx.invoked_subcommand is None:
+        from aliecs.cli.peanut_tui import run_tui
+
+        run_tui(ctx.obj, config)
 
 
 @cli.command("get-state")

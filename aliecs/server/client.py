@@ -1,0 +1,54 @@
+"""A small client of `o2control.Control` for coconut, the pytest plugin and tests.
+
+It is the generated betterproto stub with the two things every caller needs: the bearer token as
+metadata on every call, and one deadline default. Errors are grpclib `GRPCError`s carrying the
+server's status and message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+from grpclib.client import Channel
+
+from aliecs.generated import events as events_pb
+from aliecs.generated import o2control as pb
+from aliecs.server.auth import bearer
+
+DEFAULT_ENDPOINT = "127.0.0.1:32102"
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"endpoint {endpoint!r} is not host:port (e.g. {DEFAULT_ENDPOINT})")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class ControlClient:
+    def __init__(
+        self, endpoint: str = DEFAULT_ENDPOINT, token: str | None = None, timeout: float = 300.0
+    ) -> None:
+        host, port = parse_endpoint(endpoint)
+        self.endpoint = endpoint
+        self.channel = Channel(host, port)
+        metadata = bearer(token) if token else None
+        self.stub = pb.ControlStub(self.channel, timeout=timeout, metadata=metadata)
+        # Event streams last as long as the caller wants: no deadline.
+        self._streams = pb.ControlStub(self.channel, metadata=metadata)
+
+    async def __aenter__(self) -> ControlClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def subscribe(self, subscription_id: str = "") -> AsyncIterator[events_pb.Event]:
+        """Events for an environment id, an auto-environment subscription id, or (empty) everything."""
+        return self._streams.subscribe(pb.SubscribeRequest(id=subscription_id))

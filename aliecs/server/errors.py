@@ -1,0 +1,81 @@
+"""Map aliecs exceptions to gRPC status codes with messages an operator can act on.
+
+Clients (coconut, GUIs) show the status message as is, so each message says what failed and what
+to do next; the code lets programs react without parsing text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from aliecs.errors import (
+    AliecsError,
+    DeploymentError,
+    EnvironmentBusyError,
+    InvalidTransitionError,
+    TransitionError,
+    UnknownEnvironmentError,
+    UnknownWorkflowError,
+)
+from aliecs.workflow.errors import TemplateError
+
+
+class UnknownTaskError(AliecsError):
+    """No task with this id in any environment."""
+
+
+def status_for(exc: BaseException) -> tuple[Status, str]:
+    """The status code and message a client should see for `exc`."""
+    if isinstance(exc, GRPCError):
+        return exc.status, exc.message or ""
+    if isinstance(exc, UnknownEnvironmentError):
+        return Status.NOT_FOUND, f"{exc}; list environments with `coconut env list`"
+    if isinstance(exc, UnknownTaskError):
+        return Status.NOT_FOUND, f"{exc}; list tasks with `coconut task list`"
+    if isinstance(exc, UnknownWorkflowError):
+        return Status.NOT_FOUND, f"{exc}; list templates with `coconut template list`"
+    if isinstance(exc, InvalidTransitionError):
+        return Status.FAILED_PRECONDITION, str(exc)
+    if isinstance(exc, EnvironmentBusyError):
+        return Status.ABORTED, f"{exc}; wait for it to finish and retry"
+    if isinstance(exc, TransitionError):
+        return Status.INTERNAL, str(exc)
+    if isinstance(exc, TemplateError):
+        return Status.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, DeploymentError):
+        return Status.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, AliecsError):
+        return Status.FAILED_PRECONDITION, str(exc)
+    return Status.INTERNAL, f"internal error in the core: {exc!r}; see the core's log"
+
+
+def grpc_error(exc: BaseException) -> GRPCError:
+    status, message = status_for(exc)
+    return GRPCError(status, message)
+
+
+@contextmanager
+def mapped_errors() -> Iterator[None]:
+    """Re-raise aliecs exceptions raised in the block as `GRPCError`s."""
+    try:
+        yield
+    except GRPCError:
+        raise
+    except Exception as exc:
+        raise grpc_error(exc) from exc
+
+
+def invalid(message: str) -> GRPCError:
+    return GRPCError(Status.INVALID_ARGUMENT, message)
+
+
+def unimplemented(message: str) -> GRPCError:
+    return GRPCError(Status.UNIMPLEMENTED, message)
+
+
+def failed_precondition(message: str) -> GRPCError:
+    return GRPCError(Status.FAILED_PRECONDITION, message)

@@ -1,0 +1,545 @@
+"""The `o2control.Control` gRPC service over an `aliecs.api.Core`, and the server that hosts it.
+
+Handlers are thin: validate the request, call the Python API, convert the answer. Errors become gRPC
+statuses in one place (`errors.mapped_errors`). Long operations run on the caller's handler task; if
+the client gives up, a transition still completes in its environment actor (the next request sees
+the result), and an environment still being created is torn down, so nothing is left half-made.
+CREATE and DESTROY, which happen outside the environment state machine, are published here as
+environment events, as the original's environment manager does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from grpclib.const import Cardinality, Handler
+from grpclib.server import Server, Stream
+
+from actors.manager import new_environment_id
+from aliecs.api import Core, Environment
+from aliecs.environment import fsm as states
+from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, Subscription
+from aliecs.generated import events as events_pb
+from aliecs.generated import o2control as pb
+from aliecs.server import convert
+from aliecs.server.audit import AUDIT_FILE, AuditLog
+from aliecs.server.auth import check_listen, require_token
+from aliecs.server.errors import (
+    UnknownTaskError,
+    failed_precondition,
+    invalid,
+    mapped_errors,
+    unimplemented,
+)
+from aliecs.server.events import to_proto
+from aliecs.server.rolepath import compile_glob
+from aliecs.server.streams import DESTROY, Streams
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 32102
+CREATE = "CREATE"
+
+Optype = pb.ControlEnvironmentRequestOptype
+_EVENTS = {
+    Optype.START_ACTIVITY: states.START_ACTIVITY,
+    Optype.STOP_ACTIVITY: states.STOP_ACTIVITY,
+    Optype.CONFIGURE: states.CONFIGURE,
+    Optype.RESET: states.RESET,
+    Optype.GO_ERROR: states.GO_ERROR,
+    Optype.DEPLOY: states.DEPLOY,
+}
+
+REPOS_UNIMPLEMENTED = (
+    "repository management is not available yet in this aliecs core: it serves the single "
+    "configuration repository it was started with; see `coconut template list`"
+)
+
+
+def _version() -> str:
+    try:
+        return version("aliecs")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+        return "0.0.0"
+
+
+def workflow_name(template: str) -> str:
+    """`[repo/workflows/]name[@revision]` -> name (aliecs serves one repository at one revision)."""
+    name = template.strip().split("@", 1)[0]
+    if "/workflows/" in name:
+        name = name.rsplit("/workflows/", 1)[1]
+    elif name.startswith("workflows/"):
+        name = name[len("workflows/") :]
+    return name.removesuffix(".yaml")
+
+
+class ControlService:
+    """The RPC handlers. `core` must be started; the service never stops it."""
+
+    def __init__(self, core: Core, instance_name: str = "aliecs") -> None:
+        self.core = core
+        self.instance_name = instance_name
+        self.streams = Streams(core.events)
+        self.public: dict[str, bool] = {}
+        self.auto_tasks: set[asyncio.Task[None]] = set()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def __mapping__(self) -> dict[str, Handler]:
+        unary = Cardinality.UNARY_UNARY
+
+        def h(name: str, func: Callable[[Any], Awaitable[Any]], req: type, rep: type) -> tuple[str, Handler]:
+            return f"/o2control.Control/{name}", Handler(self._unary(func), unary, req, rep)
+
+        entries = [
+            h(
+                "GetFrameworkInfo",
+                self.get_framework_info,
+                pb.GetFrameworkInfoRequest,
+                pb.GetFrameworkInfoReply,
+            ),
+            h("GetEnvironments", self.get_environments, pb.GetEnvironmentsRequest, pb.GetEnvironmentsReply),
+            h(
+                "NewAutoEnvironment",
+                self.new_auto_environment,
+                pb.NewAutoEnvironmentRequest,
+                pb.NewAutoEnvironmentReply,
+            ),
+            h("NewEnvironment", self.new_environment, pb.NewEnvironmentRequest, pb.NewEnvironmentReply),
+            h(
+                "NewEnvironmentAsync",
+                self.new_environment_async,
+                pb.NewEnvironmentRequest,
+                pb.NewEnvironmentReply,
+            ),
+            h("GetEnvironment", self.get_environment, pb.GetEnvironmentRequest, pb.GetEnvironmentReply),
+            h(
+                "ControlEnvironment",
+                self.control_environment,
+                pb.ControlEnvironmentRequest,
+                pb.ControlEnvironmentReply,
+            ),
+            h(
+                "DestroyEnvironment",
+                self.destroy_environment,
+                pb.DestroyEnvironmentRequest,
+                pb.DestroyEnvironmentReply,
+            ),
+            h("GetActiveDetectors", self.get_active_detectors, pb.Empty, pb.GetActiveDetectorsReply),
+            h("GetAvailableDetectors", self.get_available_detectors, pb.Empty, pb.GetAvailableDetectorsReply),
+            h("GetTasks", self.get_tasks, pb.GetTasksRequest, pb.GetTasksReply),
+            h("GetTask", self.get_task, pb.GetTaskRequest, pb.GetTaskReply),
+            h("CleanupTasks", self.cleanup_tasks, pb.CleanupTasksRequest, pb.CleanupTasksReply),
+            h("GetRoles", self.get_roles, pb.GetRolesRequest, pb.GetRolesReply),
+            h(
+                "GetWorkflowTemplates",
+                self.get_workflow_templates,
+                pb.GetWorkflowTemplatesRequest,
+                pb.GetWorkflowTemplatesReply,
+            ),
+            h(
+                "GetIntegratedServices",
+                self.get_integrated_services,
+                pb.Empty,
+                pb.ListIntegratedServicesReply,
+            ),
+            h("Teardown", self.teardown, pb.TeardownRequest, pb.TeardownReply),
+            h(
+                "ModifyEnvironment",
+                self.modify_environment,
+                pb.ModifyEnvironmentRequest,
+                pb.ModifyEnvironmentReply,
+            ),
+            h("ListRepos", self.repos_unimplemented, pb.ListReposRequest, pb.ListReposReply),
+            h("AddRepo", self.repos_unimplemented, pb.AddRepoRequest, pb.AddRepoReply),
+            h("RemoveRepo", self.repos_unimplemented, pb.RemoveRepoRequest, pb.RemoveRepoReply),
+            h("RefreshRepos", self.repos_unimplemented, pb.RefreshReposRequest, pb.Empty),
+            h("SetDefaultRepo", self.repos_unimplemented, pb.SetDefaultRepoRequest, pb.Empty),
+            h(
+                "SetGlobalDefaultRevision",
+                self.repos_unimplemented,
+                pb.SetGlobalDefaultRevisionRequest,
+                pb.Empty,
+            ),
+            h(
+                "SetRepoDefaultRevision",
+                self.repos_unimplemented,
+                pb.SetRepoDefaultRevisionRequest,
+                pb.SetRepoDefaultRevisionReply,
+            ),
+        ]
+        mapping = dict(entries)
+        mapping["/o2control.Control/Subscribe"] = Handler(
+            self._subscribe, Cardinality.UNARY_STREAM, pb.SubscribeRequest, events_pb.Event
+        )
+        return mapping
+
+    @staticmethod
+    def _unary(func: Callable[[Any], Awaitable[Any]]) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
+        async def handle(stream: Stream[Any, Any]) -> None:
+            request = await stream.recv_message()
+            with mapped_errors():
+                reply = await func(request)
+            await stream.send_message(reply)
+
+        return handle
+
+    def _announce(
+        self, env_id: str, state: str, transition: str, status: str, message: str = "", error: str = ""
+    ) -> None:
+        """Publish the manager-level steps (CREATE, DESTROY) that happen outside the environment FSM."""
+        self.core.events.publish(
+            EnvironmentEvent(
+                env_id, state, transition=transition, transition_status=status, message=message, error=error
+            )
+        )
+
+    # -- framework --------------------------------------------------------------------------------
+
+    async def get_framework_info(self, request: pb.GetFrameworkInfoRequest) -> pb.GetFrameworkInfoReply:
+        text = _version()
+        parts = [int(p) if p.isdigit() else 0 for p in text.split(".")[:3]] + [0, 0, 0]
+        return pb.GetFrameworkInfoReply(
+            framework_id=str(self.core.state_dir),
+            environments_count=len(await self.core.environments()),
+            tasks_count=len(self.core.tasks()),
+            state="CONNECTED",
+            hosts_count=len(self.core.nodes),
+            instance_name=self.instance_name,
+            version=pb.Version(
+                major=parts[0], minor=parts[1], patch=parts[2], product_name="aliecs", version_str=text
+            ),
+            timestamp=convert.now_ms(),
+        )
+
+    async def get_active_detectors(self, request: pb.Empty) -> pb.GetActiveDetectorsReply:
+        return pb.GetActiveDetectorsReply(detectors=[], timestamp=convert.now_ms())
+
+    async def get_available_detectors(self, request: pb.Empty) -> pb.GetAvailableDetectorsReply:
+        return pb.GetAvailableDetectorsReply(detectors=[], timestamp=convert.now_ms())
+
+    async def get_integrated_services(self, request: pb.Empty) -> pb.ListIntegratedServicesReply:
+        return pb.ListIntegratedServicesReply(services={}, timestamp=convert.now_ms())
+
+    async def teardown(self, request: pb.TeardownRequest) -> pb.TeardownReply:
+        raise unimplemented(
+            "Teardown is reserved by the protocol and not implemented; stop the core with SIGTERM"
+        )
+
+    async def modify_environment(self, request: pb.ModifyEnvironmentRequest) -> pb.ModifyEnvironmentReply:
+        raise unimplemented(
+            "ModifyEnvironment is reserved by the protocol and not implemented; "
+            "destroy the environment and create it again with the new roles"
+        )
+
+    async def repos_unimplemented(self, request: Any) -> Any:
+        raise unimplemented(REPOS_UNIMPLEMENTED)
+
+    # -- environments -----------------------------------------------------------------------------
+
+    async def get_environments(self, request: pb.GetEnvironmentsRequest) -> pb.GetEnvironmentsReply:
+        envs = [
+            convert.environment_info(env, with_tasks=request.show_task_infos)
+            for env in await self.core.environments()
+            if request.show_all or self.public.get(env.id, True)
+        ]
+        envs.sort(key=lambda info: info.created_when)
+        return pb.GetEnvironmentsReply(
+            framework_id=str(self.core.state_dir), environments=envs, timestamp=convert.now_ms()
+        )
+
+    async def get_environment(self, request: pb.GetEnvironmentRequest) -> pb.GetEnvironmentReply:
+        env = self.core.environment(request.id)
+        reply = pb.GetEnvironmentReply(
+            environment=convert.environment_info(env),
+            public=self.public.get(env.id, True),
+            timestamp=convert.now_ms(),
+        )
+        if request.show_workflow_tree:
+            reply.workflow = convert.role_info(env.tree(), env.template)
+        return reply
+
+    def _validate_new(self, template: str) -> str:
+        if not template.strip():
+            raise invalid("workflowTemplate is empty: name a workflow, e.g. `coconut env create -w copypush`")
+        return workflow_name(template)
+
+    async def _create(self, env_id: str, workflow: str, user_vars: Mapping[str, str]) -> Environment:
+        """DEPLOY then CONFIGURE; on failure nothing is left and the error is raised.
+
+        CREATE STARTED/DONE_OK bracket the whole request, so a client of NewEnvironmentAsync knows
+        from the events when the environment is ready for its next command.
+        """
+        self._announce(env_id, "PENDING", CREATE, STARTED, message="creating environment")
+        try:
+            env = await self.core.new_environment(workflow, dict(user_vars), env_id=env_id)
+        except Exception as exc:
+            self._announce(env_id, states.DONE, CREATE, DONE_ERROR, error=str(exc))
+            raise
+        try:
+            await env.transition(states.CONFIGURE)
+        except Exception as exc:
+            self._announce(env_id, env.state, CREATE, DONE_ERROR, error=str(exc))
+            await self._destroy(env)
+            raise
+        self._announce(env_id, env.state, CREATE, DONE_OK, message="environment deployed and configured")
+        return env
+
+    async def _destroy(self, env: Environment) -> list[pb.ShortTaskInfo]:
+        tasks = [convert.short_task(task) for task in env.tasks]
+        self._announce(env.id, env.state, DESTROY, STARTED, message="destroying environment")
+        try:
+            await env.destroy(allow_running=True)
+        except Exception as exc:
+            self._announce(env.id, env.state, DESTROY, DONE_ERROR, error=str(exc))
+            raise
+        self.public.pop(env.id, None)
+        self._announce(env.id, states.DONE, DESTROY, DONE_OK, message="environment destroyed")
+        return tasks
+
+    async def new_environment(self, request: pb.NewEnvironmentRequest) -> pb.NewEnvironmentReply:
+        workflow = self._validate_new(request.workflow_template)
+        env_id = new_environment_id()
+        self.public[env_id] = request.public
+        try:
+            env = await self._create(env_id, workflow, request.vars)
+        except BaseException:
+            self.public.pop(env_id, None)
+            raise
+        return pb.NewEnvironmentReply(
+            environment=convert.environment_info(env), public=request.public, timestamp=convert.now_ms()
+        )
+
+    async def new_environment_async(self, request: pb.NewEnvironmentRequest) -> pb.NewEnvironmentReply:
+        workflow = self._validate_new(request.workflow_template)
+        env_id = new_environment_id()
+        self.public[env_id] = request.public
+        self._background(self._create_in_background(env_id, workflow, dict(request.vars)))
+        return pb.NewEnvironmentReply(
+            environment=convert.pending_environment(env_id, workflow, dict(request.vars)),
+            public=request.public,
+            timestamp=convert.now_ms(),
+        )
+
+    async def _create_in_background(self, env_id: str, workflow: str, user_vars: dict[str, str]) -> None:
+        try:
+            await self._create(env_id, workflow, user_vars)
+        except Exception as exc:
+            self.public.pop(env_id, None)
+            log.warning("environment %s: asynchronous creation failed: %s", env_id, exc)
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.auto_tasks.add(task)
+        task.add_done_callback(self.auto_tasks.discard)
+
+    async def new_auto_environment(self, request: pb.NewAutoEnvironmentRequest) -> pb.NewAutoEnvironmentReply:
+        if not request.id.strip():
+            raise invalid(
+                "id is empty: choose a subscription id and pass it to Subscribe to follow the cycle"
+            )
+        if request.id in self.streams.auto:
+            raise invalid(f"subscription id {request.id!r} is already in use; choose another one")
+        workflow = self._validate_new(request.workflow_template)
+        env_id = new_environment_id()
+        auto = self.streams.register_auto(request.id, env_id)
+        self.public[env_id] = True
+        self._background(self._auto_cycle(request.id, env_id, workflow, dict(request.vars), auto))
+        return pb.NewAutoEnvironmentReply(timestamp=convert.now_ms())
+
+    async def _auto_cycle(
+        self, subscription_id: str, env_id: str, workflow: str, user_vars: dict[str, str], auto: Any
+    ) -> None:
+        """DEPLOY, CONFIGURE, START; when the tasks end the run (END_OF_STREAM) or it fails, tear down."""
+        env: Environment | None = None
+        try:
+            env = await self._create(env_id, workflow, user_vars)
+            watch: Subscription = self.core.events.subscribe()
+            try:
+                await env.transition(states.START_ACTIVITY)
+                while env.state == states.RUNNING:
+                    await watch.next()
+            finally:
+                watch.close()
+            await self._destroy(env)
+        except Exception as exc:
+            log.warning("auto environment %s (subscription %s) failed: %s", env_id, subscription_id, exc)
+            if env is not None and env.state != states.DONE:
+                with contextlib.suppress(Exception):
+                    await self._destroy(env)
+            elif env is None:
+                self._announce(env_id, states.DONE, DESTROY, DONE_ERROR, error=str(exc))
+        finally:
+            self.public.pop(env_id, None)
+            if not auto.claimed:
+                auto.close()
+                self.streams.auto.pop(subscription_id, None)
+
+    async def control_environment(self, request: pb.ControlEnvironmentRequest) -> pb.ControlEnvironmentReply:
+        try:
+            optype = Optype(request.type)
+        except ValueError:
+            raise invalid(f"unknown transition type {int(request.type)}") from None
+        event = _EVENTS.get(optype)
+        if event is None:
+            choices = ", ".join(_EVENTS.values())
+            raise invalid(
+                f"transition type {getattr(optype, 'name', optype)} is not a transition; use one of {choices}"
+            )
+        if not request.id:
+            raise invalid("id is empty: name the environment to control")
+        env = self.core.environment(request.id)
+        result = await env.transition(event)
+        duration_ms = int(result.duration_s * 1000)
+        return pb.ControlEnvironmentReply(
+            id=env.id,
+            state=env.state,
+            current_run_number=env.run_number,
+            start_of_transition=result.started_ms,
+            end_of_transition=result.started_ms + duration_ms,
+            transition_duration=duration_ms,
+            timestamp=convert.now_ms(),
+        )
+
+    async def destroy_environment(self, request: pb.DestroyEnvironmentRequest) -> pb.DestroyEnvironmentReply:
+        if request.keep_tasks:
+            raise invalid(
+                "keepTasks is not supported: aliecs has no pool of idle tasks to keep them in; "
+                "destroy without --keep-tasks"
+            )
+        env = self.core.environment(request.id)
+        if env.state == states.RUNNING and not request.allow_in_running_state:
+            raise failed_precondition(
+                f"environment {env.id} is RUNNING (run {env.run_number}): stop it first "
+                f"(`coconut env control {env.id} -e STOP_ACTIVITY`) or pass --allow-in-running-state"
+            )
+        killed = await self._destroy(env)
+        return pb.DestroyEnvironmentReply(
+            cleanup_tasks_reply=pb.CleanupTasksReply(killed_tasks=killed, timestamp=convert.now_ms()),
+            timestamp=convert.now_ms(),
+        )
+
+    # -- tasks and roles --------------------------------------------------------------------------
+
+    async def get_tasks(self, request: pb.GetTasksRequest) -> pb.GetTasksReply:
+        return pb.GetTasksReply(
+            tasks=[convert.short_task(task) for task in self.core.tasks()], timestamp=convert.now_ms()
+        )
+
+    async def get_task(self, request: pb.GetTaskRequest) -> pb.GetTaskReply:
+        for env in await self.core.environments():
+            for task in env.tasks:
+                if task.id == request.task_id:
+                    return pb.GetTaskReply(task=convert.task_info(task, env.id), timestamp=convert.now_ms())
+        raise UnknownTaskError(f"no task with id {request.task_id!r}")
+
+    async def cleanup_tasks(self, request: pb.CleanupTasksRequest) -> pb.CleanupTasksReply:
+        """Kill idle tasks. Every aliecs task belongs to an environment (none is idle), so nothing is
+        killed: the requested (or all) tasks are reported as still running; destroy their
+        environment to stop them."""
+        tasks = self.core.tasks()
+        if request.task_ids:
+            wanted = set(request.task_ids)
+            unknown = wanted - {task.id for task in tasks}
+            if unknown:
+                raise UnknownTaskError(f"no task with id {', '.join(sorted(unknown))}")
+            tasks = [task for task in tasks if task.id in wanted]
+        return pb.CleanupTasksReply(
+            killed_tasks=[],
+            running_tasks=[convert.short_task(task) for task in tasks],
+            timestamp=convert.now_ms(),
+        )
+
+    async def get_roles(self, request: pb.GetRolesRequest) -> pb.GetRolesReply:
+        env = self.core.environment(request.env_id)
+        try:
+            pattern = compile_glob(request.path_spec or "*")
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        tree = env.tree()
+        roles = [
+            convert.role_info(node, env.template)
+            for node in tree.walk()
+            if pattern.match(node.path) is not None
+        ]
+        return pb.GetRolesReply(roles=roles, timestamp=convert.now_ms())
+
+    async def get_workflow_templates(
+        self, request: pb.GetWorkflowTemplatesRequest
+    ) -> pb.GetWorkflowTemplatesReply:
+        repository = self.core.repository
+        repo_name = str(getattr(repository, "name", "default"))
+        revision = str(getattr(repository, "revision", ""))
+        templates: list[pb.WorkflowTemplateInfo] = []
+        repo_ok = not request.repo_pattern or fnmatch.fnmatchcase(repo_name, request.repo_pattern)
+        rev_ok = not request.revision_pattern or fnmatch.fnmatchcase(revision, request.revision_pattern)
+        if repo_ok and rev_ok:
+            names = await asyncio.to_thread(repository.list_workflows)
+            templates = [
+                pb.WorkflowTemplateInfo(repo=repo_name, template=name, revision=revision) for name in names
+            ]
+        return pb.GetWorkflowTemplatesReply(workflow_templates=templates, timestamp=convert.now_ms())
+
+    # -- events -----------------------------------------------------------------------------------
+
+    async def _subscribe(self, stream: Stream[pb.SubscribeRequest, events_pb.Event]) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        async with contextlib.aclosing(self.streams.stream(request.id)) as events:
+            async for event in events:
+                await stream.send_message(to_proto(event))
+
+    async def close(self) -> None:
+        """End event streams and stop background environment cycles."""
+        self.streams.close()
+        for task in list(self.auto_tasks):
+            task.cancel()
+        await asyncio.gather(*self.auto_tasks, return_exceptions=True)
+
+
+class ControlServer:
+    """A started `ControlService` on a grpclib server, plus the audit log of the core's events."""
+
+    def __init__(
+        self, core: Core, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, token: str | None = None
+    ) -> None:
+        check_listen(host, token)
+        self.core = core
+        self.host = host
+        self.requested_port = port
+        self.token = token
+        self.service = ControlService(core)
+        self.audit = AuditLog(core.events, Path(core.state_dir) / AUDIT_FILE)
+        self.server = Server([self.service])
+        if token:
+            require_token(self.server, token)
+
+    @property
+    def port(self) -> int:
+        sockets = getattr(self.server._server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else self.requested_port
+
+    async def start(self) -> None:
+        await self.audit.start()
+        await self.server.start(self.host, self.requested_port)
+
+    async def close(self) -> None:
+        await self.service.close()
+        self.server.close()
+        await self.server.wait_closed()
+        await self.audit.stop()
+
+    async def __aenter__(self) -> ControlServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,261 @@
+"""The issue's "done when": a real `aliecs-core` process driven by `coconut` exactly as a user types it.
+
+The core runs as a subprocess on a free port with a temporary state directory; every coconut
+command is a subprocess too. A Subscribe stream opened by the test sees every event the core logs
+in its audit log. SIGTERM must tear down what is still running, exit 0 and leave no process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import betterproto
+import pytest
+import pytest_asyncio
+
+from aliecs.generated import events as events_pb
+from aliecs.pytest_plugin import isolated_nodes
+from aliecs.server import ControlClient
+from tests.conftest import pid_alive
+
+pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(120)]
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class CoreProcess:
+    process: asyncio.subprocess.Process
+    port: int
+    state_dir: Path
+    lines: list[str]
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def read_until(self, fragment: str, timeout: float = 30.0) -> str:
+        """Read the core's output until a line contains `fragment`."""
+        assert self.process.stdout is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.process.stdout.readline()
+                if not raw:
+                    raise AssertionError(f"aliecs-core ended before printing {fragment!r}: {self.lines}")
+                line = raw.decode().rstrip()
+                self.lines.append(line)
+                if fragment in line:
+                    return line
+
+
+@pytest_asyncio.fixture
+async def core(tmp_path: Path) -> AsyncIterator[CoreProcess]:
+    port = free_port()
+    (node,) = isolated_nodes(1)  # ports away from other cores running on this machine
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "nodes:\n  - hostname: localhost\n"
+        f"    control_ports: {node.control_ports.first}-{node.control_ports.last}\n"
+        f"    data_ports: {node.data_ports.first}-{node.data_ports.last}\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "aliecs-core"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--port",
+        str(port),
+        "--inventory",
+        str(inventory),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    running = CoreProcess(process, port, tmp_path / "state", [])
+    try:
+        await running.read_until("control API listening")
+        yield running
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def coconut(core: CoreProcess, *args: str, ok: bool = True) -> str:
+    """Run `coconut --endpoint HOST:PORT ARGS...`; returns stdout (stderr too when it fails)."""
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "coconut"),
+        "--endpoint",
+        core.endpoint,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    text, errors = out.decode(), err.decode()
+    if ok:
+        assert process.returncode == 0, f"coconut {' '.join(args)} failed:\n{text}{errors}"
+        return text
+    assert process.returncode == 1, f"coconut {' '.join(args)} should have failed:\n{text}{errors}"
+    return text + errors
+
+
+def field(output: str, key: str) -> str:
+    match = re.search(rf"^{re.escape(key)}:\s+(\S.*?)\s*$", output, re.M)
+    assert match, f"no {key!r} in:\n{output}"
+    return match.group(1)
+
+
+async def test_full_cycle_with_coconut_against_a_real_core(core: CoreProcess) -> None:
+    received: list[events_pb.Event] = []
+    client = ControlClient(core.endpoint)
+
+    destroyed_seen = asyncio.Event()
+
+    async def collect() -> None:
+        async for event in client.subscribe(""):
+            received.append(event)
+            kind, payload = betterproto.which_one_of(event, "Payload")
+            if kind == "environment_event" and payload.transition == "DESTROY" and payload.state == "DONE":
+                destroyed_seen.set()
+
+    stream = asyncio.ensure_future(collect())
+    try:
+        assert "aliecs" in await coconut(core, "info")
+        assert "copypush" in await coconut(core, "template", "list")
+
+        created = await coconut(core, "env", "create", "-w", "copypush")
+        assert "new environment created" in created
+        env_id = field(created, "environment id")
+        assert field(created, "state") == "CONFIGURED"
+
+        listing = await coconut(core, "env", "list")
+        assert re.search(rf"^{env_id}\s+copypush\s+.*CONFIGURED", listing, re.M), listing
+        assert [e["id"] for e in json.loads(await coconut(core, "e", "ls", "-o", "json"))] == [env_id]
+
+        shown = await coconut(core, "env", "show", env_id, "-w", "-t")
+        assert "[ CONFIGURED ] copypush" in shown and "── [ CONFIGURED ] sampler" in shown
+        tasks = json.loads(await coconut(core, "task", "list", "-o", "json"))
+        assert len(tasks) == 4 and all(t["state"] == "CONFIGURED" for t in tasks)
+        pids = [int(t["pid"]) for t in tasks]
+
+        started = await coconut(core, "env", "control", env_id, "-e", "START_ACTIVITY")
+        assert field(started, "state") == "RUNNING"
+        run = int(field(started, "run number"))
+        assert run > 0 and field(started, "duration").endswith(" ms")
+
+        refused = await coconut(core, "env", "destroy", env_id, ok=False)
+        assert "FAILED_PRECONDITION" in refused and "--allow-in-running-state" in refused
+        assert "UNIMPLEMENTED" in await coconut(core, "repo", "list", ok=False)
+        assert "NOT_FOUND" in await coconut(core, "env", "show", "nope", ok=False)
+
+        roles = await coconut(core, "role", "query", env_id, "copypush.sink*")
+        assert roles.count("[ RUNNING ] sink") == 3 and "consolidated stack:" in roles
+
+        stopped = await coconut(core, "env", "ctl", env_id, "-e", "STOP")
+        assert field(stopped, "state") == "CONFIGURED" and field(stopped, "run number") == "-"
+        reset = await coconut(core, "env", "t", env_id, "-e", "RESET")
+        assert field(reset, "state") == "DEPLOYED"
+
+        destroyed = await coconut(core, "env", "destroy", env_id)
+        assert f"teardown complete for environment {env_id}: 4 task(s) killed" in destroyed
+        assert "no environments running" in await coconut(core, "env", "list")
+        assert not any(pid_alive(pid) for pid in pids)
+
+        await asyncio.wait_for(destroyed_seen.wait(), 10)
+    finally:
+        stream.cancel()
+        client.close()
+        await asyncio.gather(stream, return_exceptions=True)
+
+    steps = [
+        (payload.transition, payload.transition_status.name)
+        for payload in (betterproto.which_one_of(e, "Payload")[1] for e in received)
+        if isinstance(payload, events_pb.EvEnvironmentEvent)
+    ]
+    for name in (
+        "CREATE",
+        "DEPLOY",
+        "CONFIGURE",
+        "START_ACTIVITY",
+        "STOP_ACTIVITY",
+        "RESET",
+        "EXIT",
+        "DESTROY",
+    ):
+        assert (name, "DONE_OK") in steps, (name, steps)
+    runs = [e.run_event for e in received if betterproto.which_one_of(e, "Payload")[0] == "run_event"]
+    assert [(r.transition, r.run_number) for r in runs] == [("START_ACTIVITY", run), ("STOP_ACTIVITY", run)]
+
+    core.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(core.process.wait(), 30) == 0
+    audit = [json.loads(line) for line in (core.state_dir / "events.jsonl").read_text().splitlines()]
+    logged = [r for r in audit if "coreStartEvent" not in r]
+    assert len(logged) == len(received)
+    assert [int(r["timestampNano"]) for r in logged] == [e.timestamp_nano for e in received]
+
+
+async def test_sigterm_stops_running_environments_and_leaves_no_process(core: CoreProcess) -> None:
+    running = await coconut(core, "env", "create", "-w", "copypush")
+    running_id = field(running, "environment id")
+    await coconut(core, "env", "control", running_id, "-e", "START")
+    configured_id = field(await coconut(core, "env", "create", "-w", "copypush"), "environment id")
+    pids = [int(t["pid"]) for t in json.loads(await coconut(core, "task", "list", "-o", "json"))]
+    assert len(pids) == 8
+
+    core.process.send_signal(signal.SIGTERM)
+    await core.read_until("stopped, no task left")
+    assert await asyncio.wait_for(core.process.wait(), 30) == 0
+    text = "\n".join(core.lines)
+    assert "SIGTERM received, shutting down" in text
+    assert f"environment {running_id}: STOP_ACTIVITY (run " in text
+    assert f"environment {running_id}: RESET" in text and f"environment {configured_id}: RESET" in text
+    assert "2 environment(s) to tear down" in text
+    assert not any(pid_alive(pid) for pid in pids)
+
+
+async def test_unreachable_core_and_bad_usage(tmp_path: Path) -> None:
+    port = free_port()
+    fake = CoreProcess(process=None, port=port, state_dir=tmp_path, lines=[])  # type: ignore[arg-type]
+    message = await coconut(fake, "env", "list", ok=False)
+    assert f"cannot reach the core at 127.0.0.1:{port}" in message and "aliecs-core" in message
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "coconut"),
+        "--endpoint",
+        fake.endpoint,
+        "env",
+        "control",
+        "x",
+        "-e",
+        "EXIT",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await process.communicate()
+    assert process.returncode == 2 and b"coconut env destroy" in err
+    mesos = await asyncio.create_subprocess_exec(
+        str(BIN / "aliecs-core"),
+        "--mesos",
+        "http://m:5050",
+        "--state-dir",
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await mesos.communicate()
+    assert mesos.returncode == 2 and b"not available yet" in err

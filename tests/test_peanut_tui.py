@@ -1,0 +1,78 @@
+"""peanut's interactive mode (textual), driven through textual's test pilot against a real fake task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from occ_helpers import FakeTaskLauncher
+from textual.widgets import Log, Static
+
+from aliecs.cli.peanut_tui import UNREACHABLE, ConfigError, PeanutApp, flatten, load_config
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """The app changes state from its own tasks (button handlers, the poll timer): re-check often."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.02)  # poll
+
+
+def test_flatten_and_load_config(tmp_path: Path) -> None:
+    assert flatten({"a": {"b": 1, "c": [True, None]}, "d": "x"}) == {
+        "a.b": "1",
+        "a.c.0": "True",
+        "a.c.1": "",
+        "d": "x",
+    }
+    (tmp_path / "c.json").write_text('{"chans": {"data": [{"address": "tcp://*:5555"}]}}')
+    assert load_config(tmp_path / "c.json") == {"chans.data.0.address": "tcp://*:5555"}
+    (tmp_path / "bad.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="top level must be a map"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+async def test_buttons_drive_the_process_and_config_is_pushed_at_configure(tmp_path: Path) -> None:
+    launcher = FakeTaskLauncher(tmp_path)
+    record = tmp_path / "record.jsonl"
+    config = tmp_path / "config.yaml"
+    config.write_text("chans:\n  data:\n    - address: tcp://127.0.0.1:5555\nrate: 5\n")
+    try:
+        task = launcher.start("--record", str(record))
+        await task.wait_serving()
+        app = PeanutApp(task.client(), config=config, poll_seconds=0.1)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(lambda: app.state == "STANDBY", "the first poll")
+            status = app.query_one("#status", Static)
+            assert "state: STANDBY" in str(status.render()) and "2 key(s)" in str(status.render())
+            for button, state in (
+                ("CONFIGURE", "CONFIGURED"),
+                ("START", "RUNNING"),
+                ("STOP", "CONFIGURED"),
+                ("RESET", "STANDBY"),
+            ):
+                await pilot.click(f"#do-{button}")
+                await until(lambda state=state: app.state == state, f"{button} to reach {state}")  # type: ignore[misc]
+            await pilot.click("#do-EXIT")
+            await until(lambda: app.state in ("DONE", UNREACHABLE), "EXIT")
+            assert await task.wait_exit() == 0
+            await until(lambda: app.state == UNREACHABLE, "the poll to notice the process is gone")
+            lines = "\n".join(app.query_one("#log", Log).lines)
+            assert "CONFIGURE with 2 argument(s): STANDBY -> CONFIGURED" in lines and "FAILED" not in lines
+            await pilot.press("q")
+        requests = [json.loads(line) for line in record.read_text().splitlines()]
+        configure = next(r for r in requests if r["event"] == "CONFIGURE")
+        assert configure["args"] == {"chans.data.0.address": "tcp://127.0.0.1:5555", "rate": "5"}
+        assert all(r["args"] == {} for r in requests if r["event"] != "CONFIGURE")
+    finally:
+        launcher.kill_all()

@@ -1,0 +1,398 @@
+"""The o2control.Control gRPC server, in process, driven by a real grpclib client over loopback.
+
+Tasks are real processes (aliecs-fake-task); every RPC implemented is called, and each error class
+is checked for its status code and an actionable message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import betterproto
+import pytest
+import pytest_asyncio
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from aliecs.api import Core
+from aliecs.events import EnvironmentEvent
+from aliecs.generated import events as events_pb
+from aliecs.generated import o2control as pb
+from aliecs.pytest_plugin import isolated_nodes, wait_for, wait_for_environment_state
+from aliecs.server import ControlClient, ControlServer
+from aliecs.server.auth import TokenRequiredError
+from aliecs.server.rolepath import matches
+from tests.conftest import RepoBuilder
+
+pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(90)]
+
+Op = pb.ControlEnvironmentRequestOptype
+
+FAKES = """\
+name: fakes
+description: two fake tasks
+defaults:
+  slow_args: ""
+  eos_args: ""
+roles:
+  - name: readout
+    vars:
+      fake_args: "{{ eos_args }}"
+    task: {load: fake}
+  - name: group
+    roles:
+      - name: slow
+        vars:
+          fake_args: "{{ slow_args }}"
+        task: {load: fake}
+"""
+
+
+class Harness:
+    def __init__(self, core: Core, server: ControlServer, client: ControlClient) -> None:
+        self.core, self.server, self.client = core, server, client
+        self.stub = client.stub
+
+    async def new(self, **vars: str) -> pb.EnvironmentInfo:
+        reply = await self.stub.new_environment(
+            pb.NewEnvironmentRequest(workflow_template="fakes", vars=vars, public=True)
+        )
+        return reply.environment
+
+    async def control(
+        self, env_id: str, op: pb.ControlEnvironmentRequestOptype
+    ) -> pb.ControlEnvironmentReply:
+        return await self.stub.control_environment(pb.ControlEnvironmentRequest(id=env_id, type=op))
+
+
+@pytest_asyncio.fixture
+async def harness(tmp_path: Path, repo: RepoBuilder) -> AsyncIterator[Harness]:
+    repo.workflow("fakes", FAKES)
+    async with (
+        Core.embedded(
+            state_dir=tmp_path / "state", nodes=isolated_nodes(), repository=repo.repository
+        ) as core,
+        ControlServer(core, port=0) as server,
+        ControlClient(f"127.0.0.1:{server.port}", timeout=60) as client,
+    ):
+        yield Harness(core, server, client)
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """For conditions no event announces (a subscriber coming or going)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.01)  # poll
+
+
+def payloads(events: list[events_pb.Event], kind: str) -> list[Any]:
+    """The payloads of one kind ("environment_event", "run_event", ...) in order."""
+    found = []
+    for event in events:
+        name, message = betterproto.which_one_of(event, "Payload")
+        if name == kind:
+            found.append(message)
+    return found
+
+
+async def expect_status(call: object, status: Status, *fragments: str) -> str:
+    assert asyncio.iscoroutine(call)
+    with pytest.raises(GRPCError) as caught:
+        await call
+    assert caught.value.status == status, caught.value
+    message = caught.value.message or ""
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+async def test_framework_info_and_empty_answers(harness: Harness) -> None:
+    info = await harness.stub.get_framework_info(pb.GetFrameworkInfoRequest())
+    assert info.state == "CONNECTED" and info.hosts_count == 1 and info.version.product_name == "aliecs"
+    assert info.environments_count == 0 and info.timestamp > 0
+    assert (await harness.stub.get_active_detectors(pb.Empty())).detectors == []
+    assert (await harness.stub.get_available_detectors(pb.Empty())).detectors == []
+    assert (await harness.stub.get_integrated_services(pb.Empty())).services == {}
+    templates = await harness.stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest())
+    assert [(t.repo, t.template) for t in templates.workflow_templates] == [("test-repo", "fakes")]
+    none = await harness.stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest(repo_pattern="other*"))
+    assert none.workflow_templates == []
+    tasks = await harness.stub.get_tasks(pb.GetTasksRequest())
+    assert tasks.tasks == []
+
+
+async def test_reserved_and_repository_rpcs_are_unimplemented(harness: Harness) -> None:
+    stub = harness.stub
+    await expect_status(stub.teardown(pb.TeardownRequest()), Status.UNIMPLEMENTED, "SIGTERM")
+    await expect_status(
+        stub.modify_environment(pb.ModifyEnvironmentRequest(id="x")), Status.UNIMPLEMENTED, "destroy"
+    )
+    for call in (
+        stub.list_repos(pb.ListReposRequest()),
+        stub.add_repo(pb.AddRepoRequest(name="x")),
+        stub.remove_repo(pb.RemoveRepoRequest()),
+        stub.refresh_repos(pb.RefreshReposRequest()),
+        stub.set_default_repo(pb.SetDefaultRepoRequest()),
+        stub.set_global_default_revision(pb.SetGlobalDefaultRevisionRequest()),
+        stub.set_repo_default_revision(pb.SetRepoDefaultRevisionRequest()),
+    ):
+        await expect_status(call, Status.UNIMPLEMENTED, "repository management is not available yet")
+
+
+async def test_full_cycle_over_grpc_with_events_and_audit_log(harness: Harness) -> None:
+    env = await harness.new()
+    assert env.state == "CONFIGURED" and env.number_of_tasks == 2 and env.description == "two fake tasks"
+    assert {t.state for t in env.tasks} == {"CONFIGURED"} and all(t.locked for t in env.tasks)
+
+    received: list[events_pb.Event] = []
+
+    async def collect() -> None:
+        async for event in harness.client.subscribe(env.id):
+            received.append(event)
+
+    env_stream = asyncio.ensure_future(collect())
+    try:
+        await _drive_full_cycle(harness, env, env_stream, received)
+    finally:
+        env_stream.cancel()
+        await asyncio.gather(env_stream, return_exceptions=True)
+
+
+async def _drive_full_cycle(
+    harness: Harness,
+    env: pb.EnvironmentInfo,
+    env_stream: asyncio.Future[None],
+    received: list[events_pb.Event],
+) -> None:
+    stub = harness.stub
+    await until(lambda: harness.core.events.subscribers >= 2, "the subscriber")
+
+    listed = await stub.get_environments(pb.GetEnvironmentsRequest())
+    assert [e.id for e in listed.environments] == [env.id] and listed.environments[0].tasks == []
+    detailed = await stub.get_environment(pb.GetEnvironmentRequest(id=env.id, show_workflow_tree=True))
+    tree = detailed.workflow
+    assert tree.full_path == "fakes" and [r.name for r in tree.roles] == ["readout", "group"]
+    assert tree.roles[1].roles[0].full_path == "fakes.group.slow" and len(tree.task_ids) == 2
+    assert tree.defaults["slow_args"] == ""
+
+    roles = await stub.get_roles(pb.GetRolesRequest(env_id=env.id, path_spec="fakes.*"))
+    assert sorted(r.full_path for r in roles.roles) == ["fakes.group", "fakes.readout"]
+    deep = await stub.get_roles(pb.GetRolesRequest(env_id=env.id, path_spec="**.slow"))
+    assert [r.full_path for r in deep.roles] == ["fakes.group.slow"]
+    assert deep.roles[0].consolidated_stack["environment_id"] == env.id
+
+    tasks = (await stub.get_tasks(pb.GetTasksRequest())).tasks
+    assert len(tasks) == 2 and all(t.pid and t.deployment_info.hostname == "localhost" for t in tasks)
+    one = await stub.get_task(pb.GetTaskRequest(task_id=tasks[0].task_id))
+    assert one.task.env_id == env.id and one.task.short_info.task_id == tasks[0].task_id
+    cleanup = await stub.cleanup_tasks(pb.CleanupTasksRequest())
+    assert cleanup.killed_tasks == [] and len(cleanup.running_tasks) == 2
+
+    started = await harness.control(env.id, Op.START_ACTIVITY)
+    assert started.state == "RUNNING" and started.current_run_number > 0
+    assert started.end_of_transition >= started.start_of_transition > 0
+    await expect_status(
+        stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id)),
+        Status.FAILED_PRECONDITION,
+        "is RUNNING",
+        "--allow-in-running-state",
+    )
+    destroyed = await stub.destroy_environment(
+        pb.DestroyEnvironmentRequest(id=env.id, allow_in_running_state=True)
+    )
+    assert len(destroyed.cleanup_tasks_reply.killed_tasks) == 2
+    await asyncio.wait_for(env_stream, 10)  # the stream ends once the environment is destroyed
+
+    kinds = {betterproto.which_one_of(event, "Payload")[0] for event in received}
+    assert {"environment_event", "task_event", "role_event", "run_event"} <= kinds
+    transitions = [(e.transition, e.transition_status) for e in payloads(received, "environment_event")]
+    for name in ("START_ACTIVITY", "STOP_ACTIVITY", "RESET", "EXIT", "DESTROY"):
+        assert (name, events_pb.OpStatus.DONE_OK) in transitions
+    runs = payloads(received, "run_event")
+    run = started.current_run_number
+    assert [(r.transition, r.run_number) for r in runs] == [("START_ACTIVITY", run), ("STOP_ACTIVITY", run)]
+    assert all(e.timestamp == e.timestamp_nano // 1_000_000 for e in received)
+    assert (await stub.get_environments(pb.GetEnvironmentsRequest())).environments == []
+
+    await harness.server.audit.stop()  # flush
+    lines = (harness.core.state_dir / "events.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert any(r.get("environmentEvent", {}).get("transition") == "DESTROY" for r in records)
+    assert len(records) >= len(received)
+    await harness.server.audit.start()
+
+
+async def test_error_codes_are_actionable(harness: Harness) -> None:
+    stub = harness.stub
+    await expect_status(
+        stub.get_environment(pb.GetEnvironmentRequest(id="nope")), Status.NOT_FOUND, "'nope'", "env list"
+    )
+    await expect_status(
+        stub.new_environment(pb.NewEnvironmentRequest(workflow_template="ghost")),
+        Status.NOT_FOUND,
+        "ghost",
+        "template list",
+    )
+    await expect_status(
+        stub.new_environment(pb.NewEnvironmentRequest(workflow_template=" ")),
+        Status.INVALID_ARGUMENT,
+        "empty",
+    )
+    await expect_status(stub.get_task(pb.GetTaskRequest(task_id="t0")), Status.NOT_FOUND, "t0")
+    env = await harness.new()
+    await expect_status(harness.control(env.id, Op.CONFIGURE), Status.FAILED_PRECONDITION, "not allowed")
+    await expect_status(harness.control(env.id, Op.NOOP), Status.INVALID_ARGUMENT, "not a transition")
+    await expect_status(
+        stub.control_environment(pb.ControlEnvironmentRequest(id="", type=Op.RESET)),
+        Status.INVALID_ARGUMENT,
+        "id is empty",
+    )
+    await expect_status(
+        stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id, keep_tasks=True)),
+        Status.INVALID_ARGUMENT,
+        "keepTasks",
+    )
+    await expect_status(
+        stub.get_roles(pb.GetRolesRequest(env_id=env.id, path_spec="{a")),
+        Status.INVALID_ARGUMENT,
+        "unbalanced",
+    )
+    await expect_status(stub.cleanup_tasks(pb.CleanupTasksRequest(task_ids=["zz"])), Status.NOT_FOUND, "zz")
+    await stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id))
+
+
+async def test_failed_transition_lists_task_errors(harness: Harness) -> None:
+    env = await harness.new(slow_args="--fail-on START")
+    message = await expect_status(
+        harness.control(env.id, Op.START_ACTIVITY), Status.INTERNAL, "START_ACTIVITY failed", "group.slow"
+    )
+    assert "ERROR" in message
+    got = await harness.stub.get_environment(pb.GetEnvironmentRequest(id=env.id))
+    assert got.environment.state == "ERROR"
+    await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id, force=True))
+
+
+async def test_concurrent_transition_is_busy(harness: Harness) -> None:
+    env = await harness.new(slow_args="--latency RESET=0.5")
+    first = asyncio.ensure_future(harness.control(env.id, Op.RESET))
+    handle = harness.core.environment(env.id)
+    await wait_for(harness.core, lambda: handle.current_transition == "RESET", "RESET to start", 10)
+    await expect_status(harness.control(env.id, Op.START_ACTIVITY), Status.ABORTED, "busy with RESET")
+    assert (await first).state == "DEPLOYED"
+    await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id))
+
+
+async def test_new_environment_async_returns_pending(harness: Harness) -> None:
+    created: list[EnvironmentEvent] = []
+    watch = harness.core.events.subscribe()
+    reply = await harness.stub.new_environment_async(pb.NewEnvironmentRequest(workflow_template="fakes"))
+    env_id = reply.environment.id
+    assert reply.environment.state == "PENDING" and env_id
+    async for event in watch:
+        if (
+            isinstance(event, EnvironmentEvent)
+            and event.environment_id == env_id
+            and event.transition == "CREATE"
+        ):
+            created.append(event)
+            if event.transition_status != "STARTED":
+                break
+    watch.close()
+    assert [(e.transition_status, e.state) for e in created] == [
+        ("STARTED", "PENDING"),
+        ("DONE_OK", "CONFIGURED"),
+    ]
+    await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env_id))
+
+
+async def test_auto_environment_streams_its_whole_cycle(harness: Harness) -> None:
+    await harness.stub.new_auto_environment(
+        pb.NewAutoEnvironmentRequest(
+            workflow_template="fakes",
+            id="sub-1",
+            vars={"eos_args": "--end-of-stream-after 0.2", "slow_args": "--end-of-stream-after 0.2"},
+        )
+    )
+    events = [event async for event in harness.client.subscribe("sub-1")]  # ends after DESTROY
+    steps = [(e.transition, e.transition_status.name) for e in payloads(events, "environment_event")]
+    for step in (
+        ("CREATE", "STARTED"),
+        ("DEPLOY", "DONE_OK"),
+        ("CONFIGURE", "DONE_OK"),
+        ("START_ACTIVITY", "DONE_OK"),
+        ("STOP_ACTIVITY", "DONE_OK"),
+        ("DESTROY", "DONE_OK"),
+    ):
+        assert step in steps
+    assert steps[-1] == ("DESTROY", "DONE_OK")
+    assert harness.core._handles() == []
+
+
+async def test_client_leaving_mid_subscribe_is_cleaned_up(harness: Harness) -> None:
+    bus = harness.core.events
+    baseline = bus.subscribers
+    client = ControlClient(f"127.0.0.1:{harness.server.port}")
+    stream = client.subscribe("")
+    first = asyncio.ensure_future(anext(stream))
+    await until(lambda: bus.subscribers == baseline + 1, "the server to subscribe")
+    env = await harness.new()
+    assert (await asyncio.wait_for(first, 10)).to_dict()
+    client.close()  # the connection goes away with the stream still open
+    await asyncio.gather(first, return_exceptions=True)
+    await until(lambda: bus.subscribers == baseline, "the server to drop the subscriber")
+    await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id))  # publishes events
+    assert bus.subscribers == baseline
+
+
+async def test_token_is_required_and_checked(tmp_path: Path, repo: RepoBuilder) -> None:
+    repo.workflow("fakes", FAKES)
+    async with Core.embedded(
+        state_dir=tmp_path / "state", nodes=isolated_nodes(), repository=repo.repository
+    ) as core:
+        with pytest.raises(TokenRequiredError, match="--token"):
+            ControlServer(core, host="0.0.0.0", port=0)
+        async with ControlServer(core, port=0, token="s3cret") as server:
+            endpoint = f"127.0.0.1:{server.port}"
+            for token, fragment in ((None, "requires a token"), ("wrong", "wrong token")):
+                async with ControlClient(endpoint, token=token) as client:
+                    await expect_status(
+                        client.stub.get_framework_info(pb.GetFrameworkInfoRequest()),
+                        Status.UNAUTHENTICATED,
+                        fragment,
+                    )
+            async with ControlClient(endpoint, token="s3cret") as client:
+                assert (
+                    await client.stub.get_framework_info(pb.GetFrameworkInfoRequest())
+                ).state == "CONNECTED"
+
+
+def test_role_path_glob() -> None:
+    assert matches("a.*", "a.b") and not matches("a.*", "a.b.c")
+    assert matches("a.**", "a.b.c") and matches("**.c", "a.b.c")
+    assert matches("a.{b,x}", "a.x") and matches("a.?", "a.b") and matches("a.[bc]", "a.c")
+    assert not matches("a.[!bc]", "a.c")
+
+
+async def test_control_latency_round_trip(harness: Harness, record_property: pytest.RecordProperty) -> None:
+    """Median of 20 CONFIGURE/RESET round trips on a 2-task environment (reported, never asserted)."""
+    env = await harness.new()
+    samples = []
+    for _ in range(20):
+        for op in (Op.RESET, Op.CONFIGURE):
+            began = time.perf_counter()
+            await harness.control(env.id, op)
+            samples.append(time.perf_counter() - began)
+    median_ms = statistics.median(samples) * 1000
+    record_property("control_round_trip_median_ms", round(median_ms, 2))
+    print(f"ControlEnvironment round trip, median of {len(samples)}: {median_ms:.2f} ms")
+    await wait_for_environment_state(harness.core, harness.core.environment(env.id), "CONFIGURED", 5)
+    await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.gc_policy import release_long_lived, settle_long_lived
 from actors.messages import TaskDeviceEvent, TaskDied
 from actors.role import RoleActor
 from actors.runtime import AsyncioActor
@@ -32,7 +33,13 @@ from aliecs.errors import InvalidTransitionError, TaskError, TransitionError
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, EventBus, RunEvent
 from aliecs.executor.process import LaunchSpec
 from aliecs.model import EnvironmentRecord, RoleRecord, TaskRecord, TransitionResult
-from aliecs.workflow.channels import bind_channels, channel_keys, resolve_target
+from aliecs.workflow.channels import (
+    bind_channels,
+    channel_keys,
+    effective_endpoint,
+    endpoint_keys,
+    resolve_target,
+)
 from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.template import Channel, Role, Workflow
 
@@ -44,6 +51,8 @@ DEFAULT_TIMEOUT = 90.0
 DEFAULT_STARTUP_TIMEOUT = 30.0
 # Grace on top of a deadline before the environment stops waiting for a task actor's answer.
 _FAN_OUT_MARGIN = 5.0
+# Tasks sent to per event loop iteration during a fan-out (see `_fan_out`).
+_FAN_OUT_CHUNK = 100
 
 
 @dataclass
@@ -109,6 +118,7 @@ class EnvironmentActor(AsyncioActor):
         for role, task_record, ref in await self.root.proxy().build(new_task_id):
             self.entries[task_record.id] = _TaskEntry(role, task_record, ref)
             self.record.tasks[task_record.id] = task_record
+        settle_long_lived()
 
     # -- public transitions ----------------------------------------------------------------------
 
@@ -135,6 +145,7 @@ class EnvironmentActor(AsyncioActor):
                 self.fsm.force(states.DONE)
             self.record.state = states.DONE
             self.record.run_number = 0
+            release_long_lived()
 
     # -- the transition engine -------------------------------------------------------------------
 
@@ -161,6 +172,8 @@ class EnvironmentActor(AsyncioActor):
                 raise TransitionError(self.record.id, event, self.fsm.state, errors, reason)
             self.fsm.fire(event)
             self.record.state = self.fsm.state
+            if event == states.DEPLOY:
+                settle_long_lived()
         finally:
             self.record.current_transition = ""
         self._announce(event, DONE_OK, message="transition completed successfully")
@@ -227,8 +240,18 @@ class EnvironmentActor(AsyncioActor):
         """Run `call` for every entry concurrently; collect errors, naming tasks that did not answer."""
         if not entries:
             return []
-        futures = {asyncio.ensure_future(call(entry)): entry for entry in entries}
-        done, pending = await asyncio.wait(futures, timeout=timeout + _FAN_OUT_MARGIN)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout + _FAN_OUT_MARGIN
+        futures: dict[asyncio.Future[TaskOutcome], _TaskEntry] = {}
+        for start in range(0, len(entries), _FAN_OUT_CHUNK):
+            if start:
+                # Let the loop breathe between chunks: sending to 10,000 tasks in one go blocks it for
+                # seconds (no timer, no RPC, no event delivery meanwhile); chunks keep it responsive and
+                # let the first tasks' work overlap with the sending of the rest.
+                await asyncio.sleep(0)
+            for entry in entries[start : start + _FAN_OUT_CHUNK]:
+                futures[asyncio.ensure_future(call(entry))] = entry
+        done, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
         errors = []
         for future in pending:
             future.cancel()
@@ -260,16 +283,15 @@ class EnvironmentActor(AsyncioActor):
     def _task_stack(self, entry: _TaskEntry, hostname: str) -> dict[str, str]:
         assert entry.role.task is not None
         task_class = entry.role.task.task_class
-        stack = task_class.stack_for(entry.role.stack)
-        stack.update(
-            task_id=entry.record.id,
-            task_name=entry.role.path,
-            task_class_name=task_class.identifier,
-            task_hostname=hostname,
-            environment_id=self.record.id,
-            task_parent_role=entry.role.parent.path if entry.role.parent else "",
-        )
-        return stack
+        special = {
+            "task_id": entry.record.id,
+            "task_name": entry.role.path,
+            "task_class_name": task_class.identifier,
+            "task_hostname": hostname,
+            "environment_id": self.record.id,
+            "task_parent_role": entry.role.parent.path if entry.role.parent else "",
+        }
+        return task_class.stack_for(entry.role.stack, special)
 
     def _launch_spec(self, entry: _TaskEntry, placement: Placement) -> LaunchSpec:
         assert entry.role.task is not None
@@ -349,11 +371,12 @@ class EnvironmentActor(AsyncioActor):
 
     async def _configure(self) -> list[TaskError]:
         endpoints = {
-            (entry.role.path, channel.name): entry.placement.endpoints[channel.name]
+            key: effective_endpoint(channel, entry.placement.endpoints[channel.name], entry.placement.address)
             for entry in self.entries.values()
             if entry.placement is not None
             for channel in entry.binds
             if channel.name in entry.placement.endpoints
+            for key in endpoint_keys(entry.role.path, channel)
         }
         arguments: dict[str, dict[str, str]] = {}
         errors: list[TaskError] = []
@@ -364,9 +387,10 @@ class EnvironmentActor(AsyncioActor):
             args: dict[str, str] = {}
             try:
                 for channel in entry.binds:
-                    args.update(
-                        channel_keys(channel, entry.placement.endpoints[channel.name].bind_address, "bind")
+                    endpoint = effective_endpoint(
+                        channel, entry.placement.endpoints[channel.name], entry.placement.address
                     )
+                    args.update(channel_keys(channel, endpoint.bind_address, "bind"))
                 for channel in entry.role.connect:
                     address = resolve_target(channel, entry.role.path, endpoints)
                     args.update(channel_keys(channel, address, "connect"))

@@ -8,6 +8,10 @@ original's single message loop could.
 Startup is watched closely because operators must know the difference between a process that is
 merely slow ("too slow to start": alive but no STANDBY before the deadline) and one that crashed
 ("crashed on start": exit code or signal, with the last lines it printed).
+
+How the task comes to life is one overridable step (`_spawn`, returning anything with `TaskProcess`'s
+interface, see `TaskLife`), so other executors (the fake farm's endpoints) reuse all of the OCC
+driving below unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from actors.messages import DeviceEvent, ForgetProcess, ProcessExited
 from actors.runtime import AsyncioActor
@@ -27,6 +31,21 @@ log = logging.getLogger(__name__)
 
 # Which OCC event brings a task one step closer to DONE, from each state (the original's kill walk).
 _TOWARDS_DONE = {"RUNNING": "STOP", "CONFIGURED": "RESET", "STANDBY": "EXIT", "ERROR": "EXIT"}
+
+
+class TaskLife(Protocol):
+    """What a process actor needs of the thing it drives: `TaskProcess`, or a fake farm endpoint."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def exit_info(self) -> ExitInfo | None: ...
+    def exited(self) -> asyncio.Future[ExitInfo]: ...
+    async def wait(self, timeout: float | None = None) -> ExitInfo | None: ...
+    async def terminate(self, term_grace: float = 2.0, int_grace: float = 3.0) -> ExitInfo: ...
+    def log_tail(self, lines: int = 5) -> list[str]: ...
 
 
 class TaskStartError(RuntimeError):
@@ -53,7 +72,7 @@ class ProcessActor(AsyncioActor):
         self.control_port = control_port
         self.listener = listener
         self.controllable = controllable and control_port is not None
-        self.process: TaskProcess | None = None
+        self.process: TaskLife | None = None
         self.client: OccClient | None = None
         self._killing = False
         self._background: list[asyncio.Task[Any]] = []
@@ -63,7 +82,7 @@ class ProcessActor(AsyncioActor):
     async def start_process(self, startup_timeout: float) -> int:
         """Launch and, for OCC tasks, wait until the process answers GetState with STANDBY."""
         try:
-            self.process = await TaskProcess.spawn(self.spec)
+            self.process = await self._spawn()
         except LaunchError as exc:
             raise TaskStartError(f"cannot launch: {exc}") from exc
         self._background.append(asyncio.ensure_future(self._watch_exit(self.process)))
@@ -73,6 +92,10 @@ class ProcessActor(AsyncioActor):
             await self._wait_for_standby(startup_timeout)
             self._background.append(asyncio.ensure_future(self._follow_events(self.client)))
         return self.process.pid
+
+    async def _spawn(self) -> TaskLife:
+        """Bring the task to life (here: an OS process); LaunchError if it cannot be started at all."""
+        return await TaskProcess.spawn(self.spec)
 
     async def _wait_for_standby(self, timeout: float) -> None:
         assert self.process is not None and self.client is not None
@@ -115,7 +138,7 @@ class ProcessActor(AsyncioActor):
             text += "; last output: " + " | ".join(tail)
         return text
 
-    async def _watch_exit(self, process: TaskProcess) -> None:
+    async def _watch_exit(self, process: TaskLife) -> None:
         info = await process.exited()
         self.actor_ref.tell(_Exited(info))
 
@@ -223,9 +246,15 @@ class ExecutorActor(AsyncioActor):
         """Create the process actor (quick); the caller then asks it to `start_process`."""
         if spec.task_id in self.processes:
             raise ValueError(f"{self.node.hostname}: task {spec.task_id} is already running here")
-        ref = self.start_child(ProcessActor, spec, control_port, listener, controllable)
+        ref = self._start_process_actor(spec, control_port, listener, controllable)
         self.processes[spec.task_id] = ref
         return ref
+
+    def _start_process_actor(
+        self, spec: LaunchSpec, control_port: int | None, listener: Any, controllable: bool
+    ) -> Any:
+        """The child actor driving one task; executors of other task kinds start their own kind."""
+        return self.start_child(ProcessActor, spec, control_port, listener, controllable)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ForgetProcess):

@@ -9,6 +9,7 @@ aggregate reflects all updates sent before it (mailboxes are FIFO).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from actors.messages import ChildChanged
@@ -18,6 +19,9 @@ from aliecs.environment.aggregate import StateTally
 from aliecs.events import EventBus, RoleEvent
 from aliecs.model import RoleRecord, TaskRecord
 from aliecs.workflow.template import Role
+
+# Children started per event loop iteration while building (see `RoleActor.build`).
+_BUILD_CHUNK = 200
 
 
 class RoleActor(AsyncioActor):
@@ -47,7 +51,11 @@ class RoleActor(AsyncioActor):
         `new_task_id` is a callable giving fresh task ids (the environment owns id allocation).
         """
         tasks: list[tuple[Role, TaskRecord, Any]] = []
-        for child in self.role.children:
+        for index, child in enumerate(self.role.deployable_children()):
+            if index and index % _BUILD_CHUNK == 0:
+                # Starting thousands of task actors in one go would block the event loop for a second
+                # (at 10,000 tasks): let timers, RPCs and events through every chunk.
+                await asyncio.sleep(0)
             child_record = RoleRecord(name=child.name, path=child.path)
             self.record.children.append(child_record)
             if child.task is not None:

@@ -23,6 +23,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from aliecs.cli.coconut_output import Output, event_line, format_ms, role_tree, state_text
+from aliecs.cli.coconut_template import expand as expand_command
 from aliecs.generated import o2control as pb
 from aliecs.runtime import run
 from aliecs.server.auth import TOKEN_ENV
@@ -701,12 +702,8 @@ def template_list(
     out.print(tree)
 
 
-try:  # `template expand` lives in its own module (offline expansion, no core needed)
-    from aliecs.cli.coconut_template import expand as _expand
-
-    template.add_command(_expand)
-except ImportError:  # pragma: no cover - the module is optional
-    pass
+# `template expand` lives in its own module: offline expansion, no core needed.
+template.add_command(expand_command)
 
 
 @cli.group(cls=AliasedGroup)

@@ -25,17 +25,22 @@ class Endpoint:
     connect_address: str
 
 
+GLOBAL = "::"  # endpoints of global aliases are keyed (GLOBAL, alias)
+
+
 def bind_channels(role: Role, stack: Mapping[str, str]) -> list[Channel]:
-    """The channels a task role binds: its descriptor's `bind` list, then the role's own (role wins)."""
+    """The channels a task role binds: its descriptor's `bind` list, then the role's own and the
+    ones inherited from its ancestors (a role-level channel wins over a same-named class one)."""
     assert role.task is not None
     task_class = role.task.task_class
     channels: dict[str, Channel] = {}
     for template in task_class.bind:
 
         def field(key: str, default: str, template_fields: Mapping[str, str] = template.fields) -> str:
-            return render_value(
+            value = render_value(
                 template_fields.get(key, default), stack, file=task_class.source, role_path=role.path
             )
+            return value or default
 
         channel = Channel(
             name=render_value(template.name, stack, file=task_class.source, role_path=role.path),
@@ -46,11 +51,29 @@ def bind_channels(role: Role, stack: Mapping[str, str]) -> list[Channel]:
             rcv_buf_size=field("rcvBufSize", "1000"),
             rate_logging=field("rateLogging", "0"),
             addressing=field("addressing", "tcp"),
+            global_name=field("global", ""),
         )
         channels[channel.name] = channel
     for channel in role.bind:
         channels[channel.name] = channel
     return list(channels.values())
+
+
+def effective_endpoint(channel: Channel, allocated: Endpoint, node_address: str) -> Endpoint:
+    """A bind with an explicit `tcp://`/`ipc://` target listens there (no allocation, no matching):
+    peers dial the same address with `*` replaced by the node's address."""
+    target = channel.target.strip()
+    if not target.startswith(("tcp://", "ipc://")):
+        return allocated
+    return Endpoint(target, target.replace("*", node_address, 1))
+
+
+def endpoint_keys(role_path: str, channel: Channel) -> list[tuple[str, str]]:
+    """The keys a bound channel is reachable by: `role.path:name`, and `::alias` when global."""
+    keys = [(role_path, channel.name)]
+    if channel.global_name:
+        keys.append((GLOBAL, channel.global_name))
+    return keys
 
 
 def channel_keys(channel: Channel, address: str, method: str) -> dict[str, str]:
@@ -72,7 +95,10 @@ def resolve_target(channel: Channel, role_path: str, endpoints: Mapping[tuple[st
     target = channel.target.strip()
     if target.startswith(("tcp://", "ipc://", "inproc://")):
         return target
-    path, sep, name = target.rpartition(":")
+    if target.startswith(GLOBAL):
+        path, sep, name = GLOBAL, GLOBAL, target[len(GLOBAL) :]
+    else:
+        path, sep, name = target.rpartition(":")
     if not sep or not path or not name:
         raise TemplateError(
             f"connect channel {channel.name!r} has target {target!r}; "
@@ -81,7 +107,7 @@ def resolve_target(channel: Channel, role_path: str, endpoints: Mapping[tuple[st
         )
     endpoint = endpoints.get((path, name))
     if endpoint is None:
-        known = ", ".join(f"{p}:{n}" for p, n in sorted(endpoints)) or "none"
+        known = ", ".join(f"::{n}" if p == GLOBAL else f"{p}:{n}" for p, n in sorted(endpoints)) or "none"
         raise TemplateError(
             f"connect channel {channel.name!r} targets {target!r}, but no task binds that channel "
             f"(bound channels: {known})",

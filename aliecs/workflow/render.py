@@ -29,6 +29,8 @@ def role_scope(parent: Role | None, this: Role | None) -> dict[str, Any]:
     """`Parent()`, `Up(n)` and `This()` for the role being processed (whose parent is `parent`)."""
 
     def up(levels: Any = 1) -> RoleRef:
+        if int(levels) < 1:
+            raise ValueError(f"Up({levels}): the number of levels must be at least 1")
         node = parent
         for _ in range(int(levels) - 1):
             node = node.parent if node is not None else None
@@ -51,18 +53,24 @@ def render_value(
     file: str,
     role_path: str,
     scope_extra: Mapping[str, Any] | None = None,
+    line: int | None = None,
+    functions: Mapping[str, Any] | None = None,
 ) -> str:
-    """Render the `{{ }}` tags of one template field; errors name the file and the role path."""
+    """Render the `{{ }}` tags of one template field; errors name the file, line and role path.
+
+    `functions` replaces the built-in function scope (an expansion adds its service namespaces);
+    variables shadow functions, as a Go map merge would.
+    """
     if "{{" not in text:
         return text
-    scope: dict[str, Any] = dict(_FUNCTIONS)
+    scope: dict[str, Any] = dict(_FUNCTIONS if functions is None else functions)
     if scope_extra:
         scope.update(scope_extra)
     scope.update(stack)
     try:
         return render(text, scope)
     except ExprError as exc:
-        raise TemplateError(str(exc), file=file, role_path=role_path) from exc
+        raise TemplateError(str(exc), file=file, line=line, role_path=role_path) from exc
 
 
 def plain(node: Any) -> Any:

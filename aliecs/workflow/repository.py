@@ -36,6 +36,10 @@ class TemplateRepository(Protocol):
 
     def list_workflows(self) -> list[str]: ...
 
+    def read_file(self, relpath: str) -> str | None:
+        """Any file of the repository (e.g. `jit/<name>`), None when it does not exist."""
+        ...
+
 
 class DirectoryRepository:
     """A configuration repository read straight from a directory (the packaged `templates/`)."""
@@ -72,6 +76,12 @@ class DirectoryRepository:
 
     def list_workflows(self) -> list[str]:
         return self._names("workflows")
+
+    def read_file(self, relpath: str) -> str | None:
+        path = (self.root / relpath).resolve()
+        if self.root.resolve() not in path.parents or not path.is_file():
+            return None
+        return path.read_text()
 
 
 def default_repository() -> DirectoryRepository:

@@ -6,6 +6,8 @@ of the role that loads it, at DEPLOY (command line, environment) and at CONFIGUR
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,13 +16,14 @@ from aliecs.cluster.placement import Wants
 from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.render import plain, render_value
 from aliecs.workflow.repository import SourceFile, TemplateRepository
-from aliecs.workflow.yamlsource import TemplateSourceError, load_yaml
+from aliecs.workflow.yamlsource import TemplateSourceError, load_yaml, position
 
 CONTROL_MODES = ("direct", "fairmq", "basic", "hook")
 _KNOWN_KEYS = {
     "name", "control", "wants", "limits", "bind", "connect", "properties", "constraints",
     "command", "defaults", "vars",
 }  # fmt: skip
+_PORTS = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 _COMMAND_KEYS = {"env", "shell", "value", "arguments", "user", "stdout", "stderr", "log"}
 
 
@@ -57,13 +60,33 @@ class TaskClass:
     bind: tuple[ChannelTemplate, ...]
     properties: Mapping[str, str]
     constraints: Mapping[str, str]
+    ports: str = ""  # wants.ports: a range expression such as "29000-29100,30000"
+    limits: Wants | None = None  # absent means unlimited
 
-    def stack_for(self, role_stack: Mapping[str, str]) -> dict[str, str]:
-        """The task's variables: class defaults and vars, overridden by the role's stack."""
+    def stack_for(
+        self, role_stack: Mapping[str, str], special: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The task's variables: class defaults and vars, overridden by the role's stack.
+
+        As in `BuildTaskCommand`, the class defaults are rendered against the role stack (plus the
+        special task variables) only, so one default cannot see another; the class vars then see
+        the defaults. Both lose to the role stack.
+        """
+        base = {**role_stack, **(special or {})}
+        owner = base.get("task_name") or self.name  # the role path when the task is known
+        defaults = {
+            key: render_value(value, base, file=self.source, role_path=f"{owner} (defaults.{key})")
+            for key, value in self.defaults.items()
+        }
+        with_defaults = {**defaults, **base}
+        variables = {
+            key: render_value(value, with_defaults, file=self.source, role_path=f"{owner} (vars.{key})")
+            for key, value in self.vars.items()
+        }
         stack: dict[str, str] = {}
-        stack.update(self.defaults)
-        stack.update(self.vars)
-        stack.update(role_stack)
+        stack.update(defaults)
+        stack.update(variables)
+        stack.update(base)
         return stack
 
     def render_command(self, stack: Mapping[str, str], role_path: str) -> RenderedCommand:
@@ -96,9 +119,20 @@ class TaskClass:
             env=env,
             shell=shell,
             user=text("user"),
-            stdout=text("stdout", "none") or "none",
-            stderr=text("stderr", "none") or "none",
+            stdout=self._output(text("stdout", self.command.get("log", "none")) or "none", role_path),
+            stderr=self._output(text("stderr", "none") or "none", role_path),
         )
+
+    def _output(self, value: str, role_path: str) -> str:
+        """`command.stdout`/`stderr` must be none, stdout or all, otherwise the task cannot be built."""
+        value = value.strip()
+        if value not in ("none", "stdout", "all"):
+            raise TemplateError(
+                f"command output {value!r} must be one of none, stdout, all",
+                file=self.source,
+                role_path=role_path,
+            )
+        return value
 
     def render_properties(self, stack: Mapping[str, str], role_path: str) -> dict[str, str]:
         where = f"{self.source} (properties)"
@@ -146,34 +180,76 @@ def _constraints(items: Any, where: str) -> dict[str, str]:
 
 
 def parse_task_class(source: SourceFile, expected_name: str) -> TaskClass:
+    """A task class from its descriptor (cached by content: classes are immutable)."""
+    return _parse_task_class(source, expected_name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_task_class(source: SourceFile, expected_name: str) -> TaskClass:
     try:
-        document = plain(load_yaml(source.text, source.path))
+        raw = load_yaml(source.text, source.path)
     except TemplateSourceError as exc:
-        raise TemplateError(str(exc)) from exc
+        raise TemplateError(exc.message, file=exc.file, line=exc.line, column=exc.column) from exc
+    document = plain(raw)
+
+    def line(*keys: str) -> int | None:
+        """The line of the first of `keys` present in the descriptor (None when unknown)."""
+        for key in keys:
+            where = position(raw, key)
+            if where:
+                return where[0]
+        return None
+
     if not isinstance(document, dict):
         raise TemplateError("a task descriptor must be a mapping", file=source.path)
     unknown = set(document) - _KNOWN_KEYS
     if unknown:
-        raise TemplateError(f"unknown keys {sorted(unknown)} in task descriptor", file=source.path)
+        raise TemplateError(
+            f"unknown keys {sorted(unknown)} in task descriptor",
+            file=source.path,
+            line=line(*sorted(unknown)),
+        )
     control = document.get("control") or {}
     mode = str(control.get("mode", "direct")) if isinstance(control, dict) else "direct"
     if mode not in CONTROL_MODES:
         raise TemplateError(
-            f"control mode {mode!r} is not one of {', '.join(CONTROL_MODES)}", file=source.path
+            f"control mode {mode!r} is not one of {', '.join(CONTROL_MODES)}",
+            file=source.path,
+            line=line("control"),
         )
     command = document.get("command")
     if not isinstance(command, dict) or "value" not in command:
-        raise TemplateError("task descriptor needs a 'command' with a 'value'", file=source.path)
+        raise TemplateError(
+            "task descriptor needs a 'command' with a 'value'", file=source.path, line=line("command")
+        )
     bad = set(command) - _COMMAND_KEYS
     if bad:
-        raise TemplateError(f"unknown keys {sorted(bad)} in 'command'", file=source.path)
+        raise TemplateError(
+            f"unknown keys {sorted(bad)} in 'command'", file=source.path, line=line("command")
+        )
     wants_raw = document.get("wants") or {}
     if not isinstance(wants_raw, dict):
-        raise TemplateError("'wants' must be a mapping of cpu/memory/ports", file=source.path)
+        raise TemplateError(
+            "'wants' must be a mapping of cpu/memory/ports", file=source.path, line=line("wants")
+        )
     wants = Wants(
         cpu=_float(wants_raw.get("cpu", 0), "wants.cpu", source),
         memory=_float(wants_raw.get("memory", 0), "wants.memory", source),
     )
+    ports = str(wants_raw.get("ports") or "")
+    if ports and not _PORTS.fullmatch(ports.replace(" ", "")):
+        raise TemplateError(
+            f"wants.ports {ports!r} is not a list of ports and ranges", file=source.path, line=line("wants")
+        )
+    limits_raw = document.get("limits")
+    limits = None
+    if limits_raw not in (None, ""):
+        if not isinstance(limits_raw, dict):
+            raise TemplateError("'limits' must be a mapping of cpu/memory", file=source.path)
+        limits = Wants(
+            cpu=_float(limits_raw.get("cpu", "inf"), "limits.cpu", source),
+            memory=_float(limits_raw.get("memory", "inf"), "limits.memory", source),
+        )
 
     def string_map(key: str) -> dict[str, str]:
         raw = document.get(key) or {}
@@ -193,6 +269,8 @@ def parse_task_class(source: SourceFile, expected_name: str) -> TaskClass:
         bind=channel_templates(document.get("bind"), source.path, "bind"),
         properties=string_map("properties"),
         constraints=_constraints(document.get("constraints"), source.path),
+        ports=ports,
+        limits=limits,
     )
 
 

@@ -1,0 +1,305 @@
+"""Conformance: every workflow of the real ControlWorkflows corpus expands as the original would.
+
+The corpus is read in place from `../shared/corpus/controlworkflows`. Variables that the original
+gets from outside the templates (reference controlworkflows.md §3.3) are given explicitly:
+`hosts`, `consul_endpoint`, `modulepath`, `infologger_mode`, `environment_id` (added by the core),
+and `it` for the TPC split sub-workflows that normally receive it from `readout-dataflow`.
+The inventory is a local YAML-like stand-in for apricot (two FLPs of detector TST, one CRU card each).
+
+JIT includes (`dpl.GenerateFromUri`) need O2 binaries; they go to a fallback repository of exported
+sub-workflows written below. The stand-ins have the task counts of the legacy exports
+(`minimal-dpl`: 3 fairmq tasks, `qcmn-daq-remote`: 5, `tpc-*`: 7; reference §4.1 W4/W6).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aliecs.workflow.channels import Endpoint, bind_channels, endpoint_keys, resolve_target
+from aliecs.workflow.errors import TemplateError
+from aliecs.workflow.jit import CommandGenerator, JitRegistry
+from aliecs.workflow.providers import MemoryStore, Providers, YamlInventory
+from aliecs.workflow.repository import DirectoryRepository
+from aliecs.workflow.template import Workflow, load_workflow
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "controlworkflows"
+pytestmark = pytest.mark.skipif(not (CORPUS / "workflows").is_dir(), reason="corpus not available")
+
+HOSTS = '["flp001","flp002"]'
+BASE_VARS = {
+    "hosts": HOSTS,
+    "consul_endpoint": "consul.local:8500",
+    "modulepath": "",
+    "infologger_mode": "infoLoggerD",
+    "environment_id": "2oDvieFrVTi",
+    "apricot_endpoint": "apricot.local:32188",  # only the JIT files use it
+}
+INVENTORY: dict[str, dict[str, Any]] = {
+    "flp001": {"detector": "TST", "cards": {"0228": ["0", "1"]}},
+    "flp002": {"detector": "TST", "cards": {"0229": ["0"]}},
+    "flp-ctp": {"detector": "CTP", "cards": {}},
+    "alio2-cr1-flp001": {"detector": "TPC"},
+    "alio2-cr1-flp145": {"detector": "TPC"},
+}
+
+FAIRMQ_TASK = """\
+name: {name}
+control: {{mode: fairmq}}
+wants: {{cpu: 0.1, memory: 10}}
+bind:
+  - name: out
+    type: push
+    transport: shmem
+    rateLogging: "{{{{ fmq_rate_logging }}}}"
+command:
+  shell: true
+  env: ["O2_DETECTOR={{{{ detector }}}}"]
+  value: "o2-dpl-stand-in --id {name} --session default"
+  arguments: ["--shm-segment-size {{{{ shm_segment_size }}}}"]
+"""
+
+
+def _export(name: str, count: int) -> str:
+    roles = "\n".join(
+        f"  - name: {name}-{i}\n"
+        f"    connect:\n"
+        f"      - {{name: in, type: pull, target: '{{{{ Parent().Path }}}}.{name}-{(i - 1) % count}:out'}}\n"
+        f"    task: {{load: {name}-task}}"
+        for i in range(count)
+    )
+    return f"name: {name}\nvars:\n  shm_segment_size: '1000'\nroles:\n{roles}\n"
+
+
+STAND_INS = {"qcmn-daq-remote": 5, "tpc-idc-a": 7, "tpc-idc-c": 7, "tpc-sac": 7}
+
+# Shaped like the legacy export (reference §4.1 W6): reads from the StfBuilder's global
+# `readout-proxy-<it>` channel and offers `downstream-<it>` to the DPL StfSender.
+MINIMAL_DPL = """\
+name: minimal-dpl
+vars:
+  shm_segment_size: "1000"
+roles:
+  - name: readout-proxy
+    connect:
+      - name: readout-proxy
+        type: pull
+        target: "::readout-proxy-{{ it }}"
+        rateLogging: "{{ fmq_rate_logging }}"
+    task: {load: minimal-dpl-task}
+  - name: processor
+    connect:
+      - {name: in, type: pull, target: "{{ Parent().Path }}.readout-proxy:out"}
+    task: {load: minimal-dpl-task}
+  - name: output-proxy
+    connect:
+      - {name: in, type: pull, target: "{{ Parent().Path }}.processor:out"}
+    bind:
+      - {name: downstream, type: push, transport: shmem, addressing: ipc, global: "downstream-{{ it }}"}
+    task: {load: minimal-dpl-task}
+"""
+
+
+@pytest.fixture(scope="module")
+def fallback(tmp_path_factory: pytest.TempPathFactory) -> DirectoryRepository:
+    root = tmp_path_factory.mktemp("jit-exports")
+    (root / "workflows").mkdir()
+    (root / "tasks").mkdir()
+    for name, count in STAND_INS.items():
+        (root / "workflows" / f"{name}.yaml").write_text(_export(name, count))
+        (root / "tasks" / f"{name}-task.yaml").write_text(FAIRMQ_TASK.format(name=f"{name}-task"))
+    (root / "workflows" / "minimal-dpl.yaml").write_text(MINIMAL_DPL)
+    (root / "tasks" / "minimal-dpl-task.yaml").write_text(FAIRMQ_TASK.format(name="minimal-dpl-task"))
+    return DirectoryRepository(root, name="jit-exports")
+
+
+def expand(name: str, user: Mapping[str, str], fallback: DirectoryRepository | None = None) -> Workflow:
+    providers = Providers(inventory=YamlInventory(dict(INVENTORY)), store=MemoryStore())
+    jit = JitRegistry(CommandGenerator(fallback=fallback, run_commands=False))
+    repository = DirectoryRepository(CORPUS, name="controlworkflows")
+    return load_workflow(repository, name, {**BASE_VARS, **user}, providers=providers, jit=jit)
+
+
+def counts(workflow: Workflow) -> tuple[int, int, int]:
+    return len(workflow.tasks()), len(workflow.hooks()), len(workflow.calls())
+
+
+# (workflow, extra user variables, expected (data-flow tasks, hook tasks, calls))
+CASES = [
+    # Per FLP: readout (direct), stfb + stfs (fairmq); hooks shmcleaner (before_DEPLOY) and
+    # shmmonitor (DESTROY). 2 FLPs -> 6 + 4. No integration is enabled by default: 0 calls.
+    ("readout-dataflow", {}, (6, 4, 0)),
+    # One roc-config-uri task (basic, no trigger) per host x CRU card: 1 card on each FLP.
+    ("o2-roc-config", {}, (2, 0, 0)),
+    # Per host: shmmonitor and roc-cleanup basic tasks (no trigger, so not hooks).
+    ("resources-cleanup", {}, (4, 0, 0)),
+    # The TPC split sub-workflows on an FLP outside every range: all includes disabled, 0 tasks.
+    ("tpc-idc-sac-full-split", {"it": "alio2-cr1-flp200"}, (0, 0, 0)),
+    ("tpc-idc-sac-cmv-full-split", {"it": "alio2-cr1-flp200"}, (0, 0, 0)),
+    ("tpc-idc-sac-cmv-full-split-proxy", {"it": "alio2-cr1-flp200"}, (0, 0, 0)),
+    ("tpc-idc-sac-cmv-full-split-proxy-trigger", {"it": "alio2-cr1-flp200"}, (0, 0, 0)),
+    ("tpc-idc-sac-cmv-full-split-proxy-trigger-only", {"it": "alio2-cr1-flp200"}, (0, 0, 0)),
+    ("tpc-sac-cmv-full-split", {"it": "alio2-cr1-flp200"}, (0, 0, 0)),
+    ("tpc-sac-cmv-full-split-trigger", {"it": "alio2-cr1-flp200"}, (0, 0, 0)),
+    # flp001 is in tpc-idc-a's range (001-072): its 7-task stand-in export is included.
+    # (jit/tpc-idc-a uses pdp_n_hbf_per_tf, a readout-dataflow default: given here.)
+    ("tpc-idc-sac-full-split", {"it": "alio2-cr1-flp001", "pdp_n_hbf_per_tf": "128"}, (7, 0, 0)),
+    # flp145 enables the tpc-sac include only (7 tasks).
+    ("tpc-idc-sac-full-split", {"it": "alio2-cr1-flp145"}, (7, 0, 0)),
+]
+
+
+def test_every_corpus_workflow_is_covered() -> None:
+    names = {p.stem for p in (CORPUS / "workflows").glob("*.yaml")}
+    assert names == {name for name, _, _ in CASES}
+
+
+@pytest.mark.parametrize(
+    ("name", "user", "expected"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_corpus_counts(
+    name: str, user: Mapping[str, str], expected: tuple[int, int, int], fallback: DirectoryRepository
+) -> None:
+    assert counts(expand(name, user, fallback)) == expected
+
+
+INTEGRATIONS = {
+    "dcs_enabled": "true",
+    "epn_enabled": "true",
+    "dd_enabled": "true",
+    "trg_enabled": "true",
+    "qc_remote_enabled": "true",
+    "ctp_readout_enabled": "true",
+    "ctp_readout_host": "flp-ctp",
+    "roc_cleanup_enabled": "true",
+    "drop_caches_enabled": "true",
+    "tst_dpl_workflow": "minimal-dpl",
+    "tst_qc_remote_workflow": "qcmn-daq-remote",
+    "detectors": '["TST"]',
+}
+MORE_INTEGRATIONS = {
+    "bookkeeping_enabled": "true",
+    "lhc_enabled": "true",
+    "kafka_enabled": "true",
+    "ccdb_enabled": "true",
+}
+
+
+def test_readout_dataflow_with_integrations_renders_every_command(fallback: DirectoryRepository) -> None:
+    started = time.perf_counter()
+    workflow = expand("readout-dataflow", INTEGRATIONS, fallback)
+    elapsed = time.perf_counter() - started
+    print(f"readout-dataflow with integrations expanded in {elapsed * 1000:.0f} ms")
+    # Data flow, 20: per FLP readout + stfb + stfs + minimal-dpl (3) = 6, x2 = 12; the CTP readout
+    # role (readout, stfb, stfs) = 3; the remote QC stand-in for TST = 5.
+    # Hooks, 12: per FLP shmcleaner, shmmonitor, drop-caches, roc-cleanup = 4, x2 = 8; the CTP
+    # role's shmcleaner, shmmonitor, drop-caches = 3; the QC server's shmmonitor = 1.
+    # Calls, 26: dcs 5, ODC 10 (odc_partitions_cleanup false: no legacy cleanup), dd-scheduler 3,
+    # trg 8 (reference controlworkflows.md §4.1 W1).
+    assert counts(workflow) == (20, 12, 26)
+    for role in workflow.tasks() + workflow.hooks():
+        assert role.task is not None
+        task_class = role.task.task_class
+        special = {
+            "task_id": "t1",
+            "task_name": role.path,
+            "task_class_name": task_class.identifier,
+            "task_hostname": "flp001",
+            "environment_id": "2oDvieFrVTi",
+            "task_parent_role": role.parent.path if role.parent else "",
+        }
+        stack = task_class.stack_for(role.stack, special)
+        command = task_class.render_command(stack, role.path)
+        assert command.value
+    assert {role.task.control_mode for role in workflow.hooks() if role.task} == {"hook"}
+    # Every connect target resolves to a bound channel: role paths (`Up(2).Path`, `Parent().Path`)
+    # and global aliases (`::readout-proxy-flp001` from the StfBuilder's role-level bind).
+    endpoints: dict[tuple[str, str], Endpoint] = {}
+    for role in workflow.tasks():
+        assert role.task is not None
+        stack = role.task.task_class.stack_for(role.stack, {"task_hostname": "flp001"})
+        for channel in bind_channels(role, stack):
+            for key in endpoint_keys(role.path, channel):
+                assert key not in endpoints, f"{key} bound twice"
+                endpoints[key] = Endpoint(f"bind:{role.path}:{channel.name}", f"{role.path}:{channel.name}")
+    for role in workflow.tasks():
+        for channel in role.connect:
+            assert resolve_target(channel, role.path, endpoints)
+    stfb = workflow.root.find("readout-dataflow.host-flp001.data-distribution-dpl.stfb")
+    assert stfb is not None and stfb.task is not None
+    (dpl_chan,) = bind_channels(stfb, stfb.task.task_class.stack_for(stfb.stack, {"task_hostname": "flp001"}))
+    assert (dpl_chan.global_name, dpl_chan.addressing, dpl_chan.snd_buf_size) == (
+        "readout-proxy-flp001",
+        "ipc",
+        "4",
+    )
+    calls = {role.path: role.call for role in workflow.calls()}
+    start = calls["readout-dataflow.odc.start"]
+    assert start is not None and start.func == "odc.Start()"
+
+
+def test_readout_dataflow_all_integrations(fallback: DirectoryRepository) -> None:
+    workflow = expand("readout-dataflow", {**INTEGRATIONS, **MORE_INTEGRATIONS}, fallback)
+    # 26 + bookkeeping 1 (15 of its 16 calls are off while `bookkeeping_consuming_kafka` is
+    # "true", the default) + lhc 4 + kafka 12 + ccdb 4 = 47.
+    assert counts(workflow) == (20, 12, 47)
+    # With the bookkeeping plugin doing its own updates, all 16 bookkeeping calls: 62, the
+    # reference expander's figure (controlworkflows.md §4.1 W1).
+    more = {**INTEGRATIONS, **MORE_INTEGRATIONS, "bookkeeping_consuming_kafka": "false"}
+    assert counts(expand("readout-dataflow", more, fallback)) == (20, 12, 62)
+
+
+def test_public_variables_and_untagged_defaults_are_dropped() -> None:
+    # controlworkflows.md §6.1: `ctp_readout_host` has its `!public` tag commented out, so the
+    # mapping is dropped and enabling the CTP readout without giving the host fails.
+    with pytest.raises(
+        TemplateError,
+        match=r"readout-dataflow.yaml:\d+: role readout-dataflow.readout-ctp: "
+        r'unknown name "ctp_readout_host"',
+    ):
+        expand("readout-dataflow", {"ctp_readout_enabled": "true"})
+
+
+def test_static_include_of_a_missing_workflow_is_a_load_error() -> None:
+    # §6.3: `qcdd_enabled` includes `qc-daq`, which exists only as a JIT file at HEAD.
+    with pytest.raises(
+        TemplateError,
+        match=r"readout-dataflow.yaml:1606: role readout-dataflow.host-flp001.data-distribution-dpl.dpl: "
+        r"cannot include 'qc-daq': no workflow named 'qc-daq'",
+    ):
+        expand("readout-dataflow", {"qcdd_enabled": "true", "dd_enabled": "true"})
+
+
+def test_roc_config_args_is_broken_under_strict_names() -> None:
+    # §6.2: roc-config-args' cmdline defaults reference its other defaults, which the role
+    # stack does not have: rendering the task fails at deploy time naming the default.
+    workflow = expand("o2-roc-config", {"roc_config_uri_enabled": "false"})
+    role = workflow.tasks()[0]
+    assert role.task is not None and role.task.task_class.name == "roc-config-args"
+    with pytest.raises(
+        TemplateError,
+        match=r'roc-config-args.yaml: role roc-config-args \(defaults\.\w+\): unknown name "rocConfig',
+    ):
+        role.task.task_class.stack_for(role.stack)
+
+
+def test_tpc_split_needs_it_from_its_parent() -> None:
+    with pytest.raises(
+        TemplateError,
+        match=r'tpc-idc-sac-full-split.yaml:12: role tpc-idc-sac-full-split.tpc-idc-a: unknown name "it"',
+    ):
+        load_workflow(
+            DirectoryRepository(CORPUS, name="controlworkflows"),
+            "tpc-idc-sac-full-split",
+            BASE_VARS,
+            providers=Providers(inventory=YamlInventory(dict(INVENTORY))),
+        )
+
+
+def test_jit_without_o2_or_export_fails_clearly() -> None:
+    with pytest.raises(TemplateError, match=r"cannot generate the DPL workflow for jit/tpc-idc-a"):
+        expand("tpc-idc-sac-full-split", {"it": "alio2-cr1-flp001", "pdp_n_hbf_per_tf": "128"})

@@ -43,7 +43,7 @@ def _say(message: str) -> None:
     print(f"aliecs-fake-task: {message}", file=sys.stderr, flush=True)
 
 
-def _event(text: str) -> Event:
+def callback_event(text: str) -> Event:
     """argparse type: an event that has a callback (GO_ERROR is forced by the executor, no callback)."""
     try:
         event = parse_event(text)
@@ -69,7 +69,7 @@ def _latency(text: str) -> tuple[Event, float]:
     event_text, sep, seconds_text = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"{text!r}: expected EVENT=SECONDS, e.g. CONFIGURE=0.5")
-    return _event(event_text), _seconds(seconds_text)
+    return callback_event(event_text), _seconds(seconds_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--fail-on",
-        type=_event,
+        type=callback_event,
         action="append",
         default=[],
         metavar="EVENT",
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--crash-on",
-        type=_event,
+        type=callback_event,
         action="append",
         default=[],
         metavar="EVENT",
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--hang-on",
-        type=_event,
+        type=callback_event,
         action="append",
         default=[],
         metavar="EVENT",

@@ -38,8 +38,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aliecs.occ.server import CALLBACK_NAMES, OccTask, event_loop_factory
-from aliecs.occ.states import Event, parse_event
+from aliecs.fake_task import callback_event
+from aliecs.occ.server import OccTask, event_loop_factory
+from aliecs.occ.states import Event
 
 log = logging.getLogger("aliecs.fakefarm")
 
@@ -52,17 +53,6 @@ class FarmError(RuntimeError):
 
 
 # -- behaviour (shared with the in-process fake executor) ------------------------------------------
-
-
-def _event(text: str) -> Event:
-    try:
-        event = parse_event(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if event not in CALLBACK_NAMES:
-        choices = ", ".join(CALLBACK_NAMES)
-        raise argparse.ArgumentTypeError(f"{event} runs no task code; choose one of {choices}")
-    return event
 
 
 def _fraction(text: str) -> float:
@@ -106,7 +96,9 @@ def behaviour_parser() -> argparse.ArgumentParser:
         help="fixed: always the mean; uniform: 0..2*mean; exponential: mean-scaled exponential",
     )
     parser.add_argument("--fail-rate", type=_fraction, default=0.0, help="probability a transition fails")
-    parser.add_argument("--fail-on", type=_event, action="append", default=[], help="EVENT always fails")
+    parser.add_argument(
+        "--fail-on", type=callback_event, action="append", default=[], help="EVENT always fails"
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (farm default: the port)")
     return parser
 

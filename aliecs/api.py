@@ -2,6 +2,7 @@
 
 async with aliecs.Core.embedded(state_dir=..., nodes=...) as core:
     env = await core.new_environment("copypush", vars={"k": "v"})   # returns in DEPLOYED
+    # or "copypush@v2", "github.com/org/repo/workflows/copypush@v2"; repositories: core.repos
     await env.transition("CONFIGURE")
     env.id, env.state, env.run_number, env.tasks, env.tree()
     await env.destroy()                                              # tasks gone when it returns
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,7 +26,8 @@ from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
 from aliecs.events import CoreStartEvent, EventBus
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
-from aliecs.workflow.repository import TemplateRepository, default_repository
+from aliecs.workflow.repos import RepoManager
+from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
 from aliecs.workflow.template import Workflow, load_workflow
 
 
@@ -140,7 +143,13 @@ class _Exclusive:
 
 
 class Core:
-    """An embedded control system: a local cluster of simulated nodes on this machine."""
+    """An embedded control system: a local cluster of simulated nodes on this machine.
+
+    Workflows come from the configuration repositories of `core.repos` (persisted in the state
+    directory; the packaged `templates/` is the default until another default is set). A
+    `repository` given to the constructor pins unqualified workflow names to it, as test
+    harnesses want; qualified names (`repo/workflows/name@rev`) still resolve through `core.repos`.
+    """
 
     def __init__(
         self,
@@ -158,13 +167,21 @@ class Core:
             self.nodes = load_inventory(Path(nodes))
         else:
             self.nodes = list(nodes)
-        self.repository = repository or default_repository()
+        self.repository: TemplateRepository | None = repository
         self._registry: dict[str, tuple[EnvironmentRecord, Any]] = {}
         self._busy: dict[str, str] = {}
         self._workflows: dict[str, Workflow] = {}
         self._core: Any = None
         self._manager: Any = None
         self.run_numbers: RunNumberStore | None = None
+
+    @cached_property
+    def repos(self) -> RepoManager:
+        """The configuration repository manager (add/remove/refresh, defaults, template listing).
+
+        Its methods do blocking git work: call them from a worker thread in async code."""
+        pinned = self.repository if isinstance(self.repository, DirectoryRepository) else None
+        return RepoManager(self.state_dir, packaged=pinned)
 
     @classmethod
     def embedded(
@@ -190,6 +207,7 @@ class Core:
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.run_numbers = await asyncio.to_thread(RunNumberStore, self.state_dir / "runs.sqlite")
+        await asyncio.to_thread(lambda: self.repos)  # read (or create) the repository state off the loop
         extra = {"executor_class": self.executor_class} if self.executor_class is not None else {}
         self._core = CoreActor.start(
             self.nodes, self.run_numbers, self.state_dir / "logs", self._registry, self.events, **extra
@@ -216,6 +234,9 @@ class Core:
     ) -> Environment:
         """Create an environment from `workflow` and DEPLOY it; returns when it is DEPLOYED.
 
+        `workflow` is `name`, `name@revision` or `repo/workflows/name[@revision]`; an unknown
+        repository or revision raises `RepositoryError` before anything is created.
+
         On failure the environment is torn down (no process left) and the error raised names it.
         `env_id` lets a caller that must answer before deployment ends (the control server's
         NewEnvironmentAsync) choose the id up front; by default a fresh one is made.
@@ -228,7 +249,7 @@ class Core:
             raise AliecsError(f"environment id {env_id!r} is already in use")
         variables = {str(key): str(value) for key, value in (vars or {}).items()}
         variables.setdefault("environment_id", env_id)
-        workflow_tree = await asyncio.to_thread(load_workflow, self.repository, workflow, variables)
+        workflow_tree = await asyncio.to_thread(self._load, workflow, variables)
         record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
         self._workflows[env_id] = workflow_tree
         handle = Environment(self, record, ref)
@@ -244,6 +265,18 @@ class Core:
                 await self._manager.proxy().forget(env_id)
             raise
         return handle
+
+    def _load(self, workflow: str, variables: dict[str, str]) -> Workflow:
+        """Resolve `workflow` (`name`, `name@rev`, `repo/workflows/name[@rev]`) and expand it.
+
+        Blocking (reads git objects): runs in a worker thread. Each call pins its own revision,
+        so environments made from different revisions of one repository coexist."""
+        qualified = "@" in workflow or "/" in workflow
+        if self.repository is not None and not qualified:
+            repository, name = self.repository, workflow
+        else:
+            repository, name = self.repos.resolve(workflow)
+        return load_workflow(repository, name, variables, resolver=self.repos.resolver)
 
     async def environments(self) -> list[Environment]:
         return self._handles()

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dulwich import porcelain
+from dulwich.repo import Repo
 
 from aliecs.workflow.repository import DirectoryRepository
 
@@ -85,3 +87,64 @@ class RepoBuilder:
 @pytest.fixture
 def repo(tmp_path: Path) -> RepoBuilder:
     return RepoBuilder(tmp_path / "repo")
+
+
+class GitRepoBuilder:
+    """A throw-away git repository with a helper to commit files."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.repo = Repo.init(str(path), mkdir=True)
+        self.first = ""
+
+    def commit(self, files: dict[str, str], message: str) -> str:
+        for relpath, text in files.items():
+            target = self.path / relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(textwrap.dedent(text))
+        porcelain.add(self.repo, [str(self.path / p) for p in files])
+        sha = porcelain.commit(self.repo, message=message.encode(), author=b"T <t@t>", committer=b"T <t@t>")
+        return sha.decode()
+
+    def tag(self, name: str) -> None:
+        porcelain.tag_create(self.repo, name.encode())
+
+    def branch(self, name: str) -> None:
+        porcelain.branch_create(self.repo, name.encode())
+
+    def close(self) -> None:
+        self.repo.close()
+
+
+SOLO_WORKFLOW = """\
+name: !public solo
+description: !public one fake task
+defaults:
+  note: !public
+    value: hello
+    type: string
+    label: Note
+    widget: dropDownBox
+    values: [hello, bye]
+roles:
+  - name: only
+    task: {load: fake}
+"""
+
+
+@pytest.fixture
+def versioned_repo(tmp_path: Path) -> Iterator[GitRepoBuilder]:
+    """A git configuration repository with two commits whose `fake` task descriptor differs:
+    tag `v1` runs `aliecs-fake-task --log-level INFO`, `master` runs `--log-level WARNING`."""
+    builder = GitRepoBuilder(tmp_path / "versioned")
+    v1_task = FAKE_TASK.replace('fake_args: ""', 'fake_args: "--log-level INFO"')
+    builder.first = builder.commit({"workflows/solo.yaml": SOLO_WORKFLOW, "tasks/fake.yaml": v1_task}, "v1")
+    builder.tag("v1")
+    builder.commit({"tasks/fake.yaml": v1_task.replace("INFO", "WARNING")}, "v2")
+    yield builder
+    builder.close()
+
+
+def process_args(pid: int) -> list[str]:
+    """The command line of a running process (to tell which revision's task descriptor started it)."""
+    return [arg.decode() for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if arg]

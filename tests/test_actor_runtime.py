@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -492,6 +493,148 @@ async def test_registry_tracks_running_actors() -> None:
     await within(ref.stop())
     assert ActorRegistry.get_by_urn(ref.actor_urn) is None
     assert ref not in live_actors()
+
+
+async def test_stopping_thousands_of_actors_leaves_the_registry_empty() -> None:
+    refs = [Recorder.start() for _ in range(5000)]
+    registered = ActorRegistry.get_all()
+    assert [ref for ref in registered if ref in refs] == refs  # pykka order: registration order
+    assert all(ActorRegistry.get_by_urn(ref.actor_urn) is ref for ref in refs[::499])
+    assert len(ActorRegistry.get_by_class(Recorder)) == 5000
+    assert len(ActorRegistry.get_by_class_name("Recorder")) == 5000
+    # Stop them out of registration order (odd ones first, then the even ones from the end).
+    order = refs[1::2] + refs[::2][::-1]
+    assert await within(asyncio.gather(*(ref.stop() for ref in order)), 30) == [True] * 5000
+    assert ActorRegistry.get_by_class(Recorder) == []
+    assert not any(ref in ActorRegistry.get_all() for ref in refs)
+    assert ActorRegistry.get_by_urn(refs[0].actor_urn) is None
+
+
+async def test_stopping_a_large_subtree_leaves_the_registry_empty() -> None:
+    class Parent(Recorder):
+        def spawn(self, count: int) -> list[AsyncActorRef[Recorder]]:
+            return [self.start_child(Recorder) for _ in range(count)]
+
+    parent = Parent.start()
+    children = await within(parent.proxy().spawn(5000))
+    assert len(ActorRegistry.get_by_class(Recorder)) == 5001  # get_by_class takes subclasses too
+    assert ActorRegistry.get_by_class(Parent) == [parent]
+    assert await within(parent.stop(), 30) is True
+    assert ActorRegistry.get_by_class(Recorder) == []
+    assert not any(child.is_alive() for child in children)
+    assert live_actors() == []
+
+
+async def test_pykka_registry_calls_see_our_actors_and_pykka_threading_actors() -> None:
+    class Threaded(pykka.ThreadingActor):
+        def hello(self) -> str:
+            return "hello"
+
+    first = Recorder.start()
+    threaded = Threaded.start()  # pykka's own registration, into the same storage
+    second = Recorder.start()
+    try:
+        assert [ref for ref in ActorRegistry.get_all() if ref in (first, threaded, second)] == [
+            first,
+            threaded,
+            second,
+        ]
+        assert ActorRegistry.get_by_urn(threaded.actor_urn) is threaded
+        assert ActorRegistry.get_by_class(Threaded) == [threaded]
+        ActorRegistry.broadcast("hi", target_class=Recorder)
+        assert await within(first.ask("log")) == ["hi"]
+        assert await within(second.ask("log")) == ["hi"]
+        # pykka's blocking stop_all, from a worker thread: last registered first, ours included.
+        stopped = await within(asyncio.to_thread(ActorRegistry.stop_all, timeout=DEADLINE))
+        assert stopped == [True] * len(stopped)
+        assert ActorRegistry.get_all() == []
+        assert not first.is_alive() and not second.is_alive() and not threaded.is_alive()
+    finally:
+        if threaded.is_alive():
+            await within(asyncio.to_thread(threaded.stop, block=True, timeout=DEADLINE))
+
+
+async def test_registry_storage_put_back_to_a_list_is_taken_over_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ActorRegistry, "_actor_refs", [])  # as a test helper resetting pykka might
+    ref = Recorder.start()
+    assert ActorRegistry.get_all() == [ref]
+    assert not isinstance(ActorRegistry._actor_refs, list)
+    await within(ref.stop())
+    assert ActorRegistry.get_all() == []
+
+
+async def test_actor_urns_are_unique_uuid4_urns() -> None:
+    refs = [Recorder.start() for _ in range(1000)]
+    urns = [ref.actor_urn for ref in refs]
+    assert len(set(urns)) == len(urns)
+    for urn in urns[:50]:
+        parsed = uuid.UUID(urn)
+        assert parsed.urn == urn
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    assert str(actor_of(refs[0])) == f"Recorder ({urns[0]})"
+
+
+async def test_actor_stopped_is_a_threading_event_that_threads_can_wait_on() -> None:
+    ref = Recorder.start()
+    stopped = ref.actor_stopped
+    assert isinstance(stopped, threading.Event)
+    assert not stopped.is_set()
+    assert stopped.wait(0) is False  # nothing blocks: the flag is not set
+    waiter = asyncio.ensure_future(asyncio.to_thread(stopped.wait, DEADLINE))
+    await within(ref.stop())
+    assert stopped.is_set()
+    assert await within(waiter) is True
+    assert stopped.wait() is True
+    other = Recorder.start()
+    await within(other.stop())
+    assert other.actor_stopped.wait(0) is True  # set before anybody waited: no condition needed
+
+
+class Shapes(AsyncioActor):
+    """Attributes whose kind differs per instance, to check per-class introspection caching."""
+
+    limit = 3  # a class attribute, plain value
+
+    def __init__(self, hook: Any) -> None:
+        super().__init__()
+        self.hook = hook
+
+    def method(self) -> str:
+        return "method"
+
+
+async def test_proxy_introspection_is_per_class_but_instance_attributes_win() -> None:
+    callable_hook = Shapes.start(lambda: "called")
+    plain_hook = Shapes.start("plain")
+    assert await within(callable_hook.proxy().hook()) == "called"  # a method proxy
+    assert await within(plain_hook.proxy().hook) == "plain"  # a value read, same class
+    assert await within(callable_hook.proxy().method()) == "method"
+    assert await within(plain_hook.proxy().method()) == "method"  # cached for the class
+    assert await within(plain_hook.proxy().limit) == 3
+    shadowed = Shapes.start(None)
+    actor_of(shadowed).limit = 4  # the instance dict comes before the class
+    assert await within(shadowed.proxy().limit) == 4
+    with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
+        plain_hook.proxy().nothing_here  # noqa: B018
+    Shapes.added_later = 5  # type: ignore[attr-defined]  # a name missing at first is looked up again
+    try:
+        assert await within(plain_hook.proxy().added_later) == 5
+    finally:
+        del Shapes.added_later  # type: ignore[attr-defined]
+
+
+async def test_a_proxy_to_the_actor_itself_is_refused() -> None:
+    class Selfish(AsyncioActor):
+        def on_start(self) -> None:
+            self.me = self.actor_ref.proxy()
+
+    ref = Selfish.start()
+    assert await within(ref.ask("anything")) is None  # on_start has run (on_receive: logged, None)
+    with pytest.raises(AttributeError, match="proxy to the actor itself"):
+        ref.proxy().me  # noqa: B018
 
 
 async def test_many_actors_fan_out() -> None:

@@ -25,7 +25,7 @@ import pytest_asyncio
 from aliecs.generated import events as events_pb
 from aliecs.pytest_plugin import isolated_nodes
 from aliecs.server import ControlClient
-from tests.conftest import pid_alive
+from tests.conftest import GitRepoBuilder, pid_alive, process_args
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(120)]
 
@@ -161,7 +161,7 @@ async def test_full_cycle_with_coconut_against_a_real_core(core: CoreProcess) ->
 
         refused = await coconut(core, "env", "destroy", env_id, ok=False)
         assert "FAILED_PRECONDITION" in refused and "--allow-in-running-state" in refused
-        assert "UNIMPLEMENTED" in await coconut(core, "repo", "list", ok=False)
+        assert "NOT_FOUND" in await coconut(core, "repo", "default", "7", ok=False)
         assert "NOT_FOUND" in await coconut(core, "env", "show", "nope", ok=False)
 
         roles = await coconut(core, "role", "query", env_id, "copypush.sink*")
@@ -259,3 +259,42 @@ async def test_unreachable_core_and_bad_usage(tmp_path: Path) -> None:
     )
     _out, err = await mesos.communicate()
     assert mesos.returncode == 2 and b"not available yet" in err
+
+
+async def test_repositories_and_an_environment_at_a_revision(
+    core: CoreProcess, versioned_repo: GitRepoBuilder
+) -> None:
+    path = str(versioned_repo.path)
+    added = await coconut(core, "repository", "add", path)
+    assert f"repository added: {path}: default revision master" in added
+    assert "ALREADY_EXISTS" in await coconut(core, "repo", "add", path, ok=False)
+    assert "no revision 'v9'" in await coconut(core, "repo", "default-revision", "1", "v9", ok=False)
+    assert f"{path}: default revision v1" in await coconut(core, "repo", "default-revision", "1", "v1")
+
+    listing = await coconut(core, "repo", "list")
+    assert re.search(r"^id\s+repository\s+default\s+default revision", listing, re.M), listing
+    assert re.search(r"^0\s+aliecs/templates\s+yes\s+local\s*$", listing, re.M), listing
+    assert re.search(rf"^1\s+{re.escape(path)}\s+v1\s*$", listing, re.M), listing
+    repos = json.loads(await coconut(core, "repo", "ls", "-o", "json"))["repos"]
+    assert [(r["name"], r["default"], r["defaultRevision"]) for r in repos] == [
+        ("aliecs/templates", True, "local"),
+        (path, False, "v1"),
+    ]
+
+    tree = await coconut(core, "template", "list", f"{path}@*", "-d")
+    assert f"{path}\n" in tree and "master" in tree and "v1" in tree and "solo  one fake task" in tree
+    templates = json.loads(await coconut(core, "templ", "list", "-o", "json", "-a"))
+    assert {(t["repo"], t["revision"], t["template"]) for t in templates} == {
+        ("aliecs/templates", "local", "copypush"),
+        (path, "v1", "solo"),
+    }
+
+    created = await coconut(core, "env", "create", "-w", f"{path}/workflows/solo@master")
+    env_id = field(created, "environment id")
+    assert field(created, "state") == "CONFIGURED"
+    (task,) = json.loads(await coconut(core, "task", "list", "-o", "json"))
+    assert process_args(int(task["pid"]))[-1] == "WARNING"  # master, not the repository default v1
+    await coconut(core, "env", "destroy", env_id)
+    assert "repository 1 removed; default repository: aliecs/templates" in await coconut(
+        core, "repo", "del", "1"
+    )

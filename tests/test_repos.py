@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dulwich import porcelain
-from dulwich.repo import Repo
 
 from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.repos import RepoManager, RepositoryError, identifier_of
 from aliecs.workflow.repository import DirectoryRepository, default_repository
 from aliecs.workflow.template import load_workflow
+from tests.conftest import GitRepoBuilder
 
 TASK = """\
 name: {name}
@@ -57,33 +55,6 @@ WORKFLOW_V2 = (
     task: {load: t1}
 """
 )
-
-
-class GitRepoBuilder:
-    """A throw-away git repository with a helper to commit files."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.repo = Repo.init(str(path), mkdir=True)
-        self.first = ""
-
-    def commit(self, files: dict[str, str], message: str) -> str:
-        for relpath, text in files.items():
-            target = self.path / relpath
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(textwrap.dedent(text))
-        porcelain.add(self.repo, [str(self.path / p) for p in files])
-        sha = porcelain.commit(self.repo, message=message.encode(), author=b"T <t@t>", committer=b"T <t@t>")
-        return sha.decode()
-
-    def tag(self, name: str) -> None:
-        porcelain.tag_create(self.repo, name.encode())
-
-    def branch(self, name: str) -> None:
-        porcelain.branch_create(self.repo, name.encode())
-
-    def close(self) -> None:
-        self.repo.close()
 
 
 @pytest.fixture

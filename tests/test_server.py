@@ -28,7 +28,7 @@ from aliecs.pytest_plugin import isolated_nodes, wait_for, wait_for_environment_
 from aliecs.server import ControlClient, ControlServer
 from aliecs.server.auth import TokenRequiredError
 from aliecs.server.rolepath import matches
-from tests.conftest import RepoBuilder
+from tests.conftest import GitRepoBuilder, RepoBuilder, process_args
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(90)]
 
@@ -122,30 +122,24 @@ async def test_framework_info_and_empty_answers(harness: Harness) -> None:
     assert (await harness.stub.get_active_detectors(pb.Empty())).detectors == []
     assert (await harness.stub.get_available_detectors(pb.Empty())).detectors == []
     assert (await harness.stub.get_integrated_services(pb.Empty())).services == {}
-    templates = await harness.stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest())
+    templates = await harness.stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest(all_workflows=True))
     assert [(t.repo, t.template) for t in templates.workflow_templates] == [("test-repo", "fakes")]
-    none = await harness.stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest(repo_pattern="other*"))
+    public = await harness.stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest())
+    assert public.workflow_templates == []  # `fakes` is not `!public`
+    none = await harness.stub.get_workflow_templates(
+        pb.GetWorkflowTemplatesRequest(repo_pattern="other*", all_workflows=True)
+    )
     assert none.workflow_templates == []
     tasks = await harness.stub.get_tasks(pb.GetTasksRequest())
     assert tasks.tasks == []
 
 
-async def test_reserved_and_repository_rpcs_are_unimplemented(harness: Harness) -> None:
+async def test_reserved_rpcs_are_unimplemented(harness: Harness) -> None:
     stub = harness.stub
     await expect_status(stub.teardown(pb.TeardownRequest()), Status.UNIMPLEMENTED, "SIGTERM")
     await expect_status(
         stub.modify_environment(pb.ModifyEnvironmentRequest(id="x")), Status.UNIMPLEMENTED, "destroy"
     )
-    for call in (
-        stub.list_repos(pb.ListReposRequest()),
-        stub.add_repo(pb.AddRepoRequest(name="x")),
-        stub.remove_repo(pb.RemoveRepoRequest()),
-        stub.refresh_repos(pb.RefreshReposRequest()),
-        stub.set_default_repo(pb.SetDefaultRepoRequest()),
-        stub.set_global_default_revision(pb.SetGlobalDefaultRevisionRequest()),
-        stub.set_repo_default_revision(pb.SetRepoDefaultRevisionRequest()),
-    ):
-        await expect_status(call, Status.UNIMPLEMENTED, "repository management is not available yet")
 
 
 async def test_full_cycle_over_grpc_with_events_and_audit_log(harness: Harness) -> None:
@@ -396,3 +390,120 @@ async def test_control_latency_round_trip(harness: Harness, record_property: pyt
     print(f"ControlEnvironment round trip, median of {len(samples)}: {median_ms:.2f} ms")
     await wait_for_environment_state(harness.core, harness.core.environment(env.id), "CONFIGURED", 5)
     await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id))
+
+
+# -- configuration repositories ---------------------------------------------------------------------
+
+
+async def test_repository_rpcs(harness: Harness, versioned_repo: GitRepoBuilder) -> None:
+    stub = harness.stub
+    listed = await stub.list_repos(pb.ListReposRequest())
+    assert [(r.name, r.default, r.default_revision) for r in listed.repos] == [("test-repo", True, "local")]
+    assert listed.global_default_revision == "master" and listed.timestamp > 0
+
+    path = str(versioned_repo.path)
+    added = await stub.add_repo(pb.AddRepoRequest(name=path))
+    assert added.new_default_revision == "master" and "the global default" in added.info
+    await expect_status(stub.add_repo(pb.AddRepoRequest(name=path)), Status.ALREADY_EXISTS, "refresh")
+    await expect_status(stub.add_repo(pb.AddRepoRequest(name=" ")), Status.INVALID_ARGUMENT, "github.com")
+    await expect_status(
+        stub.add_repo(pb.AddRepoRequest(name="file:///nonexistent/x.git")),
+        Status.UNAVAILABLE,
+        "cannot fetch repository file:///nonexistent/x.git",
+        "check the URL",
+    )
+    assert len((await stub.list_repos(pb.ListReposRequest())).repos) == 2  # failures added nothing
+
+    with_revisions = await stub.list_repos(pb.ListReposRequest(get_revisions=True))
+    assert [r.revisions for r in with_revisions.repos] == [["local"], ["master", "v1"]]
+
+    reply = await stub.set_repo_default_revision(pb.SetRepoDefaultRevisionRequest(index=1, revision="v1"))
+    assert reply.info == f"{path}: default revision v1"
+    for request, status, fragment in (
+        (pb.SetRepoDefaultRevisionRequest(index=1, revision="v9"), Status.NOT_FOUND, "no revision 'v9'"),
+        (pb.SetRepoDefaultRevisionRequest(index=7, revision="v1"), Status.NOT_FOUND, "repository list"),
+        (pb.SetRepoDefaultRevisionRequest(index=1), Status.INVALID_ARGUMENT, "revision is empty"),
+        (pb.SetRepoDefaultRevisionRequest(index=0, revision="v1"), Status.NOT_FOUND, "is a directory"),
+    ):
+        await expect_status(stub.set_repo_default_revision(request), status, fragment)
+    await expect_status(
+        stub.set_global_default_revision(pb.SetGlobalDefaultRevisionRequest()), Status.INVALID_ARGUMENT
+    )
+    await stub.set_global_default_revision(pb.SetGlobalDefaultRevisionRequest(revision="main"))
+    await stub.set_default_repo(pb.SetDefaultRepoRequest(index=1))
+    await expect_status(stub.set_default_repo(pb.SetDefaultRepoRequest(index=5)), Status.NOT_FOUND, "0-1")
+    listed = await stub.list_repos(pb.ListReposRequest())
+    assert [(r.default, r.default_revision) for r in listed.repos] == [(False, "local"), (True, "v1")]
+    assert listed.global_default_revision == "main"
+
+    versioned_repo.commit({"workflows/later.yaml": "name: !public later\nroles: []\n"}, "later")
+    await expect_status(stub.refresh_repos(pb.RefreshReposRequest(index=7)), Status.NOT_FOUND)
+    await stub.refresh_repos(pb.RefreshReposRequest(index=-1))
+    await stub.refresh_repos(pb.RefreshReposRequest(index=1))
+    master = await stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest(revision_pattern="master"))
+    assert [(t.template, t.revision) for t in master.workflow_templates] == [
+        ("later", "master"),
+        ("solo", "master"),
+    ]
+
+    removed = await stub.remove_repo(pb.RemoveRepoRequest(index=1))
+    assert removed.new_default_repo == "test-repo"
+    await expect_status(
+        stub.remove_repo(pb.RemoveRepoRequest(index=0)), Status.INVALID_ARGUMENT, "ships with"
+    )
+    await expect_status(stub.remove_repo(pb.RemoveRepoRequest(index=3)), Status.NOT_FOUND, "no repository")
+
+
+async def test_workflow_templates_by_repository_and_revision(
+    harness: Harness, versioned_repo: GitRepoBuilder
+) -> None:
+    stub = harness.stub
+    path = str(versioned_repo.path)
+    await stub.add_repo(pb.AddRepoRequest(name=path))
+
+    async def listing(**fields: Any) -> list[tuple[str, str, str]]:
+        reply = await stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest(**fields))
+        return [(t.repo, t.revision, t.template) for t in reply.workflow_templates]
+
+    assert await listing() == [(path, "master", "solo")]  # only public templates by default
+    assert await listing(all_workflows=True) == [("test-repo", "local", "fakes"), (path, "master", "solo")]
+    assert await listing(repo_pattern="test-*", all_workflows=True) == [("test-repo", "local", "fakes")]
+    assert await listing(repo_pattern=path, all_tags=True) == [(path, "v1", "solo")]
+    assert await listing(repo_pattern=path, all_branches=True, all_tags=True) == [
+        (path, "master", "solo"),
+        (path, "v1", "solo"),
+    ]
+    assert await listing(revision_pattern="v*") == [(path, "v1", "solo")]
+    assert await listing(revision_pattern=versioned_repo.first[:10]) == [
+        (path, versioned_repo.first[:10], "solo")
+    ]
+    assert await listing(revision_pattern="nope") == []
+
+    (solo,) = (await stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest())).workflow_templates
+    assert solo.description == "one fake task"
+    note = solo.var_spec_map["note"]
+    assert (note.default_value, note.label, note.type) == ("hello", "Note", pb.VarSpecMessageType.string)
+    assert note.widget == pb.VarSpecMessageUiWidget.dropDownBox and note.allowed_values == ["hello", "bye"]
+
+
+async def test_new_environment_from_a_repository_revision(
+    harness: Harness, versioned_repo: GitRepoBuilder
+) -> None:
+    stub = harness.stub
+    path = str(versioned_repo.path)
+    await stub.add_repo(pb.AddRepoRequest(name=path))
+    request = pb.NewEnvironmentRequest(workflow_template=f"{path}/workflows/solo@v1")
+    env = (await stub.new_environment(request)).environment
+    assert env.state == "CONFIGURED" and env.root_role == "solo"
+    assert process_args(int(env.tasks[0].pid))[-1] == "INFO"
+    for template, status, fragment in (
+        (f"{path}/workflows/solo@v9", Status.NOT_FOUND, "no revision 'v9'"),
+        ("elsewhere/workflows/solo", Status.NOT_FOUND, "coconut repository list"),
+        (f"{path}/workflows/ghost", Status.NOT_FOUND, "no workflow named 'ghost'"),
+    ):
+        await expect_status(
+            stub.new_environment(pb.NewEnvironmentRequest(workflow_template=template)), status, fragment
+        )
+    listed = await stub.get_environments(pb.GetEnvironmentsRequest(show_all=True))
+    assert [e.id for e in listed.environments] == [env.id]  # the failures left nothing
+    await stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id))

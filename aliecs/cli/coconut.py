@@ -715,20 +715,25 @@ add_aliases(cli, "repository", "repo")
 
 
 @repository.command("list")
-@click.option("-r", "--revisions", is_flag=True, help="Also list each repository's revisions.")
+@click.option("-r", "--revisions", is_flag=True, help="Also list each repository's branches and tags.")
 @output_option
 @click.pass_context
 def repo_list(ctx: click.Context, revisions: bool) -> None:
-    """List the repositories (alias: ls)."""
+    """List the repositories; ID is what remove/refresh/default take (alias: ls)."""
     reply = call(ctx, lambda c: c.stub.list_repos(pb.ListReposRequest(get_revisions=revisions)))
     out = settings(ctx).out
     if out.json:
         out.dump(reply)
         return
-    out.table(
-        ["id", "repository", "default", "default revision"],
-        [(i, r.name, "yes" if r.default else "", r.default_revision) for i, r in enumerate(reply.repos)],
-    )
+    columns = ["id", "repository", "default", "default revision"]
+    rows: list[tuple[Any, ...]] = [
+        (i, r.name, "yes" if r.default else "", r.default_revision) for i, r in enumerate(reply.repos)
+    ]
+    if revisions:
+        columns.append("revisions")
+        rows = [(*row, ", ".join(r.revisions)) for row, r in zip(rows, reply.repos, strict=True)]
+    out.table(columns, rows)
+    out.print(f"global default revision: {reply.global_default_revision}")
 
 
 add_aliases(repository, "list", "ls")
@@ -736,64 +741,71 @@ add_aliases(repository, "list", "ls")
 
 @repository.command("add")
 @click.argument("repo")
-@click.option("-d", "--default-revision", default="", help="Revision to use by default.")
+@click.option("-d", "--default-revision", default="", help="Revision to use by default (must exist).")
 @click.pass_context
 def repo_add(ctx: click.Context, repo: str, default_revision: str) -> None:
-    """Add a repository."""
-    reply = call(
-        ctx, lambda c: c.stub.add_repo(pb.AddRepoRequest(name=repo, default_revision=default_revision))
-    )
-    settings(ctx).out.print(f"repository added: {repo} ({reply.info or reply.new_default_revision})")
+    """Add a repository: `host/path` (https), `host:path` (ssh) or an absolute local path."""
+    request = pb.AddRepoRequest(name=repo, default_revision=default_revision)
+
+    async def add(client: ControlClient) -> pb.AddRepoReply:
+        with settings(ctx).out.waiting(f"cloning {repo}..."):
+            return await client.stub.add_repo(request)
+
+    reply = call(ctx, add)
+    settings(ctx).out.print(f"repository added: {reply.info}")
 
 
 @repository.command("remove")
 @click.argument("index", type=int)
 @click.pass_context
 def repo_remove(ctx: click.Context, index: int) -> None:
-    """Remove a repository by index (alias: del)."""
-    call(ctx, lambda c: c.stub.remove_repo(pb.RemoveRepoRequest(index=index)))
-    settings(ctx).out.print(f"repository {index} removed")
+    """Remove a repository by ID (alias: del)."""
+    reply = call(ctx, lambda c: c.stub.remove_repo(pb.RemoveRepoRequest(index=index)))
+    settings(ctx).out.print(f"repository {index} removed; default repository: {reply.new_default_repo}")
 
 
 add_aliases(repository, "remove", "del")
 
 
 @repository.command("refresh")
-@click.argument("index", type=int, required=False, default=0)
+@click.argument("index", type=int, required=False, default=-1)
 @click.pass_context
 def repo_refresh(ctx: click.Context, index: int) -> None:
-    """Fetch repositories again."""
-    call(ctx, lambda c: c.stub.refresh_repos(pb.RefreshReposRequest(index=index)))
-    settings(ctx).out.print("repositories refreshed")
+    """Fetch new commits of one repository (by ID) or of all of them."""
+
+    async def refresh(client: ControlClient) -> pb.Empty:
+        with settings(ctx).out.waiting("fetching..."):
+            return await client.stub.refresh_repos(pb.RefreshReposRequest(index=index))
+
+    call(ctx, refresh)
+    settings(ctx).out.print("repositories refreshed" if index < 0 else f"repository {index} refreshed")
 
 
 @repository.command("default")
 @click.argument("index", type=int)
 @click.pass_context
 def repo_default(ctx: click.Context, index: int) -> None:
-    """Make a repository the default one."""
+    """Make a repository (by ID) the default one: plain workflow names resolve in it."""
     call(ctx, lambda c: c.stub.set_default_repo(pb.SetDefaultRepoRequest(index=index)))
     settings(ctx).out.print(f"repository {index} is now the default")
 
 
 @repository.command("default-revision")
-@click.argument("args", nargs=-1, required=True)
+@click.argument("args", nargs=-1, required=True, metavar="[INDEX] REVISION")
 @click.pass_context
 def repo_default_revision(ctx: click.Context, args: tuple[str, ...]) -> None:
     """Set the global default revision (REVISION) or one repository's (INDEX REVISION)."""
+    out = settings(ctx).out
     if len(args) == 1:
-        call(
-            ctx,
-            lambda c: c.stub.set_global_default_revision(
-                pb.SetGlobalDefaultRevisionRequest(revision=args[0])
-            ),
-        )
+        request = pb.SetGlobalDefaultRevisionRequest(revision=args[0])
+        call(ctx, lambda c: c.stub.set_global_default_revision(request))
+        out.print(f"global default revision: {args[0]}")
     elif len(args) == 2 and args[0].isdigit():
-        request = pb.SetRepoDefaultRevisionRequest(index=int(args[0]), revision=args[1])
-        call(ctx, lambda c: c.stub.set_repo_default_revision(request))
+        repo_request = pb.SetRepoDefaultRevisionRequest(index=int(args[0]), revision=args[1])
+        reply = call(ctx, lambda c: c.stub.set_repo_default_revision(repo_request))
+        out.print(reply.info)
     else:
-        raise click.UsageError("give REVISION, or INDEX REVISION")
-    settings(ctx).out.print("default revision set")
+        raise click.UsageError("give REVISION, or INDEX REVISION (INDEX from `coconut repository list`)")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """The control API server: `o2control.Control` over gRPC (grpclib) in front of an `aliecs.api.Core`.
 
-Modules, one job each: `service` (the RPC handlers), `convert` (model -> protobuf), `events`
+Modules, one job each: `service` (the RPC handlers), `repos` (the repository RPCs and the
+template catalogue, over `Core.repos`), `convert` (model -> protobuf), `events`
 (aliecs.events -> `events.Event`), `streams` (Subscribe fan-out and auto-environment buffers),
 `audit` (append-only event log), `auth` (bearer tokens), `errors` (exceptions -> gRPC status),
 `rolepath` (glob over role paths), `client` (a small typed client for coconut and tests).

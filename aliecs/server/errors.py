@@ -22,6 +22,13 @@ from aliecs.errors import (
     UnknownWorkflowError,
 )
 from aliecs.workflow.errors import TemplateError
+from aliecs.workflow.repos import (
+    RepositoryError,
+    RepositoryExistsError,
+    RepositoryFetchError,
+    UnknownRepositoryError,
+    UnknownRevisionError,
+)
 
 
 class UnknownTaskError(AliecsError):
@@ -38,6 +45,8 @@ def status_for(exc: BaseException) -> tuple[Status, str]:
         return Status.NOT_FOUND, f"{exc}; list tasks with `coconut task list`"
     if isinstance(exc, UnknownWorkflowError):
         return Status.NOT_FOUND, f"{exc}; list templates with `coconut template list`"
+    if isinstance(exc, RepositoryError):
+        return _repository_status(exc)
     if isinstance(exc, InvalidTransitionError):
         return Status.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, EnvironmentBusyError):
@@ -51,6 +60,18 @@ def status_for(exc: BaseException) -> tuple[Status, str]:
     if isinstance(exc, AliecsError):
         return Status.FAILED_PRECONDITION, str(exc)
     return Status.INTERNAL, f"internal error in the core: {exc!r}; see the core's log"
+
+
+def _repository_status(exc: RepositoryError) -> tuple[Status, str]:
+    if isinstance(exc, UnknownRepositoryError):
+        return Status.NOT_FOUND, f"{exc}; list repositories with `coconut repository list`"
+    if isinstance(exc, UnknownRevisionError):
+        return Status.NOT_FOUND, f"{exc}; list its revisions with `coconut repository list -r`"
+    if isinstance(exc, RepositoryExistsError):
+        return Status.ALREADY_EXISTS, f"{exc}; use `coconut repository refresh` to fetch new commits"
+    if isinstance(exc, RepositoryFetchError):
+        return Status.UNAVAILABLE, f"{exc}; check the URL and that the core can reach it"
+    return Status.INVALID_ARGUMENT, str(exc)
 
 
 def grpc_error(exc: BaseException) -> GRPCError:

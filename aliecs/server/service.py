@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -39,6 +38,7 @@ from aliecs.server.errors import (
     unimplemented,
 )
 from aliecs.server.events import to_proto
+from aliecs.server.repos import RepositoryService
 from aliecs.server.rolepath import compile_glob
 from aliecs.server.streams import DESTROY, Streams
 
@@ -58,11 +58,6 @@ _EVENTS = {
     Optype.DEPLOY: states.DEPLOY,
 }
 
-REPOS_UNIMPLEMENTED = (
-    "repository management is not available yet in this aliecs core: it serves the single "
-    "configuration repository it was started with; see `coconut template list`"
-)
-
 
 def _version() -> str:
     try:
@@ -72,7 +67,7 @@ def _version() -> str:
 
 
 def workflow_name(template: str) -> str:
-    """`[repo/workflows/]name[@revision]` -> name (aliecs serves one repository at one revision)."""
+    """`[repo/workflows/]name[@revision]` -> name (what a pending environment shows as its root)."""
     name = template.strip().split("@", 1)[0]
     if "/workflows/" in name:
         name = name.rsplit("/workflows/", 1)[1]
@@ -90,6 +85,7 @@ class ControlService:
         self.streams = Streams(core.events)
         self.public: dict[str, bool] = {}
         self.auto_tasks: set[asyncio.Task[None]] = set()
+        self.repos = RepositoryService(core)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -141,7 +137,7 @@ class ControlService:
             h("GetRoles", self.get_roles, pb.GetRolesRequest, pb.GetRolesReply),
             h(
                 "GetWorkflowTemplates",
-                self.get_workflow_templates,
+                self.repos.get_workflow_templates,
                 pb.GetWorkflowTemplatesRequest,
                 pb.GetWorkflowTemplatesReply,
             ),
@@ -158,20 +154,20 @@ class ControlService:
                 pb.ModifyEnvironmentRequest,
                 pb.ModifyEnvironmentReply,
             ),
-            h("ListRepos", self.repos_unimplemented, pb.ListReposRequest, pb.ListReposReply),
-            h("AddRepo", self.repos_unimplemented, pb.AddRepoRequest, pb.AddRepoReply),
-            h("RemoveRepo", self.repos_unimplemented, pb.RemoveRepoRequest, pb.RemoveRepoReply),
-            h("RefreshRepos", self.repos_unimplemented, pb.RefreshReposRequest, pb.Empty),
-            h("SetDefaultRepo", self.repos_unimplemented, pb.SetDefaultRepoRequest, pb.Empty),
+            h("ListRepos", self.repos.list_repos, pb.ListReposRequest, pb.ListReposReply),
+            h("AddRepo", self.repos.add_repo, pb.AddRepoRequest, pb.AddRepoReply),
+            h("RemoveRepo", self.repos.remove_repo, pb.RemoveRepoRequest, pb.RemoveRepoReply),
+            h("RefreshRepos", self.repos.refresh_repos, pb.RefreshReposRequest, pb.Empty),
+            h("SetDefaultRepo", self.repos.set_default_repo, pb.SetDefaultRepoRequest, pb.Empty),
             h(
                 "SetGlobalDefaultRevision",
-                self.repos_unimplemented,
+                self.repos.set_global_default_revision,
                 pb.SetGlobalDefaultRevisionRequest,
                 pb.Empty,
             ),
             h(
                 "SetRepoDefaultRevision",
-                self.repos_unimplemented,
+                self.repos.set_repo_default_revision,
                 pb.SetRepoDefaultRevisionRequest,
                 pb.SetRepoDefaultRevisionReply,
             ),
@@ -240,9 +236,6 @@ class ControlService:
             "destroy the environment and create it again with the new roles"
         )
 
-    async def repos_unimplemented(self, request: Any) -> Any:
-        raise unimplemented(REPOS_UNIMPLEMENTED)
-
     # -- environments -----------------------------------------------------------------------------
 
     async def get_environments(self, request: pb.GetEnvironmentsRequest) -> pb.GetEnvironmentsReply:
@@ -268,9 +261,10 @@ class ControlService:
         return reply
 
     def _validate_new(self, template: str) -> str:
+        """The template reference as given (`[repo/workflows/]name[@revision]`), resolved by the core."""
         if not template.strip():
             raise invalid("workflowTemplate is empty: name a workflow, e.g. `coconut env create -w copypush`")
-        return workflow_name(template)
+        return template.strip()
 
     async def _create(self, env_id: str, workflow: str, user_vars: Mapping[str, str]) -> Environment:
         """DEPLOY then CONFIGURE; on failure nothing is left and the error is raised.
@@ -324,7 +318,7 @@ class ControlService:
         self.public[env_id] = request.public
         self._background(self._create_in_background(env_id, workflow, dict(request.vars)))
         return pb.NewEnvironmentReply(
-            environment=convert.pending_environment(env_id, workflow, dict(request.vars)),
+            environment=convert.pending_environment(env_id, workflow_name(workflow), dict(request.vars)),
             public=request.public,
             timestamp=convert.now_ms(),
         )
@@ -471,22 +465,6 @@ class ControlService:
             if pattern.match(node.path) is not None
         ]
         return pb.GetRolesReply(roles=roles, timestamp=convert.now_ms())
-
-    async def get_workflow_templates(
-        self, request: pb.GetWorkflowTemplatesRequest
-    ) -> pb.GetWorkflowTemplatesReply:
-        repository = self.core.repository
-        repo_name = str(getattr(repository, "name", "default"))
-        revision = str(getattr(repository, "revision", ""))
-        templates: list[pb.WorkflowTemplateInfo] = []
-        repo_ok = not request.repo_pattern or fnmatch.fnmatchcase(repo_name, request.repo_pattern)
-        rev_ok = not request.revision_pattern or fnmatch.fnmatchcase(revision, request.revision_pattern)
-        if repo_ok and rev_ok:
-            names = await asyncio.to_thread(repository.list_workflows)
-            templates = [
-                pb.WorkflowTemplateInfo(repo=repo_name, template=name, revision=revision) for name in names
-            ]
-        return pb.GetWorkflowTemplatesReply(workflow_templates=templates, timestamp=convert.now_ms())
 
     # -- events -----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ repository kind too, with the single revision "local".
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -45,11 +46,28 @@ from aliecs.workflow.yamlsource import PublicScalar, PublicVar, TemplateSourceEr
 
 STATE_FILE = "state.json"
 FALLBACK_REVISIONS = ("master", "main")
+DIRECTORY_REVISION = "local"  # the one revision of a plain directory repository
 _HEX = re.compile(r"[0-9a-f]{4,40}")
 
 
 class RepositoryError(AliecsError):
     """A repository cannot be added, found, fetched or read at the requested revision."""
+
+
+class UnknownRepositoryError(RepositoryError):
+    """No configured repository has this index or identifier."""
+
+
+class UnknownRevisionError(RepositoryError):
+    """The repository has no branch, tag or commit of this name."""
+
+
+class RepositoryExistsError(RepositoryError):
+    """The repository is already configured (add it once, refresh it to update)."""
+
+
+class RepositoryFetchError(RepositoryError):
+    """The repository's URL cannot be cloned or fetched."""
 
 
 def identifier_of(location: str) -> str:
@@ -247,7 +265,7 @@ class RepoManager:
         packaged = packaged or default_repository()
         self._packaged = packaged
         if not self._load():
-            self.repos = [RepoInfo(packaged.name, str(packaged.root), kind="directory")]
+            self.repos = [self._packaged_info()]
             self.default = packaged.name
             self._save()
 
@@ -261,7 +279,15 @@ class RepoManager:
         self.repos = [RepoInfo(**entry) for entry in data.get("repos", [])]
         self.default = str(data.get("default", ""))
         self.global_default_revision = str(data.get("global_default_revision", "master"))
+        if not any(info.identifier == self._packaged.name for info in self.repos):
+            # The packaged repository always exists, as the original always adds its default repo.
+            self.repos.insert(0, self._packaged_info())
+        if not any(info.identifier == self.default for info in self.repos):
+            self.default = self.repos[0].identifier
         return True
+
+    def _packaged_info(self) -> RepoInfo:
+        return RepoInfo(self._packaged.name, str(self._packaged.root), kind="directory")
 
     def _save(self) -> None:
         data = {
@@ -285,36 +311,58 @@ class RepoManager:
             if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
                 index = int(key)
                 if not 0 <= index < len(self.repos):
-                    raise RepositoryError(f"no repository at index {index} ({len(self.repos)} configured)")
+                    raise UnknownRepositoryError(
+                        f"no repository at index {index} ({len(self.repos)} configured, "
+                        f"indexes 0-{len(self.repos) - 1})"
+                    )
                 return self.repos[index]
             ident = identifier_of(key) if key.startswith(("/", "~", ".")) or "://" in key else key.rstrip("/")
             for info in self.repos:
                 if info.identifier == ident:
                     return info
             known = ", ".join(info.identifier for info in self.repos) or "none"
-            raise RepositoryError(f"no repository {key!r} (configured: {known})")
+            raise UnknownRepositoryError(f"no repository {key!r} (configured: {known})")
 
     def add(self, location: str, default_revision: str = "") -> RepoInfo:
-        """Clone (or register a plain directory); nothing is kept if validation fails."""
+        """Clone (or register a plain directory); nothing is kept if validation fails.
+
+        The clone runs without the manager's lock, so environments keep resolving templates
+        while a slow remote is fetched; the repository joins the list only once it is complete.
+        """
         ident = identifier_of(location)
+        self._check_new(ident)
+        local = Path(location).expanduser()
+        if "://" not in location and local.is_dir() and not _is_git(local):
+            if not (local / "workflows").is_dir() or not (local / "tasks").is_dir():
+                raise RepositoryError(f"{location}: a repository needs workflows/ and tasks/")
+            _check_directory_revision(ident, default_revision)
+            return self._register(RepoInfo(ident, str(local.resolve()), kind="directory"))
+        with self._staged_clone(location, ident, default_revision) as (info, staged):
+            return self._register(info, staged)
+
+    def _check_new(self, ident: str) -> None:
+        if any(info.identifier == ident for info in self.list_repos()):
+            raise RepositoryExistsError(f"repository {ident} is already configured")
+
+    def _register(self, info: RepoInfo, staged: Path | None = None) -> RepoInfo:
         with self._lock:
-            if any(info.identifier == ident for info in self.repos):
-                raise RepositoryError(f"repository {ident} is already configured")
-            local = Path(location).expanduser()
-            if "://" not in location and local.is_dir() and not _is_git(local):
-                if not (local / "workflows").is_dir() or not (local / "tasks").is_dir():
-                    raise RepositoryError(f"{location}: a repository needs workflows/ and tasks/")
-                info = RepoInfo(ident, str(local.resolve()), kind="directory")
-            else:
-                info = self._clone(location, ident, default_revision)
+            self._check_new(info.identifier)  # another add may have won the race meanwhile
+            if staged is not None:
+                target = self.root / info.clone_dir
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(staged, target)
             self.repos.append(info)
             self._save()
             return info
 
-    def _clone(self, location: str, ident: str, default_revision: str) -> RepoInfo:
+    @contextmanager
+    def _staged_clone(
+        self, location: str, ident: str, default_revision: str
+    ) -> Iterator[tuple[RepoInfo, Path]]:
+        """A validated bare clone in a staging directory, removed on exit unless moved away."""
         url = str(Path(location).expanduser().resolve()) if Path(location).expanduser().is_dir() else location
         clone_dir = re.sub(r"[^\w.-]+", "_", ident).strip("_")
-        target = self.root / clone_dir
         staging = Path(tempfile.mkdtemp(prefix=".clone-", dir=self.root))
         try:
             try:
@@ -324,22 +372,26 @@ class RepoManager:
                     )
                 repo.close()
             except Exception as exc:
-                raise RepositoryError(f"cannot fetch repository {location}: {_one_line(exc)}") from exc
+                raise RepositoryFetchError(f"cannot fetch repository {location}: {_one_line(exc)}") from exc
             info = RepoInfo(ident, url, default_revision=default_revision, clone_dir=clone_dir)
+            if default_revision:
+                self._git(staging / "git", ident, default_revision)  # an explicit one must exist
             revision = self._default_revision_for(info, staging / "git")
             checked = self._git(staging / "git", ident, revision)
             if not checked.has_folder("workflows") or not checked.has_folder("tasks"):
                 raise RepositoryError(f"{location}@{revision}: a repository needs workflows/ and tasks/")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging / "git", target)
-            return info
+            yield info, staging / "git"
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
     def remove(self, key: str | int) -> RepoInfo:
         with self._lock:
             info = self.find(key)
+            if info.identifier == self._packaged.name:
+                raise RepositoryError(
+                    f"repository {info.identifier} ships with aliecs and cannot be removed; "
+                    "make another repository the default instead"
+                )
             self.repos.remove(info)
             if self.default == info.identifier:
                 self.default = self.repos[0].identifier if self.repos else ""
@@ -366,7 +418,7 @@ class RepoManager:
                         elif ref.startswith(b"refs/tags/") and sha is not None and not ref.endswith(b"^{}"):
                             repo.refs[ref] = sha
             except Exception as exc:
-                raise RepositoryError(
+                raise RepositoryFetchError(
                     f"cannot refresh repository {info.identifier}: {_one_line(exc)}"
                 ) from exc
 
@@ -376,15 +428,21 @@ class RepoManager:
             self._save()
 
     def set_global_default_revision(self, revision: str) -> None:
+        """Used by every repository without its own default revision (when it has that revision)."""
+        if not revision.strip():
+            raise RepositoryError("the global default revision cannot be empty (e.g. master)")
         with self._lock:
-            self.global_default_revision = revision
+            self.global_default_revision = revision.strip()
             self._save()
 
     def set_default_revision(self, key: str | int, revision: str) -> None:
+        """One repository's default revision; it must exist. Empty clears it (global default)."""
         with self._lock:
             info = self.find(key)
-            if info.kind == "git":
+            if info.kind == "git" and revision:
                 self.repository(info.identifier, revision)  # must exist
+            elif info.kind == "directory":
+                _check_directory_revision(info.identifier, revision)
             info.default_revision = revision
             self._save()
 
@@ -397,7 +455,7 @@ class RepoManager:
             for revision in candidates:
                 if revision and _resolve_commit(repo, revision) is not None:
                     return revision
-        raise RepositoryError(
+        raise UnknownRevisionError(
             f"repository {info.identifier}: none of the default revisions "
             f"{', '.join(r for r in candidates if r)} exists"
         )
@@ -406,17 +464,14 @@ class RepoManager:
         with _open(path) as repo:
             commit = _resolve_commit(repo, revision)
         if commit is None:
-            raise RepositoryError(f"repository {ident} has no revision {revision!r}")
+            raise UnknownRevisionError(f"repository {ident} has no revision {revision!r}")
         return GitRepository(path, ident, revision, commit)
 
     def repository(self, key: str | None = None, revision: str = "") -> TemplateRepository:
         """The repository `key` (default: the default repository) at `revision` (default: its own)."""
         info = self.find(key if key is not None else self.default)
         if info.kind == "directory":
-            if revision and revision != "local":
-                raise RepositoryError(
-                    f"repository {info.identifier} is a directory: it has no revision {revision!r}"
-                )
+            _check_directory_revision(info.identifier, revision)
             if info.identifier == self._packaged.name:
                 return self._packaged
             return DirectoryRepository(Path(info.url), name=info.identifier)
@@ -447,12 +502,73 @@ class RepoManager:
             return self.repository(current.name, revision), name
         return self.resolve(reference, folder)
 
+    def default_revision(self, key: str | int | None = None) -> str:
+        """The revision a reference without `@revision` uses in this repository (see `add`)."""
+        info = self.find(key if key is not None else self.default)
+        if info.kind == "directory":
+            return DIRECTORY_REVISION
+        return self._default_revision_for(info)
+
+    def revisions(self, key: str | int) -> tuple[list[str], list[str]]:
+        """The branches and the tags of a repository (a directory has the one branch "local")."""
+        info = self.find(key)
+        if info.kind == "directory":
+            return [DIRECTORY_REVISION], []
+        with _open(self.root / info.clone_dir) as repo:
+            refs: Any = repo.refs.as_dict()
+        remote, tag = b"refs/remotes/origin/", b"refs/tags/"
+        branches = {
+            ref[len(remote) :].decode() for ref in refs if ref.startswith(remote) and ref != remote + b"HEAD"
+        }
+        tags = {ref[len(tag) :].decode() for ref in refs if ref.startswith(tag)}
+        return sorted(branches), sorted(tags)
+
+    def catalogue(
+        self,
+        repo_pattern: str = "",
+        revision_pattern: str = "",
+        all_branches: bool = False,
+        all_tags: bool = False,
+        all_workflows: bool = False,
+    ) -> list[TemplateInfo]:
+        """Templates of every repository matching `repo_pattern` at the matching revisions.
+
+        Patterns are shell globs (empty: everything). Without a revision pattern each repository
+        is listed at its default revision, or at every branch (`all_branches`) / tag (`all_tags`);
+        a glob pattern picks among the branches and tags, a plain one names a revision (or a
+        commit) and repositories that lack it are skipped. Only public templates unless
+        `all_workflows`.
+        """
+        found: list[TemplateInfo] = []
+        for info in self.list_repos():
+            if repo_pattern and not fnmatch.fnmatchcase(info.identifier, repo_pattern):
+                continue
+            for revision in self._revisions_to_list(info, revision_pattern, all_branches, all_tags):
+                found += self.templates(info.identifier, revision, all_workflows)
+        return found
+
+    def _revisions_to_list(
+        self, info: RepoInfo, pattern: str, all_branches: bool, all_tags: bool
+    ) -> list[str]:
+        if not pattern and not (all_branches or all_tags):
+            return [self.default_revision(info.identifier)]
+        branches, tags = self.revisions(info.identifier)
+        if pattern and not any(char in pattern for char in "*?["):
+            if info.kind == "directory":
+                return [pattern] if pattern == DIRECTORY_REVISION else []
+            with _open(self.root / info.clone_dir) as repo:
+                return [pattern] if _resolve_commit(repo, pattern) is not None else []
+        pool = (branches if all_branches else []) + (tags if all_tags else [])
+        if not (all_branches or all_tags):
+            pool = branches + tags
+        return list(dict.fromkeys(r for r in pool if not pattern or fnmatch.fnmatchcase(r, pattern)))
+
     def templates(
         self, key: str | None = None, revision: str = "", all_templates: bool = True
     ) -> list[TemplateInfo]:
         """The workflow templates of a repository at a revision, with their public variables."""
         repository = self.repository(key, revision)
-        rev = getattr(repository, "revision", revision or "local")
+        rev = getattr(repository, "revision", revision or DIRECTORY_REVISION)
         found = []
         for name in repository.list_workflows():
             source = repository.read_workflow(name)
@@ -484,6 +600,14 @@ class RepoManager:
                 )
             )
         return found
+
+
+def _check_directory_revision(identifier: str, revision: str) -> None:
+    if revision and revision != DIRECTORY_REVISION:
+        raise UnknownRevisionError(
+            f"repository {identifier} is a directory: it has no revision {revision!r} "
+            f"(only {DIRECTORY_REVISION!r})"
+        )
 
 
 def _is_git(path: Path) -> bool:

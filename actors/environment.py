@@ -95,6 +95,7 @@ class EnvironmentActor(AsyncioActor):
         self.entries: dict[str, _TaskEntry] = {}
         self.start_count = 0
         self.end_of_stream: set[str] = set()
+        self.run_active = False
         self.steps: dict[str, Callable[[], Awaitable[list[TaskError]]]] = {
             states.DEPLOY: self._deploy,
             states.CONFIGURE: self._configure,
@@ -204,8 +205,25 @@ class EnvironmentActor(AsyncioActor):
             )
         )
         if transition in (states.START_ACTIVITY, states.STOP_ACTIVITY, states.GO_ERROR) and status != STARTED:
-            run = self.record.run_number or self.record.last_run_number
-            self.bus.publish(RunEvent(self.record.id, run, self.fsm.state, transition, status, error))
+            self._run_event(transition, status, error)
+
+    def _run_event(self, transition: str, status: str, error: str = "") -> None:
+        """Run events mark the start and end of start-of-run and of end-of-run (their timestamps are
+        the SOR/EOR times); none is sent when no run is active."""
+        if not self.run_active:
+            return
+        now_ms = int(time.time() * 1000)
+        record = self.record
+        if transition == states.START_ACTIVITY and status == DONE_OK:
+            record.run_start_completion_time_ms = now_ms
+        elif transition != states.START_ACTIVITY:  # STOP_ACTIVITY or GO_ERROR end the run
+            record.run_end_time_ms = record.run_end_time_ms or now_ms  # set once, at the first of them
+            if status != STARTED:
+                record.run_end_completion_time_ms = now_ms
+        run = record.run_number or record.last_run_number
+        self.bus.publish(RunEvent(record.id, run, self.fsm.state, transition, status, error))
+        if transition != states.START_ACTIVITY and status == DONE_OK:
+            self.run_active = False
 
     async def _enter_error(self) -> None:
         """GO_ERROR after a failed transition; never raises (its task errors are only logged)."""
@@ -427,6 +445,11 @@ class EnvironmentActor(AsyncioActor):
         now_ms = int(time.time() * 1000)
         self.record.run_number = await self.run_numbers.allocate(self.record.id, now_ms)
         self.record.last_run_number = self.record.run_number
+        self.record.run_start_time_ms = now_ms
+        self.record.run_start_completion_time_ms = 0
+        self.record.run_end_time_ms = self.record.run_end_completion_time_ms = 0
+        self.run_active = True
+        self._run_event(states.START_ACTIVITY, STARTED)
         self.end_of_stream.clear()
         arguments = self._run_arguments(
             {
@@ -441,7 +464,8 @@ class EnvironmentActor(AsyncioActor):
         )
 
     async def _stop_activity(self) -> list[TaskError]:
-        now_ms = str(int(time.time() * 1000))
+        self._run_event(states.STOP_ACTIVITY, STARTED)
+        now_ms = str(self.record.run_end_time_ms or int(time.time() * 1000))
         arguments = self._run_arguments({"run_end_time_ms": now_ms, "runEndTimeMs": now_ms})
         errors = await self._transition_tasks(
             "RUNNING", "STOP", lambda _entry: arguments, self._timeout(states.STOP_ACTIVITY)
@@ -458,7 +482,8 @@ class EnvironmentActor(AsyncioActor):
     async def _go_error(self) -> list[TaskError]:
         """Stop whatever is running; errors are reported but never block entering ERROR."""
         running = [entry for entry in self.entries.values() if entry.record.state == "RUNNING"]
-        now_ms = str(int(time.time() * 1000))
+        self._run_event(states.GO_ERROR, STARTED)
+        now_ms = str(self.record.run_end_time_ms or int(time.time() * 1000))
         arguments = self._run_arguments({"run_end_time_ms": now_ms, "runEndTimeMs": now_ms})
         timeout = self._timeout(states.STOP_ACTIVITY)
 

@@ -148,3 +148,8 @@ class EnvironmentRecord:
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     history: list[TransitionResult] = field(default_factory=list)
     error: str = ""
+    # Start and end of start-of-run and end-of-run (ms since the epoch) of the current or last run.
+    run_start_time_ms: int = 0
+    run_start_completion_time_ms: int = 0
+    run_end_time_ms: int = 0
+    run_end_completion_time_ms: int = 0

@@ -200,7 +200,12 @@ async def test_full_cycle_with_coconut_against_a_real_core(core: CoreProcess) ->
     ):
         assert (name, "DONE_OK") in steps, (name, steps)
     runs = [e.run_event for e in received if betterproto.which_one_of(e, "Payload")[0] == "run_event"]
-    assert [(r.transition, r.run_number) for r in runs] == [("START_ACTIVITY", run), ("STOP_ACTIVITY", run)]
+    assert [(r.transition, r.transition_status.name, r.run_number) for r in runs] == [
+        ("START_ACTIVITY", "STARTED", run),
+        ("START_ACTIVITY", "DONE_OK", run),
+        ("STOP_ACTIVITY", "STARTED", run),
+        ("STOP_ACTIVITY", "DONE_OK", run),
+    ]
 
     core.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(core.process.wait(), 30) == 0

@@ -213,7 +213,12 @@ async def _drive_full_cycle(
         assert (name, events_pb.OpStatus.DONE_OK) in transitions
     runs = payloads(received, "run_event")
     run = started.current_run_number
-    assert [(r.transition, r.run_number) for r in runs] == [("START_ACTIVITY", run), ("STOP_ACTIVITY", run)]
+    assert [(r.transition, r.transition_status.name, r.run_number) for r in runs] == [
+        ("START_ACTIVITY", "STARTED", run),  # start of SOR
+        ("START_ACTIVITY", "DONE_OK", run),  # end of SOR
+        ("STOP_ACTIVITY", "STARTED", run),  # start of EOR
+        ("STOP_ACTIVITY", "DONE_OK", run),  # end of EOR
+    ]
     assert all(e.timestamp == e.timestamp_nano // 1_000_000 for e in received)
     assert (await stub.get_environments(pb.GetEnvironmentsRequest())).environments == []
 

@@ -282,8 +282,15 @@ async def test_every_state_change_is_published(tmp_path: Path, repo: RepoBuilder
     roles = [e for e in events if isinstance(e, RoleEvent) and e.role_path == "fakes"]
     root_states = iter(e.state for e in roles)
     assert all(state in root_states for state in ("STANDBY", "CONFIGURED", "RUNNING", "CONFIGURED", "DONE"))
-    runs = [(e.transition, e.run_number) for e in events if isinstance(e, RunEvent)]
-    assert runs == [("START_ACTIVITY", run), ("STOP_ACTIVITY", run)]
+    runs = [(e.transition, e.transition_status, e.run_number) for e in events if isinstance(e, RunEvent)]
+    assert runs == [
+        ("START_ACTIVITY", "STARTED", run),  # start of SOR
+        ("START_ACTIVITY", "DONE_OK", run),  # end of SOR
+        ("STOP_ACTIVITY", "STARTED", run),  # start of EOR
+        ("STOP_ACTIVITY", "DONE_OK", run),  # end of EOR
+    ]
+    sor = [e.timestamp_ns for e in events if isinstance(e, RunEvent)]
+    assert sor == sorted(sor)
 
 
 async def test_destroyed_environment_refuses_transitions(tmp_path: Path, repo: RepoBuilder) -> None:
@@ -297,3 +304,32 @@ async def test_destroyed_environment_refuses_transitions(tmp_path: Path, repo: R
         with pytest.raises(UnknownEnvironmentError, match=f"environment {env.id} was destroyed"):
             await env.transition("CONFIGURE")
         assert env.state == "DONE"
+
+
+async def test_run_timestamps_and_events_when_a_run_fails(tmp_path: Path, repo: RepoBuilder) -> None:
+    from aliecs.events import RunEvent
+
+    fakes(repo)
+    async with Core.embedded(state_dir=tmp_path, repository=repo.repository) as core:
+        env = await core.new_environment("fakes", vars={"victim_args": "--fail-on STOP"})
+        await env.transition("CONFIGURE")
+        subscription = core.events.subscribe()
+        await env.transition("START_ACTIVITY")
+        record = env._record
+        assert 0 < record.run_start_time_ms <= record.run_start_completion_time_ms
+        with pytest.raises(TransitionError):
+            await env.transition("STOP_ACTIVITY")
+        assert env.state == "ERROR"
+        assert (
+            record.run_start_completion_time_ms <= record.run_end_time_ms <= record.run_end_completion_time_ms
+        )
+        subscription.close()
+        runs = [(e.transition, e.transition_status) async for e in subscription if isinstance(e, RunEvent)]
+    assert runs == [
+        ("START_ACTIVITY", "STARTED"),
+        ("START_ACTIVITY", "DONE_OK"),
+        ("STOP_ACTIVITY", "STARTED"),
+        ("STOP_ACTIVITY", "DONE_ERROR"),
+        ("GO_ERROR", "STARTED"),
+        ("GO_ERROR", "DONE_OK"),
+    ]

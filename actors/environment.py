@@ -24,6 +24,7 @@ from actors.role import RoleActor
 from actors.runtime import AsyncioActor
 from actors.task import TaskOutcome
 from aliecs.cluster.placement import PlacementRequest
+from aliecs.cluster.ports import parse_port_list
 from aliecs.cluster.scheduling import ChannelRequest, DeployRequest, Placement, PlacementFailure
 from aliecs.durations import parse_duration
 from aliecs.environment import fsm as states
@@ -344,6 +345,11 @@ class EnvironmentActor(AsyncioActor):
             except TemplateError as exc:
                 errors.append(entry.error(str(exc)))
                 continue
+            try:  # cached per descriptor: expanded once however many tasks load it
+                static_ports = parse_port_list(task_class.ports, f"task class {task_class.identifier}")
+            except ValueError as exc:
+                errors.append(entry.error(str(exc)))
+                continue
             requests.append(
                 DeployRequest(
                     PlacementRequest(
@@ -351,6 +357,7 @@ class EnvironmentActor(AsyncioActor):
                         entry.record.name,
                         task_class.wants,
                         {**task_class.constraints, **entry.role.constraints},
+                        static_ports=static_ports,
                     ),
                     channels=tuple(ChannelRequest(ch.name, ch.addressing) for ch in entry.binds),
                     controllable=task_class.control_mode != "basic",

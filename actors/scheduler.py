@@ -1,8 +1,11 @@
 """The local cluster scheduler: simulated nodes on this machine, each with its executor actor.
 
 It keeps each node's remaining cpu and memory and allocates control and data ports from the node's
-ranges. A batch is placed all-or-nothing per task: a task that does not fit gets a failure naming
-the reason, and the others are still placed (the environment decides whether that is fatal).
+ranges. Static ports a task class wants (`wants.ports`) must be free when the task is placed and
+are reserved until it is released; all simulated nodes are this machine, so a static port held by
+any task of this process is taken on every node. A batch is placed all-or-nothing per task: a task
+that does not fit gets a failure naming the reason, and the others are still placed (the
+environment decides whether that is fatal).
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from actors.executor import ExecutorActor
 from actors.runtime import AsyncioActor
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.cluster.placement import NodeCapacity, choose_node, explain_mismatch
-from aliecs.cluster.ports import PortAllocator, PortExhaustedError
+from aliecs.cluster.ports import (
+    PortAllocator,
+    PortExhaustedError,
+    PortUnavailableError,
+    release_static,
+    reserve_static,
+    static_port_free,
+)
 from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure
 from aliecs.workflow.channels import Endpoint
 
@@ -25,13 +35,14 @@ log = logging.getLogger(__name__)
 
 
 class _Allocation:
-    __slots__ = ("cpu", "hostname", "memory", "ports")
+    __slots__ = ("cpu", "hostname", "memory", "ports", "static_ports")
 
     def __init__(self, hostname: str, cpu: float, memory: float) -> None:
         self.hostname = hostname
         self.cpu = cpu
         self.memory = memory
         self.ports: list[tuple[PortAllocator, int]] = []
+        self.static_ports: tuple[int, ...] = ()
 
 
 class LocalClusterActor(AsyncioActor):
@@ -49,7 +60,9 @@ class LocalClusterActor(AsyncioActor):
         self.node_address = node_address
         self.executors: dict[str, Any] = {}
         self.capacity = {
-            node.hostname: NodeCapacity(node.hostname, node.attributes, node.cpu, node.memory)
+            node.hostname: NodeCapacity(
+                node.hostname, node.attributes, node.cpu, node.memory, port_free=static_port_free
+            )
             for node in nodes
         }
         self.control_ports = {
@@ -84,6 +97,7 @@ class LocalClusterActor(AsyncioActor):
             )
             self.allocations[task_id] = allocation
             try:
+                allocation.static_ports = reserve_static(request.placement.static_ports)
                 control_port = None
                 if request.controllable:
                     control_port = self._port(self.control_ports[node.hostname], allocation)
@@ -98,6 +112,11 @@ class LocalClusterActor(AsyncioActor):
                         endpoints[channel.name] = Endpoint(
                             f"tcp://*:{port}", f"tcp://{self.node_address}:{port}"
                         )
+            except PortUnavailableError as exc:
+                # Taken between choose_node's check and now (a foreign program bound it).
+                self.release([task_id])
+                results.append(PlacementFailure(task_id, f"{node.hostname}: wanted {exc}"))
+                continue
             except PortExhaustedError as exc:
                 self.release([task_id])
                 results.append(PlacementFailure(task_id, str(exc)))
@@ -127,6 +146,7 @@ class LocalClusterActor(AsyncioActor):
                 continue
             for allocator, port in allocation.ports:
                 allocator.release(port)
+            release_static(allocation.static_ports)
             capacity = self.capacity[allocation.hostname]
             capacity.cpu_free += allocation.cpu
             capacity.memory_free += allocation.memory

@@ -30,6 +30,7 @@ SCENARIOS: dict[str, str] = {
     "actor_ask": "bench.actor_ask",
     "occ_overhead": "bench.occ_overhead",
     "scale": "bench.scale",
+    "templates": "bench.templates",
 }
 
 # Top-level key -> (scenario, key in its result). `max_loop_stall_ms` is the max over scenarios.
@@ -39,6 +40,9 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "scale_10000_cycle_s": ("scale", "cycle_s"),
     "scale_10000_bytes_per_task": ("scale", "bytes_per_task"),
     "deploy_tasks_per_s": ("occ_overhead", "deploy_tasks_per_s"),
+    "template_expand_readout_dataflow_ms": ("templates", "warm_ms"),
+    "template_expand_cold_ms": ("templates", "cold_ms"),
+    "template_expand_baseline_ratio": ("templates", "warm_ratio"),
 }
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -1,14 +1,34 @@
 """Local cluster building blocks: inventory, ports, placement, durations."""
 
+import contextlib
 import socket
 from pathlib import Path
 
 import pytest
 
+from actors.scheduler import LocalClusterActor
 from aliecs.cluster.inventory import InventoryError, default_nodes, load_inventory
-from aliecs.cluster.placement import NodeCapacity, PlacementRequest, Wants, choose_node, constraints_hold
-from aliecs.cluster.ports import PortAllocator, PortExhaustedError, PortRange
+from aliecs.cluster.placement import (
+    NodeCapacity,
+    PlacementRequest,
+    Wants,
+    choose_node,
+    constraints_hold,
+    explain_mismatch,
+)
+from aliecs.cluster.ports import (
+    PortAllocator,
+    PortExhaustedError,
+    PortRange,
+    PortUnavailableError,
+    parse_port_list,
+    release_static,
+    reserve_static,
+    static_port_free,
+)
+from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure
 from aliecs.durations import parse_duration
+from aliecs.pytest_plugin import isolated_nodes
 
 
 def test_default_nodes_have_disjoint_port_ranges() -> None:
@@ -65,6 +85,129 @@ def test_choose_node_deducts_resources() -> None:
     assert choose_node(request, nodes) is nodes[1]
     assert nodes[1].cpu_free == pytest.approx(0.5)
     assert choose_node(request, nodes) is None
+
+
+def test_parse_port_list_expands_ranges_and_names_the_descriptor() -> None:
+    assert parse_port_list("29003-29005, 29001,29004", "task class t") == (29001, 29003, 29004, 29005)
+    assert parse_port_list("", "task class t") == ()
+    with pytest.raises(ValueError, match=r"task class broken: wants.ports '29010-29000'"):
+        parse_port_list("29010-29000", "task class broken")
+    with pytest.raises(ValueError, match=r"task class huge: wants.ports '70000'"):
+        parse_port_list("70000", "task class huge")
+
+
+def test_choose_node_needs_every_wanted_port_free_and_says_which_is_not() -> None:
+    taken = {29001}
+    nodes = [
+        NodeCapacity("a", {}, 4.0, 100, port_free=lambda port: port not in taken),
+        NodeCapacity("b", {}, 1.0, 100, port_free=lambda port: port != 29002),
+    ]
+    request = PlacementRequest("t", "t", Wants(cpu=0.5), static_ports=(29000, 29001))
+    assert choose_node(request, nodes) is nodes[1]  # "a" has more cpu but holds 29001
+    assert nodes[0].cpu_free == 4.0 and nodes[1].cpu_free == pytest.approx(0.5)
+    blocked = PlacementRequest("u", "u", static_ports=(29001, 29002))
+    assert choose_node(blocked, nodes) is None
+    assert (
+        explain_mismatch(blocked, nodes)
+        == "a: wanted port 29001 is not free; b: wanted port 29002 is not free"
+    )
+
+
+def free_port(*, besides: tuple[int, ...] = ()) -> int:
+    """A port nothing on this machine holds right now (the kernel picks it), other than `besides`."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in besides:
+            return port
+
+
+def test_static_ports_are_reserved_until_released() -> None:
+    port = free_port()
+    assert static_port_free(port)
+    assert reserve_static([port]) == (port,)
+    try:
+        assert not static_port_free(port)
+        with pytest.raises(PortUnavailableError, match=f"port {port} is not free"):
+            reserve_static([port])
+        # Dynamic allocation skips a statically reserved port.
+        allocator = PortAllocator(PortRange(port, port), "dyn")
+        with pytest.raises(PortExhaustedError):
+            allocator.allocate()
+    finally:
+        release_static([port])
+    assert static_port_free(port)
+
+
+def test_static_port_bound_by_a_foreign_socket_is_not_free() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        assert not static_port_free(busy)
+        with pytest.raises(PortUnavailableError, match=str(busy)):
+            reserve_static([busy])
+
+
+def test_reserve_static_is_all_or_nothing() -> None:
+    first = free_port()
+    second = free_port(besides=(first,))
+    reserve_static([second])
+    try:
+        with pytest.raises(PortUnavailableError, match=str(second)):
+            reserve_static([first, second])
+        assert static_port_free(first)
+    finally:
+        release_static([second])
+
+
+def local_cluster(count: int) -> LocalClusterActor:
+    """A scheduler used through its plain methods (not started: placement needs no executors)."""
+    cluster = LocalClusterActor(isolated_nodes(count))
+    cluster.executors = dict.fromkeys(cluster.nodes)
+    return cluster
+
+
+def static_request(task_id: str, ports: tuple[int, ...], controllable: bool = False) -> DeployRequest:
+    return DeployRequest(PlacementRequest(task_id, task_id, static_ports=ports), controllable=controllable)
+
+
+async def test_scheduler_reserves_static_ports_and_releases_them() -> None:
+    cluster = local_cluster(2)
+    port = free_port()
+    first, second = cluster.place([static_request("one", (port,)), static_request("two", (port,))])
+    try:
+        assert isinstance(first, Placement)
+        assert isinstance(second, PlacementFailure)
+        assert second.reason == (
+            f"no node fits: node00: wanted port {port} is not free; node01: wanted port {port} is not free"
+        )
+        assert "two" not in cluster.allocations
+        assert not static_port_free(port)
+    finally:
+        cluster.release(["one"])
+    assert static_port_free(port)
+    (again,) = cluster.place([static_request("three", (port,))])
+    assert isinstance(again, Placement)
+    cluster.on_stop()  # releases whatever is still allocated
+    assert static_port_free(port)
+
+
+async def test_failed_placement_gives_back_its_static_ports() -> None:
+    cluster = local_cluster(1)
+    node = cluster.nodes["localhost"]
+    blocker = PortAllocator(node.control_ports, "blocker")
+    with contextlib.suppress(PortExhaustedError):
+        while True:  # take every control port there is
+            blocker.allocate()
+    port = free_port(besides=tuple(blocker.in_use))
+    try:
+        (failure,) = cluster.place([static_request("t", (port,), controllable=True)])
+        assert isinstance(failure, PlacementFailure) and "no free port left" in failure.reason
+        assert static_port_free(port) and cluster.allocations == {}
+    finally:
+        blocker.release_all()
 
 
 def test_durations() -> None:

@@ -1,131 +1,40 @@
 """Conformance: every workflow of the real ControlWorkflows corpus expands as the original would.
 
-The corpus is read in place from `../shared/corpus/controlworkflows`. Variables that the original
-gets from outside the templates (reference controlworkflows.md §3.3) are given explicitly:
-`hosts`, `consul_endpoint`, `modulepath`, `infologger_mode`, `environment_id` (added by the core),
-and `it` for the TPC split sub-workflows that normally receive it from `readout-dataflow`.
-The inventory is a local YAML-like stand-in for apricot (two FLPs of detector TST, one CRU card each).
-
-JIT includes (`dpl.GenerateFromUri`) need O2 binaries; they go to a fallback repository of exported
-sub-workflows written below. The stand-ins have the task counts of the legacy exports
-(`minimal-dpl`: 3 fairmq tasks, `qcmn-daq-remote`: 5, `tpc-*`: 7; reference §4.1 W4/W6).
+The setup (corpus location, variables the original gets from outside the templates, the inventory
+stand-in, the JIT export stand-ins) lives in `bench.corpus_setup`, shared with the template
+benchmark; see its docstring for what is given and why.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from aliecs.workflow.channels import Endpoint, bind_channels, endpoint_keys, resolve_target
 from aliecs.workflow.errors import TemplateError
-from aliecs.workflow.jit import CommandGenerator, JitRegistry
-from aliecs.workflow.providers import MemoryStore, Providers, YamlInventory
+from aliecs.workflow.providers import Providers, YamlInventory
 from aliecs.workflow.repository import DirectoryRepository
-from aliecs.workflow.template import Workflow, load_workflow
+from aliecs.workflow.template import load_workflow
+from bench.corpus_setup import (
+    BASE_VARS,
+    CORPUS,
+    INTEGRATIONS,
+    INVENTORY,
+    MORE_INTEGRATIONS,
+    corpus_available,
+    counts,
+    expand,
+    write_jit_exports,
+)
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "controlworkflows"
-pytestmark = pytest.mark.skipif(not (CORPUS / "workflows").is_dir(), reason="corpus not available")
-
-HOSTS = '["flp001","flp002"]'
-BASE_VARS = {
-    "hosts": HOSTS,
-    "consul_endpoint": "consul.local:8500",
-    "modulepath": "",
-    "infologger_mode": "infoLoggerD",
-    "environment_id": "2oDvieFrVTi",
-    "apricot_endpoint": "apricot.local:32188",  # only the JIT files use it
-}
-INVENTORY: dict[str, dict[str, Any]] = {
-    "flp001": {"detector": "TST", "cards": {"0228": ["0", "1"]}},
-    "flp002": {"detector": "TST", "cards": {"0229": ["0"]}},
-    "flp-ctp": {"detector": "CTP", "cards": {}},
-    "alio2-cr1-flp001": {"detector": "TPC"},
-    "alio2-cr1-flp145": {"detector": "TPC"},
-}
-
-FAIRMQ_TASK = """\
-name: {name}
-control: {{mode: fairmq}}
-wants: {{cpu: 0.1, memory: 10}}
-bind:
-  - name: out
-    type: push
-    transport: shmem
-    rateLogging: "{{{{ fmq_rate_logging }}}}"
-command:
-  shell: true
-  env: ["O2_DETECTOR={{{{ detector }}}}"]
-  value: "o2-dpl-stand-in --id {name} --session default"
-  arguments: ["--shm-segment-size {{{{ shm_segment_size }}}}"]
-"""
-
-
-def _export(name: str, count: int) -> str:
-    roles = "\n".join(
-        f"  - name: {name}-{i}\n"
-        f"    connect:\n"
-        f"      - {{name: in, type: pull, target: '{{{{ Parent().Path }}}}.{name}-{(i - 1) % count}:out'}}\n"
-        f"    task: {{load: {name}-task}}"
-        for i in range(count)
-    )
-    return f"name: {name}\nvars:\n  shm_segment_size: '1000'\nroles:\n{roles}\n"
-
-
-STAND_INS = {"qcmn-daq-remote": 5, "tpc-idc-a": 7, "tpc-idc-c": 7, "tpc-sac": 7}
-
-# Shaped like the legacy export (reference §4.1 W6): reads from the StfBuilder's global
-# `readout-proxy-<it>` channel and offers `downstream-<it>` to the DPL StfSender.
-MINIMAL_DPL = """\
-name: minimal-dpl
-vars:
-  shm_segment_size: "1000"
-roles:
-  - name: readout-proxy
-    connect:
-      - name: readout-proxy
-        type: pull
-        target: "::readout-proxy-{{ it }}"
-        rateLogging: "{{ fmq_rate_logging }}"
-    task: {load: minimal-dpl-task}
-  - name: processor
-    connect:
-      - {name: in, type: pull, target: "{{ Parent().Path }}.readout-proxy:out"}
-    task: {load: minimal-dpl-task}
-  - name: output-proxy
-    connect:
-      - {name: in, type: pull, target: "{{ Parent().Path }}.processor:out"}
-    bind:
-      - {name: downstream, type: push, transport: shmem, addressing: ipc, global: "downstream-{{ it }}"}
-    task: {load: minimal-dpl-task}
-"""
+pytestmark = pytest.mark.skipif(not corpus_available(), reason="corpus not available")
 
 
 @pytest.fixture(scope="module")
 def fallback(tmp_path_factory: pytest.TempPathFactory) -> DirectoryRepository:
-    root = tmp_path_factory.mktemp("jit-exports")
-    (root / "workflows").mkdir()
-    (root / "tasks").mkdir()
-    for name, count in STAND_INS.items():
-        (root / "workflows" / f"{name}.yaml").write_text(_export(name, count))
-        (root / "tasks" / f"{name}-task.yaml").write_text(FAIRMQ_TASK.format(name=f"{name}-task"))
-    (root / "workflows" / "minimal-dpl.yaml").write_text(MINIMAL_DPL)
-    (root / "tasks" / "minimal-dpl-task.yaml").write_text(FAIRMQ_TASK.format(name="minimal-dpl-task"))
-    return DirectoryRepository(root, name="jit-exports")
-
-
-def expand(name: str, user: Mapping[str, str], fallback: DirectoryRepository | None = None) -> Workflow:
-    providers = Providers(inventory=YamlInventory(dict(INVENTORY)), store=MemoryStore())
-    jit = JitRegistry(CommandGenerator(fallback=fallback, run_commands=False))
-    repository = DirectoryRepository(CORPUS, name="controlworkflows")
-    return load_workflow(repository, name, {**BASE_VARS, **user}, providers=providers, jit=jit)
-
-
-def counts(workflow: Workflow) -> tuple[int, int, int]:
-    return len(workflow.tasks()), len(workflow.hooks()), len(workflow.calls())
+    return write_jit_exports(tmp_path_factory.mktemp("jit-exports") / "repo")
 
 
 # (workflow, extra user variables, expected (data-flow tasks, hook tasks, calls))
@@ -165,28 +74,6 @@ def test_corpus_counts(
     name: str, user: Mapping[str, str], expected: tuple[int, int, int], fallback: DirectoryRepository
 ) -> None:
     assert counts(expand(name, user, fallback)) == expected
-
-
-INTEGRATIONS = {
-    "dcs_enabled": "true",
-    "epn_enabled": "true",
-    "dd_enabled": "true",
-    "trg_enabled": "true",
-    "qc_remote_enabled": "true",
-    "ctp_readout_enabled": "true",
-    "ctp_readout_host": "flp-ctp",
-    "roc_cleanup_enabled": "true",
-    "drop_caches_enabled": "true",
-    "tst_dpl_workflow": "minimal-dpl",
-    "tst_qc_remote_workflow": "qcmn-daq-remote",
-    "detectors": '["TST"]',
-}
-MORE_INTEGRATIONS = {
-    "bookkeeping_enabled": "true",
-    "lhc_enabled": "true",
-    "kafka_enabled": "true",
-    "ccdb_enabled": "true",
-}
 
 
 def test_readout_dataflow_with_integrations_renders_every_command(fallback: DirectoryRepository) -> None:

@@ -8,7 +8,9 @@ process, but it turns the common collision into a skip instead of a task that fa
 
 from __future__ import annotations
 
+import functools
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Ports reserved by any allocator in this process: several embedded cores may run side by side.
@@ -42,6 +44,59 @@ class PortRange:
 
 class PortExhaustedError(RuntimeError):
     pass
+
+
+class PortUnavailableError(RuntimeError):
+    """A static port a task wants is held by another task of this process or by a foreign program."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} is not free")
+        self.port = port
+
+
+@functools.lru_cache(maxsize=256)
+def parse_port_list(expression: str, descriptor: str) -> tuple[int, ...]:
+    """The ports of a `wants.ports` expression such as '29000-29100,30000', sorted, without duplicates.
+
+    Cached: a descriptor is shared by many tasks and deployed again and again, and its expression
+    never changes, so each is expanded once. `descriptor` names the task class in the error (and is
+    part of the cache key so that the error message always names the right one).
+    """
+    ports: set[int] = set()
+    for part in expression.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            span = PortRange.parse(part)
+        except ValueError as exc:
+            raise ValueError(f"{descriptor}: wants.ports {expression!r}: {exc}") from None
+        ports.update(range(span.first, span.last + 1))
+    return tuple(sorted(ports))
+
+
+def static_port_free(port: int) -> bool:
+    """Whether a wanted static port could be reserved now: no allocation of this process holds it
+    (every simulated node is this machine) and the operating system lets us bind it."""
+    return port not in _RESERVED and _bindable(port)
+
+
+def reserve_static(ports: Iterable[int]) -> tuple[int, ...]:
+    """Reserve all of `ports` or none: raises PortUnavailableError naming the first that is taken.
+
+    Dynamic allocators skip reserved ports, so a task's static port is never handed out as another
+    task's control or data port.
+    """
+    wanted = tuple(ports)
+    for port in wanted:
+        if not static_port_free(port):
+            raise PortUnavailableError(port)
+    _RESERVED.update(wanted)
+    return wanted
+
+
+def release_static(ports: Iterable[int]) -> None:
+    """Give back ports taken by `reserve_static`."""
+    _RESERVED.difference_update(ports)
 
 
 def _bindable(port: int) -> bool:

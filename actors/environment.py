@@ -3,8 +3,10 @@
 Its mailbox is the environment's serialisation point: one transition at a time, and task deaths or
 device events that arrive meanwhile are handled after the running transition, in order. Each
 transition fans out to the task actors concurrently under one deadline; tasks that miss it are
-reported by name, never waited on forever. A failed transition sends the environment to ERROR
-(GO_ERROR) and raises a `TransitionError` carrying every task's error.
+reported by name, never waited on forever. Around the tasks' step, a transition passes its hook
+trigger points (`before_<EVENT>`, `leave_<STATE>`, `enter_<STATE>`, `after_<EVENT>`; see
+`actors.hooks`). A failed transition sends the environment to ERROR (GO_ERROR) and raises a
+`TransitionError` carrying every task's error and the critical hook failures.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from actors.gc_policy import release_long_lived, settle_long_lived
+from actors.hooks import HookEngine, HookError, HookPlan, HookTaskLauncher
 from actors.messages import TaskDeviceEvent, TaskDied
 from actors.role import RoleActor
 from actors.runtime import AsyncioActor
@@ -33,6 +36,7 @@ from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import InvalidTransitionError, TaskError, TransitionError
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, EventBus, RunEvent
 from aliecs.executor.process import LaunchSpec
+from aliecs.integration import Plugin, builtin_plugins
 from aliecs.model import EnvironmentRecord, RoleRecord, TaskRecord, TransitionResult
 from aliecs.workflow.channels import (
     bind_channels,
@@ -83,6 +87,7 @@ class EnvironmentActor(AsyncioActor):
         run_numbers: RunNumberStore,
         log_dir: Path,
         bus: EventBus,
+        plugins: Mapping[str, Plugin] | None = None,
     ) -> None:
         super().__init__()
         self.record = record
@@ -107,6 +112,19 @@ class EnvironmentActor(AsyncioActor):
             states.GO_ERROR: self._go_error,
             states.RECOVER: self._recover,
         }
+        # Built-in steps of `before_<EVENT>`, between its negative and non-negative hook weights.
+        self.preparations: dict[str, Callable[[], Awaitable[None]]] = {
+            states.START_ACTIVITY: self._begin_run,
+        }
+        self.hooks = HookEngine(
+            HookPlan(workflow.root),
+            record.id,
+            bus,
+            builtin_plugins() if plugins is None else plugins,
+            HookTaskLauncher(scheduler, self._launch_spec),
+            self._runtime_vars,
+            self._announce_step,
+        )
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -142,7 +160,15 @@ class EnvironmentActor(AsyncioActor):
         except TransitionError as exc:
             log.warning("environment %s: orderly teardown failed, killing its tasks: %s", self.record.id, exc)
         finally:
-            await self._kill_all()
+            hook_errors: list[HookError] = []
+            if self.fsm.state != states.DONE:  # EXIT did not run: the teardown leaves this state
+                hook_errors += await self.hooks.fire(f"leave_{self.fsm.state}")
+            await self._kill_all()  # DESTROY hooks of every weight run after the release, as in the original
+            hook_errors += await self.hooks.fire("DESTROY")
+            hook_errors += await self.hooks.fire("after_DESTROY")
+            await self.hooks.cancel_pending()
+            for error in hook_errors:
+                log.warning("environment %s: teardown: %s", self.record.id, error)
             if self.fsm.state != states.DONE:
                 self.fsm.force(states.DONE)
             self.record.state = states.DONE
@@ -160,22 +186,36 @@ class EnvironmentActor(AsyncioActor):
         began = loop.time()
         self.record.current_transition = event
         self._announce(event, STARTED, message="transition starting")
+        # GO_ERROR and EXIT always complete: their failures (tasks, hooks) are only warnings.
+        tolerant = event in (states.GO_ERROR, states.EXIT)
+        hook_errors: list[HookError] = []
+        errors: list[TaskError] = []
+
+        async def fire(trigger: str, builtin: Callable[[], Awaitable[None]] | None = None) -> str:
+            reason = await self._fire(trigger, hook_errors, builtin)
+            return "" if tolerant else reason
+
         try:
-            try:
-                errors = await self.steps[event]()
-                reason = ""
-            except TemplateError as exc:
-                errors, reason = [], str(exc)
+            reason = await fire(f"before_{event}", self.preparations.get(event))
+            reason = reason or await fire(f"leave_{from_state}")
+            if not reason:  # the tasks' transition closes leave_<STATE>, after all its hooks
+                try:
+                    errors = await self.steps[event]()
+                except TemplateError as exc:
+                    reason = str(exc)
             failures = [error for error in errors if error.critical]
-            if (failures or reason) and event not in (states.GO_ERROR, states.EXIT):
+            if tolerant or not (failures or reason):
+                self.fsm.fire(event)
+                self.record.state = self.fsm.state
+                if event == states.DEPLOY:
+                    settle_long_lived()
+                # Failures from here on leave the state changed, but still fail the transition.
+                reason = await fire(f"enter_{self.fsm.state}") or await fire(f"after_{event}")
+            if (failures or reason) and not tolerant:
                 self.record.error = reason or str(failures[0])
                 self._announce(event, DONE_ERROR, error=self.record.error)
                 await self._enter_error()
                 raise TransitionError(self.record.id, event, self.fsm.state, errors, reason)
-            self.fsm.fire(event)
-            self.record.state = self.fsm.state
-            if event == states.DEPLOY:
-                settle_long_lived()
         finally:
             self.record.current_transition = ""
         self._announce(event, DONE_OK, message="transition completed successfully")
@@ -188,10 +228,41 @@ class EnvironmentActor(AsyncioActor):
             started_ms=started_ms,
             duration_s=loop.time() - began,
             run_number=self.record.run_number,
-            warnings=tuple(str(error) for error in errors),
+            warnings=(*(str(error) for error in errors), *(str(error) for error in hook_errors)),
         )
         self.record.history.append(result)
         return result
+
+    async def _fire(
+        self,
+        trigger: str,
+        collected: list[HookError],
+        builtin: Callable[[], Awaitable[None]] | None = None,
+    ) -> str:
+        """Fire one trigger point around its built-in step; the critical failures as text ("" if
+        none). Every hook error is added to `collected` (non-critical ones end up as warnings)."""
+        errors = await self.hooks.fire(trigger, builtin)
+        collected += errors
+        return "; ".join(str(error) for error in errors if error.critical)
+
+    def _announce_step(self, trigger: str, status: str, error: str) -> None:
+        """A hook trigger point of the running transition (`transition_step` = the trigger)."""
+        self.bus.publish(
+            EnvironmentEvent(
+                environment_id=self.record.id,
+                state=self.fsm.state,
+                transition=self.record.current_transition,
+                transition_step=trigger,
+                transition_status=status,
+                run_number=self.record.run_number,
+                error=error,
+            )
+        )
+
+    def _runtime_vars(self) -> dict[str, str]:
+        """Variables that hooks see on top of their role's (the run number exists only during a run)."""
+        number = str(self.record.run_number) if self.record.run_number else ""
+        return {"run_number": number, "runNumber": number}
 
     def _announce(self, transition: str, status: str, message: str = "", error: str = "") -> None:
         self.bus.publish(
@@ -227,14 +298,23 @@ class EnvironmentActor(AsyncioActor):
             self.run_active = False
 
     async def _enter_error(self) -> None:
-        """GO_ERROR after a failed transition; never raises (its task errors are only logged)."""
+        """GO_ERROR after a failed transition; never raises (its task and hook errors are only logged)."""
         if not self.fsm.can(states.GO_ERROR):
             return
-        errors = await self._go_error()
-        for error in errors:
+        hook_errors: list[HookError] = []
+        failed_transition, self.record.current_transition = self.record.current_transition, states.GO_ERROR
+        try:
+            await self._fire(f"before_{states.GO_ERROR}", hook_errors)
+            await self._fire(f"leave_{self.fsm.state}", hook_errors)
+            errors: list[Any] = await self._go_error()
+            self.fsm.fire(states.GO_ERROR)
+            self.record.state = self.fsm.state
+            await self._fire(f"enter_{self.fsm.state}", hook_errors)
+            await self._fire(f"after_{states.GO_ERROR}", hook_errors)
+        finally:
+            self.record.current_transition = failed_transition
+        for error in [*errors, *hook_errors]:
             log.warning("environment %s: GO_ERROR: %s", self.record.id, error)
-        self.fsm.fire(states.GO_ERROR)
-        self.record.state = self.fsm.state
         self._announce(states.GO_ERROR, DONE_OK, message="environment entered ERROR", error=self.record.error)
         if self.root is not None:
             await self.root.proxy().settle()
@@ -299,24 +379,25 @@ class EnvironmentActor(AsyncioActor):
 
     # -- steps -----------------------------------------------------------------------------------
 
-    def _task_stack(self, entry: _TaskEntry, hostname: str) -> dict[str, str]:
-        assert entry.role.task is not None
-        task_class = entry.role.task.task_class
+    def _task_stack(self, role: Role, task_id: str, hostname: str) -> dict[str, str]:
+        assert role.task is not None
+        task_class = role.task.task_class
         special = {
-            "task_id": entry.record.id,
-            "task_name": entry.role.path,
+            "task_id": task_id,
+            "task_name": role.path,
             "task_class_name": task_class.identifier,
             "task_hostname": hostname,
             "environment_id": self.record.id,
-            "task_parent_role": entry.role.parent.path if entry.role.parent else "",
+            "task_parent_role": role.parent.path if role.parent else "",
         }
-        return task_class.stack_for(entry.role.stack, special)
+        return task_class.stack_for(role.stack, special)
 
-    def _launch_spec(self, entry: _TaskEntry, placement: Placement) -> LaunchSpec:
-        assert entry.role.task is not None
-        task_class = entry.role.task.task_class
-        stack = self._task_stack(entry, placement.hostname)
-        command = task_class.render_command(stack, entry.role.path)
+    def _launch_spec(self, role: Role, task_id: str, placement: Placement) -> LaunchSpec:
+        """How to start a task (data-flow or hook) of `role` on the node it was placed on."""
+        assert role.task is not None
+        task_class = role.task.task_class
+        stack = self._task_stack(role, task_id, placement.hostname)
+        command = task_class.render_command(stack, role.path)
         env = {"O2_ROLE": placement.hostname, "O2_SYSTEM": "FLP", **command.env}
         arguments = command.arguments
         if placement.control_port is not None:
@@ -324,13 +405,13 @@ class EnvironmentActor(AsyncioActor):
             if task_class.control_mode == "fairmq":
                 arguments = (*arguments, "--control-port", str(placement.control_port))
         return LaunchSpec(
-            task_id=entry.record.id,
-            name=entry.role.path,
+            task_id=task_id,
+            name=role.path,
             command=command.value,
             arguments=arguments,
             shell=command.shell,
             env=env,
-            log_path=self.log_dir / self.record.id / f"{entry.role.path}.{entry.record.id}.log",
+            log_path=self.log_dir / self.record.id / f"{role.path}.{task_id}.log",
         )
 
     async def _deploy(self, entries: list[_TaskEntry] | None = None) -> list[TaskError]:
@@ -341,7 +422,7 @@ class EnvironmentActor(AsyncioActor):
             assert entry.role.task is not None
             task_class = entry.role.task.task_class
             try:
-                entry.binds = bind_channels(entry.role, self._task_stack(entry, ""))
+                entry.binds = bind_channels(entry.role, self._task_stack(entry.role, entry.record.id, ""))
             except TemplateError as exc:
                 errors.append(entry.error(str(exc)))
                 continue
@@ -374,7 +455,7 @@ class EnvironmentActor(AsyncioActor):
             entry.placement = placement
             entry.record.host = placement.hostname
             try:
-                to_start.append((entry, self._launch_spec(entry, placement)))
+                to_start.append((entry, self._launch_spec(entry.role, entry.record.id, placement)))
             except TemplateError as exc:
                 errors.append(entry.error(str(exc)))
         if any(error.critical for error in errors):
@@ -419,7 +500,7 @@ class EnvironmentActor(AsyncioActor):
                 for channel in entry.role.connect:
                     address = resolve_target(channel, entry.role.path, endpoints)
                     args.update(channel_keys(channel, address, "connect"))
-                stack = self._task_stack(entry, entry.placement.hostname)
+                stack = self._task_stack(entry.role, entry.record.id, entry.placement.hostname)
                 args.update(entry.role.task.task_class.render_properties(stack, entry.role.path))
             except TemplateError as exc:
                 errors.append(entry.error(str(exc)))
@@ -448,7 +529,8 @@ class EnvironmentActor(AsyncioActor):
         args.update(extra)
         return args
 
-    async def _start_activity(self) -> list[TaskError]:
+    async def _begin_run(self) -> None:
+        """Built-in step of before_START_ACTIVITY: the run number, which its hooks of weight >= 0 see."""
         now_ms = int(time.time() * 1000)
         self.record.run_number = await self.run_numbers.allocate(self.record.id, now_ms)
         self.record.last_run_number = self.record.run_number
@@ -458,12 +540,11 @@ class EnvironmentActor(AsyncioActor):
         self.run_active = True
         self._run_event(states.START_ACTIVITY, STARTED)
         self.end_of_stream.clear()
+
+    async def _start_activity(self) -> list[TaskError]:
+        start_ms = str(self.record.run_start_time_ms)
         arguments = self._run_arguments(
-            {
-                "cleanup": str(self.start_count),
-                "run_start_time_ms": str(now_ms),
-                "runStartTimeMs": str(now_ms),
-            }
+            {"cleanup": str(self.start_count), "run_start_time_ms": start_ms, "runStartTimeMs": start_ms}
         )
         self.start_count += 1
         return await self._transition_tasks(
@@ -555,22 +636,30 @@ class EnvironmentActor(AsyncioActor):
                 self.record.error = f"critical task {message.task_id} died: {message.description}"
                 await self._enter_error()
         elif isinstance(message, TaskDeviceEvent):
-            if message.type == "END_OF_STREAM" and self.fsm.state == states.RUNNING:
-                self.end_of_stream.add(message.task_id)
-                controllable = {e.record.id for e in self.entries.values() if e.record.status == "ACTIVE"}
-                if controllable and controllable <= self.end_of_stream:
-                    log.info(
-                        "environment %s: every task reached end of stream, stopping the run", self.record.id
-                    )
-                    try:
-                        await self._run(states.STOP_ACTIVITY)
-                    except TransitionError as exc:
-                        log.error("%s", exc)
-            elif (
-                message.type == "TASK_INTERNAL_ERROR"
-                and message.critical
-                and self.fsm.state == states.RUNNING
-            ):
-                self.record.error = f"critical task {message.task_id} reported an internal error"
-                await self._enter_error()
+            await self._on_device_event(message)
         return None
+
+    async def _on_device_event(self, message: TaskDeviceEvent) -> None:
+        if self.fsm.state != states.RUNNING:
+            return
+        if message.type == "BASIC_TASK_TERMINATED":
+            log.info(
+                "environment %s: basic task %s ended: %s", self.record.id, message.task_id, message.detail
+            )
+            if message.exit_code != 0 and message.critical:
+                self.record.error = f"critical basic task {message.task_id} failed: {message.detail}"
+                await self._enter_error()
+                return
+        if message.type in ("END_OF_STREAM", "BASIC_TASK_TERMINATED"):
+            # The task is safe to stop; once all are, the run is over (the original's auto-stop).
+            self.end_of_stream.add(message.task_id)
+            controllable = {e.record.id for e in self.entries.values() if e.record.status == "ACTIVE"}
+            if controllable and controllable <= self.end_of_stream:
+                log.info("environment %s: every task reached end of stream, stopping the run", self.record.id)
+                try:
+                    await self._run(states.STOP_ACTIVITY)
+                except TransitionError as exc:
+                    log.error("%s", exc)
+        elif message.type == "TASK_INTERNAL_ERROR" and message.critical:
+            self.record.error = f"critical task {message.task_id} reported an internal error"
+            await self._enter_error()

@@ -56,11 +56,14 @@ class TaskTransitionError(RuntimeError):
     pass
 
 
-class _Exited:
-    __slots__ = ("info",)
+class WatchedExit:
+    """A process watched by a process actor ended (`process` tells which, when it runs several)."""
 
-    def __init__(self, info: ExitInfo) -> None:
+    __slots__ = ("info", "process")
+
+    def __init__(self, info: ExitInfo, process: TaskLife) -> None:
         self.info = info
+        self.process = process
 
 
 class ProcessActor(AsyncioActor):
@@ -140,7 +143,7 @@ class ProcessActor(AsyncioActor):
 
     async def _watch_exit(self, process: TaskLife) -> None:
         info = await process.exited()
-        self.actor_ref.tell(_Exited(info))
+        self.actor_ref.tell(WatchedExit(info, process))
 
     async def _follow_events(self, client: OccClient) -> None:
         try:
@@ -153,12 +156,16 @@ class ProcessActor(AsyncioActor):
             log.debug("event stream of %s ended", self.spec.task_id, exc_info=True)
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, _Exited) and self.listener is not None:
+        if isinstance(message, WatchedExit) and self.listener is not None:
             tail = tuple(self.process.log_tail()) if self.process else ()
             self.listener.tell(ProcessExited(self.spec.task_id, message.info, self._killing, tail))
         return None
 
     # -- control ---------------------------------------------------------------------------------
+
+    def current_pid(self) -> int:
+        """The pid of the live process, 0 if none runs (basic tasks run only while RUNNING)."""
+        return self.process.pid if self.process is not None and self.process.alive else 0
 
     async def get_state(self, timeout: float) -> str:
         if self.client is None:
@@ -253,8 +260,13 @@ class ExecutorActor(AsyncioActor):
     def _start_process_actor(
         self, spec: LaunchSpec, control_port: int | None, listener: Any, controllable: bool
     ) -> Any:
-        """The child actor driving one task; executors of other task kinds start their own kind."""
-        return self.start_child(ProcessActor, spec, control_port, listener, controllable)
+        """The child actor driving one task (a `basic` one when not controllable over OCC); executors
+        of other task kinds start their own kind."""
+        # Imported here: the basic actor extends ProcessActor, defined in this module.
+        from actors.basic_task import BasicProcessActor
+
+        kind = ProcessActor if controllable else BasicProcessActor
+        return self.start_child(kind, spec, control_port, listener, controllable)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ForgetProcess):

@@ -18,6 +18,16 @@ class ProcessExited:
 
 
 @dataclass(frozen=True)
+class BasicTaskTerminated:
+    """A basic task's process ended on its own while RUNNING (the original's BASIC_TASK_TERMINATED):
+    not a death but the end of its work, which the environment weighs like END_OF_STREAM."""
+
+    task_id: str
+    exit: ExitInfo
+    log_tail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DeviceEvent:
     """A device event from a task's OCC EventStream (END_OF_STREAM, TASK_INTERNAL_ERROR, ...)."""
 
@@ -46,11 +56,14 @@ class TaskDied:
 
 @dataclass(frozen=True)
 class TaskDeviceEvent:
-    """Forwarded by a task actor to its environment."""
+    """Forwarded by a task actor to its environment. For BASIC_TASK_TERMINATED, `exit_code` and
+    `detail` (how the process ended, its last output) say why."""
 
     task_id: str
     type: str
     critical: bool
+    exit_code: int = 0
+    detail: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.executor import TaskStartError, TaskTransitionError
-from actors.messages import ChildChanged, DeviceEvent, ForgetProcess, ProcessExited, TaskDeviceEvent, TaskDied
+from actors.messages import (
+    BasicTaskTerminated,
+    ChildChanged,
+    DeviceEvent,
+    ForgetProcess,
+    ProcessExited,
+    TaskDeviceEvent,
+    TaskDied,
+)
 from actors.runtime import AsyncioActor
 from aliecs.cluster.scheduling import Placement
 from aliecs.events import EventBus, TaskEvent
-from aliecs.executor.process import LaunchSpec
+from aliecs.executor.process import ExitInfo, LaunchSpec
 from aliecs.model import RoleRecord, TaskRecord
 
 ACTIVE = "ACTIVE"
@@ -139,6 +147,8 @@ class TaskActor(AsyncioActor):
             return self._failed(f"{event}: {exc}")
         except TimeoutError:
             return self._failed(f"{event}: no answer within {timeout:g}s")
+        if not self.controllable:  # a basic task's process comes and goes with START and STOP
+            self.record.pid = await self.process.proxy().current_pid()
         self._set(state=state)
         if state == "ERROR":
             return self._failed(f"{event}: task went to ERROR")
@@ -171,9 +181,7 @@ class TaskActor(AsyncioActor):
         if isinstance(message, ProcessExited):
             if message.expected or self.process is None:
                 return None
-            description = f"process {message.exit.describe()}"
-            if message.log_tail:
-                description += "; last output: " + " | ".join(message.log_tail)
+            description = _describe(message.exit, message.log_tail)
             self.record.error = description
             self.record.pid = 0
             self._set(state="ERROR", status=INACTIVE)
@@ -183,4 +191,31 @@ class TaskActor(AsyncioActor):
                 self.record.error = "the task reported an internal error"
                 self._set(state="ERROR")
             self.environment.tell(TaskDeviceEvent(self.record.id, message.type, self.record.critical))
+        elif isinstance(message, BasicTaskTerminated):
+            self._basic_terminated(message)
         return None
+
+    def _basic_terminated(self, message: BasicTaskTerminated) -> None:
+        """A basic task ended its work: it stays RUNNING until STOP if it succeeded, else ERROR."""
+        detail = _describe(message.exit, message.log_tail)
+        self.record.pid = 0
+        if not message.exit.clean:
+            self.record.error = detail
+            self._set(state="ERROR")
+        self.environment.tell(
+            TaskDeviceEvent(
+                self.record.id,
+                "BASIC_TASK_TERMINATED",
+                self.record.critical,
+                exit_code=message.exit.returncode,
+                detail=detail,
+            )
+        )
+
+
+def _describe(exit_info: ExitInfo, log_tail: tuple[str, ...]) -> str:
+    """How a process ended, with its last output when it left any."""
+    description = f"process {exit_info.describe()}"
+    if log_tail:
+        description += "; last output: " + " | ".join(log_tail)
+    return description

@@ -75,12 +75,29 @@ class RunEvent:
 
 
 @dataclass(frozen=True)
+class CallEvent:
+    """An integration call (a `call` role) fired by a hook: STARTED, then DONE_OK or DONE_ERROR."""
+
+    environment_id: str
+    path: str
+    func: str
+    status: str
+    error: str = ""
+    output: str = ""
+    trigger: str = ""
+    await_: str = ""
+    timeout: str = ""
+    critical: bool = True
+    timestamp_ns: int = field(default_factory=now_ns)
+
+
+@dataclass(frozen=True)
 class CoreStartEvent:
     framework_id: str
     timestamp_ns: int = field(default_factory=now_ns)
 
 
-Event = EnvironmentEvent | TaskEvent | RoleEvent | RunEvent | CoreStartEvent
+Event = EnvironmentEvent | TaskEvent | RoleEvent | RunEvent | CallEvent | CoreStartEvent
 
 
 class SubscriberOverflow(Exception):

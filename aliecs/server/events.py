@@ -67,6 +67,18 @@ def to_proto(event: ev.Event) -> pb.Event:
             transition=event.transition,
             transition_status=op_status(event.transition_status),
         )
+    elif isinstance(event, ev.CallEvent):
+        envelope.call_event = pb.EvCallEvent(
+            func=event.func,
+            call_status=op_status(event.status),
+            output=event.output,
+            error=event.error,
+            environment_id=event.environment_id,
+            path=event.path,
+            traits=pb.Traits(
+                trigger=event.trigger, await_=event.await_, timeout=event.timeout, critical=event.critical
+            ),
+        )
     elif isinstance(event, ev.CoreStartEvent):
         envelope.core_start_event = pb.EvMetaEventCoreStart(framework_id=event.framework_id)
     else:  # pragma: no cover - a new event type without a mapping is a bug caught by tests

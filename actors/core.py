@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from actors.scheduler import LocalClusterActor
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.events import EventBus
+from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ class CoreActor(AsyncioActor):
         registry: dict[str, tuple[EnvironmentRecord, Any]],
         bus: EventBus,
         executor_class: type[AsyncioActor] = ExecutorActor,
+        plugins: Mapping[str, Plugin] | None = None,
     ) -> None:
         super().__init__()
         self.nodes = nodes
@@ -35,13 +38,20 @@ class CoreActor(AsyncioActor):
         self.registry = registry
         self.bus = bus
         self.executor_class = executor_class
+        self.plugins = plugins
         self.scheduler: Any = None
         self.manager: Any = None
 
     def on_start(self) -> None:
         self.scheduler = self.start_child(LocalClusterActor, self.nodes, executor_class=self.executor_class)
         self.manager = self.start_child(
-            EnvironmentManagerActor, self.registry, self.scheduler, self.run_numbers, self.log_dir, self.bus
+            EnvironmentManagerActor,
+            self.registry,
+            self.scheduler,
+            self.run_numbers,
+            self.log_dir,
+            self.bus,
+            self.plugins,
         )
 
     def refs(self) -> tuple[Any, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from actors.runtime import AsyncioActor
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import UnknownEnvironmentError
 from aliecs.events import EventBus
+from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord
 from aliecs.workflow.template import Workflow
 
@@ -36,6 +38,7 @@ class EnvironmentManagerActor(AsyncioActor):
         run_numbers: RunNumberStore,
         log_dir: Path,
         bus: EventBus,
+        plugins: Mapping[str, Plugin] | None = None,
     ) -> None:
         super().__init__()
         # Published registry: written only here, read directly by the API (see aliecs.model).
@@ -44,6 +47,7 @@ class EnvironmentManagerActor(AsyncioActor):
         self.run_numbers = run_numbers
         self.log_dir = log_dir
         self.bus = bus
+        self.plugins = plugins
 
     def add(
         self, env_id: str, workflow: Workflow, user_vars: dict[str, str]
@@ -52,7 +56,14 @@ class EnvironmentManagerActor(AsyncioActor):
             id=env_id, workflow=workflow.name, created_ms=int(time.time() * 1000), user_vars=dict(user_vars)
         )
         ref = self.start_child(
-            EnvironmentActor, record, workflow, self.scheduler, self.run_numbers, self.log_dir, self.bus
+            EnvironmentActor,
+            record,
+            workflow,
+            self.scheduler,
+            self.run_numbers,
+            self.log_dir,
+            self.bus,
+            self.plugins,
         )
         self.registry[env_id] = (record, ref)
         return record, ref

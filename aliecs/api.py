@@ -25,6 +25,7 @@ from aliecs.environment.fsm import normalize_event
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
 from aliecs.events import CoreStartEvent, EventBus
+from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
 from aliecs.workflow.repos import RepoManager
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
@@ -157,8 +158,10 @@ class Core:
         nodes: int | list[NodeSpec] | Path | str | None = None,
         repository: TemplateRepository | None = None,
         executor_class: type | None = None,
+        plugins: Mapping[str, Plugin] | None = None,
     ) -> None:
         self.executor_class = executor_class
+        self.plugins = plugins
         self.events = EventBus()
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         if nodes is None or isinstance(nodes, int):
@@ -190,10 +193,18 @@ class Core:
         nodes: int | list[NodeSpec] | Path | str | None = None,
         repository: TemplateRepository | None = None,
         executor_class: type | None = None,
+        plugins: Mapping[str, Plugin] | None = None,
     ) -> Core:
         """An embedded core. `executor_class` replaces the node executors (e.g. an in-process fake
-        executor for scale runs); by default tasks are real processes."""
-        return cls(state_dir=state_dir, nodes=nodes, repository=repository, executor_class=executor_class)
+        executor for scale runs); by default tasks are real processes. `plugins` (name -> plugin)
+        are the integrations `call` roles can use; by default only the built-in `testplugin`."""
+        return cls(
+            state_dir=state_dir,
+            nodes=nodes,
+            repository=repository,
+            executor_class=executor_class,
+            plugins=plugins,
+        )
 
     async def __aenter__(self) -> Core:
         await self.start()
@@ -208,7 +219,9 @@ class Core:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.run_numbers = await asyncio.to_thread(RunNumberStore, self.state_dir / "runs.sqlite")
         await asyncio.to_thread(lambda: self.repos)  # read (or create) the repository state off the loop
-        extra = {"executor_class": self.executor_class} if self.executor_class is not None else {}
+        extra: dict[str, Any] = {"plugins": self.plugins}
+        if self.executor_class is not None:
+            extra["executor_class"] = self.executor_class
         self._core = CoreActor.start(
             self.nodes, self.run_numbers, self.state_dir / "logs", self._registry, self.events, **extra
         )

@@ -15,7 +15,7 @@ from actors.hooks import HookEngine, HookPlan, parse_trigger
 from aliecs import Core, TransitionError
 from aliecs.events import CallEvent, EnvironmentEvent, EventBus, TaskEvent
 from aliecs.executor.process import ExitInfo
-from aliecs.integration import TESTPLUGIN
+from aliecs.integration import TESTPLUGIN, CallContext
 from aliecs.workflow.template import Role, load_workflow
 from tests.conftest import RepoBuilder
 
@@ -326,3 +326,39 @@ async def test_hook_task_result_becomes_role_variables(repo: RepoBuilder) -> Non
     assert role.user_vars["taskResult.exitCode"] == "0"
     assert role.user_vars["taskResult.stdout"] == "hello\nworld"
     assert role.user_vars["taskResult.finalStatus"] == "FINISHED"
+
+
+class RecordingPlugin:
+    """A harness's own integration: `dcs.PrepareForRun()` answers and records who called it."""
+
+    name = "dcs"
+
+    def __init__(self) -> None:
+        self.callers: list[tuple[str, str]] = []
+
+    def functions(self, call: CallContext) -> dict[str, Callable[..., str]]:
+        def prepare_for_run() -> str:
+            self.callers.append((call.environment_id, call.role_path))
+            return "prepared"
+
+        return {"PrepareForRun": prepare_for_run}
+
+
+async def test_a_harness_plugs_in_its_own_integration(tmp_path: Path, repo: RepoBuilder) -> None:
+    repo.workflow(
+        "withdcs",
+        """\
+        name: withdcs
+        roles:
+          - name: worker
+            task: {load: fake}
+          - name: pfr
+            call: {func: dcs.PrepareForRun(), trigger: before_CONFIGURE}
+        """,
+    )
+    dcs = RecordingPlugin()
+    async with Core.embedded(state_dir=tmp_path, repository=repo.repository, plugins={"dcs": dcs}) as core:
+        env = await core.new_environment("withdcs")
+        await env.transition("CONFIGURE")
+        assert dcs.callers == [(env.id, "withdcs.pfr")]
+        await env.destroy()

@@ -35,5 +35,12 @@ def test_quick_bench_writes_every_headline_key(tmp_path: Path) -> None:
             assert results[key] is None, key
         else:
             assert isinstance(results[key], (int, float)), key
-    assert {"actor_ask", "occ_overhead", "scale", "templates"} <= set(results)
+    assert {"actor_ask", "occ_overhead", "scale", "start_of_run", "templates"} <= set(results)
+    # Start of run: --quick measures N=100 under the N=2,000 key and says so; both overheads are
+    # reported (a START can never beat the tasks' fixed latency, so neither is negative).
+    assert results["start_of_run_n"] == 100
+    start = results["start_of_run"]
+    assert results["start_of_run_2000_overhead_s"] == start["overhead_s"] >= 0
+    assert start["bare_overhead_s"] >= 0
+    assert isinstance(start["goal_met"], bool) and isinstance(start["bare_goal_met"], bool)
     assert ("skipped" in results["templates"]) is not corpus

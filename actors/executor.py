@@ -135,11 +135,9 @@ class ProcessActor(AsyncioActor):
     def _crash_message(self, what: str) -> str:
         assert self.process is not None
         info = self.process.exit_info
-        text = f"{what}: process {info.describe() if info else 'ended'}"
-        tail = self.process.log_tail()
-        if tail:
-            text += "; last output: " + " | ".join(tail)
-        return text
+        if info is None:
+            return f"{what}: process ended"
+        return f"{what}: {info.report(self.process.log_tail())}"
 
     async def _watch_exit(self, process: TaskLife) -> None:
         info = await process.exited()

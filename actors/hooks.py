@@ -294,9 +294,7 @@ class HookEngine:
         elif info.clean:
             status, error = "FINISHED", ""
         else:
-            status, error = "FAILED", f"process {info.describe()}"
-            if output:
-                error += "; last output: " + " | ".join(output)
+            status, error = "FAILED", info.report(output)
         # stdout and stderr share the task's log; its last lines stand for both.
         role.user_vars.update(
             {

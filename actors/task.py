@@ -25,7 +25,7 @@ from actors.messages import (
 from actors.runtime import AsyncioActor
 from aliecs.cluster.scheduling import Placement
 from aliecs.events import EventBus, TaskEvent
-from aliecs.executor.process import ExitInfo, LaunchSpec
+from aliecs.executor.process import LaunchSpec
 from aliecs.model import RoleRecord, TaskRecord
 
 ACTIVE = "ACTIVE"
@@ -181,7 +181,7 @@ class TaskActor(AsyncioActor):
         if isinstance(message, ProcessExited):
             if message.expected or self.process is None:
                 return None
-            description = _describe(message.exit, message.log_tail)
+            description = message.exit.report(message.log_tail)
             self.record.error = description
             self.record.pid = 0
             self._set(state="ERROR", status=INACTIVE)
@@ -197,7 +197,7 @@ class TaskActor(AsyncioActor):
 
     def _basic_terminated(self, message: BasicTaskTerminated) -> None:
         """A basic task ended its work: it stays RUNNING until STOP if it succeeded, else ERROR."""
-        detail = _describe(message.exit, message.log_tail)
+        detail = message.exit.report(message.log_tail)
         self.record.pid = 0
         if not message.exit.clean:
             self.record.error = detail
@@ -211,11 +211,3 @@ class TaskActor(AsyncioActor):
                 detail=detail,
             )
         )
-
-
-def _describe(exit_info: ExitInfo, log_tail: tuple[str, ...]) -> str:
-    """How a process ended, with its last output when it left any."""
-    description = f"process {exit_info.describe()}"
-    if log_tail:
-        description += "; last output: " + " | ".join(log_tail)
-    return description

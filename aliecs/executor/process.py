@@ -14,6 +14,7 @@ import signal
 import sys
 import sysconfig
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,13 @@ class ExitInfo:
         if self.returncode == 127:
             return "exited with code 127 (command not found)"
         return f"exited with code {self.returncode}"
+
+    def report(self, log_tail: Sequence[str] = ()) -> str:
+        """'process <how it ended>', with its last output lines when it left any: what operators read."""
+        text = f"process {self.describe()}"
+        if log_tail:
+            text += "; last output: " + " | ".join(log_tail)
+        return text
 
 
 class LaunchError(RuntimeError):

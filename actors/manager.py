@@ -53,7 +53,11 @@ class EnvironmentManagerActor(AsyncioActor):
         self, env_id: str, workflow: Workflow, user_vars: dict[str, str]
     ) -> tuple[EnvironmentRecord, Any]:
         record = EnvironmentRecord(
-            id=env_id, workflow=workflow.name, created_ms=int(time.time() * 1000), user_vars=dict(user_vars)
+            id=env_id,
+            workflow=workflow.name,
+            created_ms=int(time.time() * 1000),
+            user_vars=dict(user_vars),
+            template=workflow,
         )
         ref = self.start_child(
             EnvironmentActor,

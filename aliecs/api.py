@@ -87,7 +87,7 @@ class Environment:
     @property
     def template(self) -> Workflow | None:
         """The expanded workflow (role variables, descriptions) this environment was made from."""
-        return self._core._workflows.get(self.id)
+        return self._record.template
 
     def tree(self) -> RoleTree:
         if self._record.root is None:
@@ -116,7 +116,6 @@ class Environment:
             try:
                 await self._ref.proxy().destroy(allow_running)
             finally:
-                self._core._workflows.pop(self.id, None)
                 await self._core._manager.proxy().forget(self.id)
 
     def _check_alive(self, what: str) -> None:
@@ -173,7 +172,6 @@ class Core:
         self.repository: TemplateRepository | None = repository
         self._registry: dict[str, tuple[EnvironmentRecord, Any]] = {}
         self._busy: dict[str, str] = {}
-        self._workflows: dict[str, Workflow] = {}
         self._core: Any = None
         self._manager: Any = None
         self.run_numbers: RunNumberStore | None = None
@@ -264,7 +262,6 @@ class Core:
         variables.setdefault("environment_id", env_id)
         workflow_tree = await asyncio.to_thread(self._load, workflow, variables)
         record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
-        self._workflows[env_id] = workflow_tree
         handle = Environment(self, record, ref)
         try:
             with self._exclusive(env_id, "DEPLOY"):
@@ -274,7 +271,6 @@ class Core:
             try:
                 await ref.proxy().destroy(True)
             finally:
-                self._workflows.pop(env_id, None)
                 await self._manager.proxy().forget(env_id)
             raise
         return handle

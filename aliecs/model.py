@@ -8,6 +8,10 @@ a long transition. Snapshots (`TaskInfo`, `RoleTree`) are frozen copies safe to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aliecs.workflow.template import Workflow
 
 UNKNOWN = "UNKNOWN"
 UNDEFINED = "UNDEFINED"
@@ -153,3 +157,5 @@ class EnvironmentRecord:
     run_start_completion_time_ms: int = 0
     run_end_time_ms: int = 0
     run_end_completion_time_ms: int = 0
+    # The expanded workflow the environment was made from (role variables, descriptions).
+    template: Workflow | None = field(default=None, repr=False)

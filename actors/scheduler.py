@@ -76,9 +76,6 @@ class LocalClusterActor(AsyncioActor):
         for hostname, node in self.nodes.items():
             self.executors[hostname] = self.start_child(self.executor_class, node)
 
-    def node_names(self) -> list[str]:
-        return list(self.nodes)
-
     def place(self, requests: list[DeployRequest]) -> list[Placement | PlacementFailure]:
         results: list[Placement | PlacementFailure] = []
         capacities = list(self.capacity.values())

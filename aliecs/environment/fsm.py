@@ -90,10 +90,3 @@ class EnvironmentStateMachine:
     def force(self, state: str) -> None:
         """Put the machine in `state` outside the event table (teardown of an environment in ERROR)."""
         self._forced = state
-
-    def target_of(self, event: str) -> str:
-        """The state `event` leads to from the current state (without firing it)."""
-        for transition in self._machine.current_state.transitions:
-            if event in transition.events:
-                return str(transition.target.value)
-        raise ValueError(f"{event} is not allowed from {self.state}")

@@ -41,6 +41,11 @@ class BasicProcessActor(ProcessActor):
     async def get_state(self, timeout: float) -> str:
         return self.state
 
+    async def adopt(self, process: TaskLife | None, known_state: str, timeout: float) -> str:
+        """A basic task's state lives in its actor: the earlier executor's record of it is the truth."""
+        self.state = known_state
+        return await super().adopt(process, known_state, timeout)
+
     async def transition(self, src_state: str, event: str, arguments: dict[str, str], timeout: float) -> str:
         """Move the task's state; START launches the command, leaving RUNNING or DONE kills it."""
         if src_state != self.state:

@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from actors.executor import ExecutorActor
 from actors.manager import EnvironmentManagerActor
 from actors.runtime import AsyncioActor
 from actors.scheduler import LocalClusterActor
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.events import EventBus
+from aliecs.executor.link import ExecutorLink
 from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord
 
@@ -28,7 +28,7 @@ class CoreActor(AsyncioActor):
         log_dir: Path,
         registry: dict[str, tuple[EnvironmentRecord, Any]],
         bus: EventBus,
-        executor_class: type[AsyncioActor] = ExecutorActor,
+        executors: dict[str, ExecutorLink],
         plugins: Mapping[str, Plugin] | None = None,
     ) -> None:
         super().__init__()
@@ -37,13 +37,13 @@ class CoreActor(AsyncioActor):
         self.log_dir = log_dir
         self.registry = registry
         self.bus = bus
-        self.executor_class = executor_class
+        self.executors = executors
         self.plugins = plugins
         self.scheduler: Any = None
         self.manager: Any = None
 
     def on_start(self) -> None:
-        self.scheduler = self.start_child(LocalClusterActor, self.nodes, executor_class=self.executor_class)
+        self.scheduler = self.start_child(LocalClusterActor, self.nodes, self.executors)
         self.manager = self.start_child(
             EnvironmentManagerActor,
             self.registry,

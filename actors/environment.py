@@ -26,6 +26,8 @@ from actors.messages import TaskDeviceEvent, TaskDied
 from actors.role import RoleActor
 from actors.runtime import AsyncioActor
 from actors.task import TaskOutcome
+from aliecs.executor.link import ExecutorLink
+from aliecs.executor.orders import LaunchOrder, TaskResult, TransitionOrder
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.cluster.ports import parse_port_list
 from aliecs.cluster.scheduling import ChannelRequest, DeployRequest, Placement, PlacementFailure
@@ -56,8 +58,6 @@ DEFAULT_TIMEOUT = 90.0
 DEFAULT_STARTUP_TIMEOUT = 30.0
 # Grace on top of a deadline before the environment stops waiting for a task actor's answer.
 _FAN_OUT_MARGIN = 5.0
-# Tasks sent to per event loop iteration during a fan-out (see `_fan_out`).
-_FAN_OUT_CHUNK = 100
 
 
 @dataclass
@@ -329,53 +329,81 @@ class EnvironmentActor(AsyncioActor):
                 raise TemplateError(f"variable {key}: {exc}", file=self.workflow.source) from exc
         return DEFAULT_TIMEOUTS.get(event, DEFAULT_TIMEOUT)
 
-    async def _fan_out(
+    async def _per_node(
         self,
         entries: list[_TaskEntry],
-        call: Callable[[_TaskEntry], Awaitable[TaskOutcome]],
+        send: Callable[[ExecutorLink, list[_TaskEntry]], Awaitable[list[TaskResult]]],
+        apply: Callable[[_TaskEntry, TaskResult], Awaitable[TaskOutcome]],
         timeout: float,
         what: str,
     ) -> list[TaskError]:
-        """Run `call` for every entry concurrently; collect errors, naming tasks that did not answer."""
+        """One request per node (`send` with that node's entries), all nodes concurrently under one
+        deadline; each task's answer is handed to its actor by `apply`. A node whose executor does not
+        answer in time, or cannot be reached, fails its tasks naming the node."""
         if not entries:
             return []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout + _FAN_OUT_MARGIN
-        futures: dict[asyncio.Future[TaskOutcome], _TaskEntry] = {}
-        for start in range(0, len(entries), _FAN_OUT_CHUNK):
-            if start:
-                # Let the loop breathe between chunks: sending to 10,000 tasks in one go blocks it for
-                # seconds (no timer, no RPC, no event delivery meanwhile); chunks keep it responsive and
-                # let the first tasks' work overlap with the sending of the rest.
-                await asyncio.sleep(0)
-            for entry in entries[start : start + _FAN_OUT_CHUNK]:
-                futures[asyncio.ensure_future(call(entry))] = entry
-        done, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
-        errors = []
-        for future in pending:
-            future.cancel()
-            errors.append(futures[future].error(f"{what}: no answer within {timeout:g}s"))
-        for future in done:
-            entry = futures[future]
-            if future.cancelled():
-                errors.append(entry.error(f"{what}: cancelled"))
+        groups: dict[ExecutorLink, list[_TaskEntry]] = {}
+        for entry in entries:
+            assert entry.placement is not None
+            groups.setdefault(entry.placement.executor, []).append(entry)
+        futures = {asyncio.ensure_future(send(link, group)): (link, group) for link, group in groups.items()}
+        _done, pending = await asyncio.wait(futures, timeout=timeout + _FAN_OUT_MARGIN)
+        applied: list[tuple[_TaskEntry, Awaitable[TaskOutcome]]] = []
+        for future, (link, group) in futures.items():
+            if future in pending:
+                future.cancel()
+                reason = f"{what}: no answer from the executor of node {link.hostname} within {timeout:g}s"
             elif future.exception() is not None:
-                errors.append(entry.error(f"{what}: {future.exception()}"))
-            elif not future.result().ok:
-                errors.append(entry.error(future.result().error))
-        return errors
+                reason = f"{what}: {future.exception()}"
+            else:
+                answers = {result.task_id: result for result in future.result()}
+                for entry in group:
+                    answer = answers.get(entry.record.id)
+                    if answer is None:
+                        answer = TaskResult(entry.record.id, False, "ERROR", error=f"{what}: no answer for the task")
+                    applied.append((entry, apply(entry, answer)))
+                continue
+            applied.extend((entry, entry.ref.proxy().failed(reason)) for entry in group)
+        outcomes = await asyncio.gather(*(outcome for _entry, outcome in applied))
+        return [entry.error(outcome.error) for (entry, _), outcome in zip(applied, outcomes, strict=True) if not outcome.ok]
 
     def _transition_tasks(
-        self, src: str, event: str, arguments: Callable[[_TaskEntry], dict[str, str]], timeout: float
+        self,
+        src: str,
+        event: str,
+        common: dict[str, str],
+        timeout: float,
+        per_task: Mapping[str, dict[str, str]] | None = None,
+        targets: list[_TaskEntry] | None = None,
     ) -> Awaitable[list[TaskError]]:
-        targets = [
-            entry for entry in self.entries.values() if entry.record.state == src or entry.record.critical
-        ]
+        """Send `event` to the tasks in `src` (and to critical tasks whatever their state, so that a
+        critical task in the wrong state fails the transition, naming it)."""
+        if targets is None:
+            targets = [e for e in self.entries.values() if e.record.state == src or e.record.critical]
+        errors: list[TaskError] = []
+        ready = []
+        for entry in targets:
+            if entry.placement is None or entry.record.status != "ACTIVE":
+                errors.append(entry.error(entry.record.error or "task is not running"))
+            elif entry.record.state != src:
+                errors.append(entry.error(f"cannot {event}: task is {entry.record.state}, not {src}"))
+            else:
+                ready.append(entry)
+        arguments = per_task or {}
 
-        def one(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
-            return entry.ref.proxy().transition(src, event, arguments(entry), timeout)  # type: ignore[no-any-return]
+        def send(link: ExecutorLink, group: list[_TaskEntry]) -> Awaitable[list[TaskResult]]:
+            orders = [
+                TransitionOrder(entry.record.id, src, event, arguments.get(entry.record.id, {})) for entry in group
+            ]
+            return link.transition(orders, common, timeout)
 
-        return self._fan_out(targets, one, timeout, event)
+        def apply(entry: _TaskEntry, result: TaskResult) -> Awaitable[TaskOutcome]:
+            return entry.ref.proxy().transitioned(result)  # type: ignore[no-any-return]
+
+        async def run() -> list[TaskError]:
+            return errors + await self._per_node(ready, send, apply, timeout, event)
+
+        return run()
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -468,11 +496,22 @@ class EnvironmentActor(AsyncioActor):
             parse_duration(self.workflow.root.stack.get("startup_timeout", str(DEFAULT_STARTUP_TIMEOUT))),
         )
         specs = {entry.record.id: spec for entry, spec in to_start}
+        entries = [entry for entry, _ in to_start]
+        # Told where they run before anything starts: a task dying at once is then heard of.
+        await asyncio.gather(*(entry.ref.proxy().placed(entry.placement, specs[entry.record.id]) for entry in entries))
 
-        def deploy(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
-            return entry.ref.proxy().deploy(entry.placement, specs[entry.record.id], startup)  # type: ignore[no-any-return]
+        def send(link: ExecutorLink, group: list[_TaskEntry]) -> Awaitable[list[TaskResult]]:
+            orders = []
+            for entry in group:
+                assert entry.placement is not None
+                controllable = entry.placement.control_port is not None
+                orders.append(LaunchOrder(specs[entry.record.id], entry.placement.control_port, controllable))
+            return link.launch(orders, startup)
 
-        errors += await self._fan_out([entry for entry, _ in to_start], deploy, timeout, "DEPLOY")
+        def apply(entry: _TaskEntry, result: TaskResult) -> Awaitable[TaskOutcome]:
+            return entry.ref.proxy().deployed(result)  # type: ignore[no-any-return]
+
+        errors += await self._per_node(entries, send, apply, timeout, "DEPLOY")
         return errors
 
     async def _configure(self) -> list[TaskError]:
@@ -510,10 +549,7 @@ class EnvironmentActor(AsyncioActor):
         if any(error.critical for error in errors):
             return errors
         return errors + await self._transition_tasks(
-            "STANDBY",
-            "CONFIGURE",
-            lambda entry: arguments.get(entry.record.id, {}),
-            self._timeout(states.CONFIGURE),
+            "STANDBY", "CONFIGURE", {}, self._timeout(states.CONFIGURE), per_task=arguments
         )
 
     def _run_arguments(self, extra: dict[str, str]) -> dict[str, str]:
@@ -548,7 +584,7 @@ class EnvironmentActor(AsyncioActor):
         )
         self.start_count += 1
         return await self._transition_tasks(
-            "CONFIGURED", "START", lambda _entry: arguments, self._timeout(states.START_ACTIVITY)
+            "CONFIGURED", "START", arguments, self._timeout(states.START_ACTIVITY)
         )
 
     async def _stop_activity(self) -> list[TaskError]:
@@ -556,16 +592,14 @@ class EnvironmentActor(AsyncioActor):
         now_ms = str(self.record.run_end_time_ms or int(time.time() * 1000))
         arguments = self._run_arguments({"run_end_time_ms": now_ms, "runEndTimeMs": now_ms})
         errors = await self._transition_tasks(
-            "RUNNING", "STOP", lambda _entry: arguments, self._timeout(states.STOP_ACTIVITY)
+            "RUNNING", "STOP", arguments, self._timeout(states.STOP_ACTIVITY)
         )
         if not any(error.critical for error in errors):
             self.record.run_number = 0
         return errors
 
     async def _reset(self) -> list[TaskError]:
-        return await self._transition_tasks(
-            "CONFIGURED", "RESET", lambda _entry: {}, self._timeout(states.RESET)
-        )
+        return await self._transition_tasks("CONFIGURED", "RESET", {}, self._timeout(states.RESET))
 
     async def _go_error(self) -> list[TaskError]:
         """Stop whatever is running; errors are reported but never block entering ERROR."""
@@ -574,11 +608,7 @@ class EnvironmentActor(AsyncioActor):
         now_ms = str(self.record.run_end_time_ms or int(time.time() * 1000))
         arguments = self._run_arguments({"run_end_time_ms": now_ms, "runEndTimeMs": now_ms})
         timeout = self._timeout(states.STOP_ACTIVITY)
-
-        def stop(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
-            return entry.ref.proxy().transition("RUNNING", "STOP", arguments, timeout)  # type: ignore[no-any-return]
-
-        errors = await self._fan_out(running, stop, timeout, "GO_ERROR (STOP)")
+        errors = await self._transition_tasks("RUNNING", "STOP", arguments, timeout, targets=running)
         self.record.run_number = 0
         return [TaskError(e.task_id, e.name, e.host, e.message, critical=False) for e in errors]
 
@@ -587,37 +617,43 @@ class EnvironmentActor(AsyncioActor):
         return []
 
     async def _kill_all(self) -> None:
-        def kill(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
-            return entry.ref.proxy().kill()  # type: ignore[no-any-return]
-
-        errors = await self._fan_out(list(self.entries.values()), kill, 30.0, "kill")
+        errors = await self._kill(list(self.entries.values()), "kill")
         for error in errors:
             log.error("environment %s: %s", self.record.id, error)
         await self.scheduler.proxy().release(list(self.entries))
         for entry in self.entries.values():
             entry.placement = None
 
+    async def _kill(self, entries: list[_TaskEntry], what: str) -> list[TaskError]:
+        """Walk the tasks to DONE and make sure their processes are gone (one batch per node)."""
+        placed = [entry for entry in entries if entry.placement is not None]
+        for entry in entries:
+            if entry.placement is None:
+                await entry.ref.proxy().killed(None)
+
+        def send(link: ExecutorLink, group: list[_TaskEntry]) -> Awaitable[list[TaskResult]]:
+            return link.kill([entry.record.id for entry in group])
+
+        def apply(entry: _TaskEntry, result: TaskResult) -> Awaitable[TaskOutcome]:
+            return entry.ref.proxy().killed(result)  # type: ignore[no-any-return]
+
+        return await self._per_node(placed, send, apply, 30.0, what)
+
     async def _recover(self) -> list[TaskError]:
         """ERROR -> DEPLOYED: restart dead tasks in place, bring the others back to STANDBY."""
         dead = [entry for entry in self.entries.values() if entry.record.status != "ACTIVE"]
         errors: list[TaskError] = []
         if dead:
-
-            def kill(entry: _TaskEntry) -> Awaitable[TaskOutcome]:
-                return entry.ref.proxy().kill()  # type: ignore[no-any-return]
-
-            await self._fan_out(dead, kill, 30.0, "RECOVER (cleanup)")
+            await self._kill(dead, "RECOVER (cleanup)")
             await self.scheduler.proxy().release([entry.record.id for entry in dead])
+            for entry in dead:
+                entry.placement = None
             errors += await self._deploy(dead)
         timeout = self._timeout(states.RECOVER)
         steps = (("RUNNING", "STOP"), ("CONFIGURED", "RESET"), ("ERROR", "RECOVER"))
         for src, event in steps:
             targets = [entry for entry in self.entries.values() if entry.record.state == src]
-
-            def step(entry: _TaskEntry, src: str = src, event: str = event) -> Awaitable[TaskOutcome]:
-                return entry.ref.proxy().transition(src, event, {}, timeout)  # type: ignore[no-any-return]
-
-            errors += await self._fan_out(targets, step, timeout, f"RECOVER ({event})")
+            errors += await self._transition_tasks(src, event, {}, timeout, targets=targets)
         for entry in self.entries.values():
             reported = any(error.task_id == entry.record.id for error in errors)
             if entry.record.state != "STANDBY" and entry.record.critical and not reported:

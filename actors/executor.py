@@ -96,6 +96,20 @@ class ProcessActor(AsyncioActor):
             self._background.append(asyncio.ensure_future(self._follow_events(self.client)))
         return self.process.pid
 
+    async def adopt(self, process: TaskLife | None, known_state: str, timeout: float) -> str:
+        """Take over a process an earlier executor of this node started (it outlived that executor):
+        watch it, reconnect over OCC and follow its events again. Returns the state it reports."""
+        self.process = process
+        if process is not None:
+            self._background.append(asyncio.ensure_future(self._watch_exit(process)))
+        if not self.controllable:
+            return known_state
+        assert self.control_port is not None
+        self.client = OccClient("127.0.0.1", self.control_port)
+        state, _pid = await self.client.get_state(timeout=timeout)
+        self._background.append(asyncio.ensure_future(self._follow_events(self.client)))
+        return state
+
     async def _spawn(self) -> TaskLife:
         """Bring the task to life (here: an OS process); LaunchError if it cannot be started at all."""
         return await TaskProcess.spawn(self.spec)
@@ -230,6 +244,11 @@ class ProcessActor(AsyncioActor):
         if self.client is not None:
             await self.client.close()
             self.client = None
+
+    async def release(self) -> None:
+        """Let go of the process without killing it (the executor stops, the task must outlive it)."""
+        self.process = None
+        await self._close()
 
     async def on_stop(self) -> None:
         """Never leave a process behind when the actor goes away (core shutdown, failures)."""

@@ -25,11 +25,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actors.messages import ForgetProcess
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure
 from aliecs.durations import parse_duration
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, CallEvent, EventBus
+from aliecs.executor.orders import LaunchOrder
 from aliecs.executor.process import ExitInfo, LaunchSpec
 from aliecs.integration import CallContext, Plugin
 from aliecs.workflow.errors import TemplateError
@@ -127,11 +127,9 @@ class HookTaskLauncher:
             if isinstance(placement, PlacementFailure):
                 raise RuntimeError(f"undeployable: {placement.reason}")
             spec = self.spec_for(role, task_id, placement)
-            process = await placement.executor.proxy().launch(spec, None, None, False)
-            try:
-                return await process.proxy().run_once(timeout)  # type: ignore[no-any-return]
-            finally:
-                placement.executor.tell(ForgetProcess(task_id))
+            outcome = await placement.executor.run_hook(LaunchOrder(spec, None, False), timeout)
+            info = None if outcome.returncode is None else ExitInfo(outcome.returncode)
+            return info, outcome.log_tail
         finally:
             await self.scheduler.proxy().release([task_id])
 

@@ -71,3 +71,20 @@ class ForgetProcess:
     """Tells an executor that a task's process actor is no longer needed (its process is gone)."""
 
     task_id: str
+
+
+@dataclass(frozen=True)
+class TaskLost:
+    """The core cannot reach the task's executor, or the executor no longer runs the task."""
+
+    task_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TaskReconciled:
+    """The task's executor answers again and still runs the task (pid, state as it reports them)."""
+
+    task_id: str
+    pid: int
+    state: str

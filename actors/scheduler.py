@@ -1,4 +1,4 @@
-"""The local cluster scheduler: simulated nodes on this machine, each with its executor actor.
+"""The local cluster scheduler: simulated nodes on this machine, each with its executor.
 
 It keeps each node's remaining cpu and memory and allocates control and data ports from the node's
 ranges. Static ports a task class wants (`wants.ports`) must be free when the task is placed and
@@ -14,9 +14,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from actors.executor import ExecutorActor
 from actors.runtime import AsyncioActor
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.cluster.placement import NodeCapacity, choose_node, explain_mismatch
@@ -29,6 +27,7 @@ from aliecs.cluster.ports import (
     static_port_free,
 )
 from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure
+from aliecs.executor.link import ExecutorLink
 from aliecs.workflow.channels import Endpoint
 
 log = logging.getLogger(__name__)
@@ -49,16 +48,14 @@ class LocalClusterActor(AsyncioActor):
     def __init__(
         self,
         nodes: list[NodeSpec],
+        executors: dict[str, ExecutorLink],
         node_address: str = "127.0.0.1",
-        executor_class: type[AsyncioActor] = ExecutorActor,
     ) -> None:
         super().__init__()
-        # Any actor with ExecutorActor's interface: `launch(spec, control_port, listener, controllable)`
-        # returning a process actor ref (start_process, transition, get_state, kill), and ForgetProcess.
-        self.executor_class = executor_class
         self.nodes = {node.hostname: node for node in nodes}
         self.node_address = node_address
-        self.executors: dict[str, Any] = {}
+        # Each node's executor (a process of its own by default; see aliecs.cluster.executors).
+        self.executors = executors
         self.capacity = {
             node.hostname: NodeCapacity(
                 node.hostname, node.attributes, node.cpu, node.memory, port_free=static_port_free
@@ -71,10 +68,6 @@ class LocalClusterActor(AsyncioActor):
         self.data_ports = {n.hostname: PortAllocator(n.data_ports, f"{n.hostname} data ports") for n in nodes}
         self.allocations: dict[str, _Allocation] = {}
         self.ipc_dir = Path(tempfile.gettempdir()) / f"aliecs-ipc-{os.getuid()}"
-
-    def on_start(self) -> None:
-        for hostname, node in self.nodes.items():
-            self.executors[hostname] = self.start_child(self.executor_class, node)
 
     def place(self, requests: list[DeployRequest]) -> list[Placement | PlacementFailure]:
         results: list[Placement | PlacementFailure] = []

@@ -1,38 +1,42 @@
 """The task actor: the core's side of one task, the leaf of an environment's role tree.
 
-It owns the task's published record (state, status, host, pid) and talks to the task's process
-through the process actor the scheduler's executor gave it. Every change of state or status is told
+It owns the task's published record (state, status, host, pid). The environment talks to the task's
+process through the node's executor, one batch per node, and hands each task's answer to its actor;
+what the process does on its own (exit, device events, its executor lost) comes from the executor
+link straight to this actor. Every change of state or status is told
 to the parent role (for aggregation); deaths and device events are told to the environment, which
 decides what they mean for the run.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from actors.executor import TaskStartError, TaskTransitionError
 from actors.messages import (
     BasicTaskTerminated,
     ChildChanged,
     DeviceEvent,
-    ForgetProcess,
     ProcessExited,
     TaskDeviceEvent,
     TaskDied,
+    TaskLost,
+    TaskReconciled,
 )
 from actors.runtime import AsyncioActor
 from aliecs.cluster.scheduling import Placement
 from aliecs.events import EventBus, TaskEvent
+from aliecs.executor.link import ExecutorLink
+from aliecs.executor.orders import TaskResult
 from aliecs.executor.process import LaunchSpec
 from aliecs.model import RoleRecord, TaskRecord
+
+log = logging.getLogger(__name__)
 
 ACTIVE = "ACTIVE"
 INACTIVE = "INACTIVE"
 UNDEPLOYABLE = "UNDEPLOYABLE"
-# Extra time granted on top of an OCC deadline before the task actor gives up on its process actor.
-_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,10 @@ class TaskActor(AsyncioActor):
         self.role_record = role_record
         self.environment = environment
         self.parent = parent
-        self.process: Any = None
-        self.executor: Any = None
+        # The node's executor link once placed; `running` while its process is meant to run.
+        self.link: ExecutorLink | None = None
+        self.running = False
+        # Basic tasks (not controllable) have a pid only between START and STOP.
         self.controllable = True
 
     # -- publishing ------------------------------------------------------------------------------
@@ -97,77 +103,59 @@ class TaskActor(AsyncioActor):
                 )
             )
 
-    # -- commands from the environment -----------------------------------------------------------
+    # -- results of the environment's per-node batches ---------------------------------------------
 
     def mark_undeployable(self, reason: str) -> None:
         self.record.error = reason
         self._set(status=UNDEPLOYABLE)
 
-    async def deploy(self, placement: Placement, spec: LaunchSpec, startup_timeout: float) -> TaskOutcome:
+    def placed(self, placement: Placement, spec: LaunchSpec) -> None:
+        """Where the task is about to run; from now on its executor tells this actor what it does."""
         self.record.host = placement.hostname
         self.record.control_port = placement.control_port or 0
         self.record.log_path = str(spec.log_path or "")
+        self.record.executor_id = placement.executor.hostname
         self.controllable = placement.control_port is not None
-        self.executor = placement.executor
-        try:
-            self.process = await self.executor.proxy().launch(
-                spec, placement.control_port, self.actor_ref, self.controllable
-            )
-            pid = await asyncio.wait_for(
-                self.process.proxy().start_process(startup_timeout), startup_timeout + _MARGIN
-            )
-        except TaskStartError as exc:
-            return self._failed(str(exc), status=INACTIVE)
-        except TimeoutError:
-            return self._failed(f"did not start within {startup_timeout:g}s", status=INACTIVE)
-        self.record.pid = pid
+        self.link = placement.executor
+        self.link.attach(self.record.id, self.actor_ref)
+
+    def deployed(self, result: TaskResult) -> TaskOutcome:
+        if not result.ok:
+            return self._failed(result.error, status=INACTIVE)
+        self.running = True
+        self.record.pid = result.pid
         self.record.error = ""
         self._set(state="STANDBY", status=ACTIVE)
         return TaskOutcome(self.record.id, True, self.record.state)
 
-    async def transition(
-        self, src_state: str, event: str, arguments: dict[str, str], timeout: float
-    ) -> TaskOutcome:
-        if self.process is None or self.record.status != ACTIVE:
-            return TaskOutcome(
-                self.record.id, False, self.record.state, self.record.error or "task is not running"
-            )
-        if self.record.state != src_state:
-            return TaskOutcome(
-                self.record.id,
-                False,
-                self.record.state,
-                f"cannot {event}: task is {self.record.state}, not {src_state}",
-            )
-        try:
-            state = await asyncio.wait_for(
-                self.process.proxy().transition(src_state, event, arguments, timeout), timeout + _MARGIN
-            )
-        except TaskTransitionError as exc:
-            return self._failed(f"{event}: {exc}")
-        except TimeoutError:
-            return self._failed(f"{event}: no answer within {timeout:g}s")
-        if not self.controllable:  # a basic task's process comes and goes with START and STOP
-            self.record.pid = await self.process.proxy().current_pid()
-        self._set(state=state)
-        if state == "ERROR":
-            return self._failed(f"{event}: task went to ERROR")
-        return TaskOutcome(self.record.id, True, state)
+    def transitioned(self, result: TaskResult) -> TaskOutcome:
+        """The executor's answer to one OCC transition of this task."""
+        if result.pid or not self.controllable:
+            self.record.pid = result.pid
+        if not result.ok:
+            return self._failed(result.error)
+        self._set(state=result.state)
+        return TaskOutcome(self.record.id, True, result.state)
 
-    async def kill(self) -> TaskOutcome:
-        """Walk the task to DONE and make sure its process is gone; idempotent."""
-        if self.process is not None:
-            try:
-                info = await self.process.proxy().kill()
-            except Exception as exc:  # the process actor may already be gone; the executor cleans up
-                self.record.error = f"kill: {exc}"
-                info = None
-            self.executor.tell(ForgetProcess(self.record.id))
-            self.process = None
-            if info is not None and not info.clean and self.record.state != "DONE":
-                self.record.error = self.record.error or f"process {info.describe()}"
+    def failed(self, message: str) -> TaskOutcome:
+        """No answer for this task (its executor unreachable, or past the deadline)."""
+        return self._failed(message)
+
+    def killed(self, result: TaskResult | None) -> TaskOutcome:
+        """The task's process is gone (or never ran); idempotent."""
+        self.running = False
+        if result is not None and result.error and self.record.state != "DONE":
+            self.record.error = self.record.error or result.error
+        if self.link is not None:
+            self.link.detach(self.record.id)
         self._set(state="DONE", status=INACTIVE)
         return TaskOutcome(self.record.id, True, "DONE")
+
+    def adopted(self, pid: int, state: str) -> None:
+        """A running task found again after a restart of the core (its record came from the journal)."""
+        self.running = True
+        self.record.pid = pid
+        self._set(state=state, status=ACTIVE)
 
     def _failed(self, message: str, status: str | None = None) -> TaskOutcome:
         self.record.error = message
@@ -179,13 +167,18 @@ class TaskActor(AsyncioActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ProcessExited):
-            if message.expected or self.process is None:
+            if message.expected or not self.running:
                 return None
-            description = message.exit.report(message.log_tail)
-            self.record.error = description
-            self.record.pid = 0
-            self._set(state="ERROR", status=INACTIVE)
-            self.environment.tell(TaskDied(self.record.id, description, self.record.critical))
+            self.running = False
+            self._died(message.exit.report(message.log_tail))
+        elif isinstance(message, TaskLost):
+            if self.running:
+                self.running = False
+                self._died(message.reason)
+        elif isinstance(message, TaskReconciled):
+            if not self.running and self.link is not None and self.record.status == INACTIVE:
+                log.warning("task %s is running again after: %s", self.record.id, self.record.error)
+                self.adopted(message.pid, message.state)
         elif isinstance(message, DeviceEvent):
             if message.type == "TASK_INTERNAL_ERROR":
                 self.record.error = "the task reported an internal error"
@@ -194,6 +187,12 @@ class TaskActor(AsyncioActor):
         elif isinstance(message, BasicTaskTerminated):
             self._basic_terminated(message)
         return None
+
+    def _died(self, description: str) -> None:
+        self.record.error = description
+        self.record.pid = 0
+        self._set(state="ERROR", status=INACTIVE)
+        self.environment.tell(TaskDied(self.record.id, description, self.record.critical))
 
     def _basic_terminated(self, message: BasicTaskTerminated) -> None:
         """A basic task ended its work: it stays RUNNING until STOP if it succeeded, else ERROR."""

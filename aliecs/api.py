@@ -20,11 +20,13 @@ from typing import Any
 
 from actors.core import CoreActor
 from actors.manager import new_environment_id
+from aliecs.cluster.executors import InProcessExecutors, LocalExecutors
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
 from aliecs.environment.fsm import normalize_event
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
 from aliecs.events import CoreStartEvent, EventBus
+from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
 from aliecs.workflow.repos import RepoManager
@@ -158,9 +160,16 @@ class Core:
         repository: TemplateRepository | None = None,
         executor_class: type | None = None,
         plugins: Mapping[str, Plugin] | None = None,
+        executor_kind: str = "process",
+        outlive_core: bool = False,
+        failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
     ) -> None:
         self.executor_class = executor_class
+        self.executor_kind = executor_kind
+        self.outlive_core = outlive_core
+        self.failover_timeout = failover_timeout
         self.plugins = plugins
+        self.executors: LocalExecutors | InProcessExecutors | None = None
         self.events = EventBus()
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         if nodes is None or isinstance(nodes, int):
@@ -192,16 +201,27 @@ class Core:
         repository: TemplateRepository | None = None,
         executor_class: type | None = None,
         plugins: Mapping[str, Plugin] | None = None,
+        executor_kind: str = "process",
+        outlive_core: bool = False,
+        failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
     ) -> Core:
-        """An embedded core. `executor_class` replaces the node executors (e.g. an in-process fake
-        executor for scale runs); by default tasks are real processes. `plugins` (name -> plugin)
-        are the integrations `call` roles can use; by default only the built-in `testplugin`."""
+        """An embedded core. Each node's executor is an `aliecs-executor` process (tasks are its
+        children): `executor_kind` "process" runs real task processes, "farm" fake-farm endpoints.
+        With `outlive_core`, executors and tasks survive the core (until `failover_timeout` seconds
+        without it) and a core started again on the same state directory re-adopts them; by default
+        they die with the core, so a test harness never leaks a process. `executor_class` instead
+        embeds the node executors in this process (the in-process fake executor of scale runs).
+        `plugins` (name -> plugin) are the integrations `call` roles can use; by default only the
+        built-in `testplugin`."""
         return cls(
             state_dir=state_dir,
             nodes=nodes,
             repository=repository,
             executor_class=executor_class,
             plugins=plugins,
+            executor_kind=executor_kind,
+            outlive_core=outlive_core,
+            failover_timeout=failover_timeout,
         )
 
     async def __aenter__(self) -> Core:
@@ -217,11 +237,25 @@ class Core:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.run_numbers = await asyncio.to_thread(RunNumberStore, self.state_dir / "runs.sqlite")
         await asyncio.to_thread(lambda: self.repos)  # read (or create) the repository state off the loop
-        extra: dict[str, Any] = {"plugins": self.plugins}
         if self.executor_class is not None:
-            extra["executor_class"] = self.executor_class
+            self.executors = InProcessExecutors(self.nodes, self.executor_class)
+        else:
+            self.executors = LocalExecutors(
+                self.nodes,
+                self.state_dir,
+                kind=self.executor_kind,
+                outlive_core=self.outlive_core,
+                failover_timeout=self.failover_timeout,
+            )
+        links = await self.executors.start()
         self._core = CoreActor.start(
-            self.nodes, self.run_numbers, self.state_dir / "logs", self._registry, self.events, **extra
+            self.nodes,
+            self.run_numbers,
+            self.state_dir / "logs",
+            self._registry,
+            self.events,
+            dict(links),
+            plugins=self.plugins,
         )
         _scheduler, self._manager = await self._core.proxy().refs()
         self.events.publish(CoreStartEvent(framework_id=str(self.state_dir)))
@@ -233,6 +267,9 @@ class Core:
         await asyncio.gather(*(env.destroy() for env in self._handles()), return_exceptions=True)
         await self._core.stop()
         self._core = None
+        if self.executors is not None:
+            await self.executors.stop()
+            self.executors = None
 
     def _exclusive(self, env_id: str, what: str) -> _Exclusive:
         return _Exclusive(self._busy, env_id, what)

@@ -30,6 +30,7 @@ class TaskInfo:
     role_path: str = ""
     log_path: str = ""
     error: str = ""
+    executor_id: str = ""
 
 
 @dataclass
@@ -46,6 +47,8 @@ class TaskRecord:
     control_port: int = 0
     log_path: str = ""
     error: str = ""
+    # Which executor runs it (the node's executor; deploymentInfo.executorId in the control API).
+    executor_id: str = ""
 
     def info(self) -> TaskInfo:
         return TaskInfo(
@@ -60,6 +63,7 @@ class TaskRecord:
             role_path=self.role_path,
             log_path=self.log_path,
             error=self.error,
+            executor_id=self.executor_id,
         )
 
 

@@ -1,38 +1,165 @@
-"""`aliecs-executor`: the per-node executor as a separate process.
+"""`aliecs-executor`: the executor of one node, as its own process.
 
-On the embedded local cluster every node's executor is an actor inside the core process, so this
-command has nothing to do there; it becomes the Mesos custom executor (launched by a Mesos agent,
-speaking the v1 executor HTTP API) with the Mesos work.
+It owns the node's task processes (launch, OCC, events, deaths, kills) and serves the executor protocol
+(`protos/executor.proto`) to the core. The local cluster starts one per simulated node; on a real
+cluster one runs on every machine. Task processes are its children, never the core's, and by default
+outlive it: a restarted executor adopts them again from its state file. See
+`aliecs.executor.service` for the failover timeout after which an executor whose core is gone kills its
+tasks and exits.
+
+It prints one line, `aliecs-executor: ready HOST:PORT pid PID`, once it listens (whoever started it
+waits for that line), then logs to stderr.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import os
+import signal
+import socket
 import sys
+from pathlib import Path
 
 import click
+from grpclib.server import Server
+
+from aliecs.cluster.inventory import NodeSpec
+from aliecs.executor.agent import NodeAgent
+from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT, ExecutorService
+from aliecs.runtime import run
+from aliecs.server.auth import TokenRequiredError, check_listen, require_token
+
+log = logging.getLogger("aliecs.executor")
+
+EXIT_USAGE = 2
+
+
+def executor_kinds() -> dict[str, type]:
+    """How tasks come to life: real processes, fake-farm endpoints (load tests), or in-memory fakes."""
+    from actors.executor import ExecutorActor
+    from actors.fake_executor import FakeExecutorActor
+    from actors.farm_executor import FarmExecutorActor
+
+    return {"process": ExecutorActor, "farm": FarmExecutorActor, "fake": FakeExecutorActor}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, atomically."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
+async def serve(
+    node: str,
+    host: str,
+    port: int,
+    state_dir: Path,
+    failover_timeout: float,
+    kind: str,
+    token: str | None,
+) -> int:
+    try:
+        check_listen(host, token)
+    except TokenRequiredError as exc:
+        click.echo(f"aliecs-executor: error: {exc}", err=True)
+        return EXIT_USAGE
+    directory = state_dir / "executors"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    agent = NodeAgent(NodeSpec(node), executor_kinds()[kind], state_file=directory / f"{node}.tasks.json")
+    await agent.start()
+    service = ExecutorService(agent, failover_timeout)
+    server = Server([service])
+    if token:
+        require_token(server, token)
+    try:
+        # Bound here rather than by grpclib so that port 0 (any free port) can be read back.
+        listening = socket.create_server((host, port))
+        await server.start(sock=listening)
+    except OSError as exc:
+        click.echo(f"aliecs-executor: error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        await agent.stop(kill_tasks=False)
+        return 1
+    bound = listening.getsockname()[1]
+    write_private(
+        directory / f"{node}.json",
+        json.dumps({"pid": os.getpid(), "host": host, "port": bound, "executor_id": service.executor_id}),
+    )
+    print(f"aliecs-executor: ready {host}:{bound} pid {os.getpid()}", flush=True)
+    log.info("node %s: %d task(s) adopted, failover timeout %gs", node, len(agent.tasks), failover_timeout)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    failover = asyncio.ensure_future(service.failover_expired())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({failover, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if failover.done():
+        log.error("node %s: no word from the core for %gs: killing %d task(s)", node, failover_timeout, len(agent.tasks))
+    failover.cancel()
+    stopped.cancel()
+    server.close()
+    await agent.stop(kill_tasks=True)
+    await server.wait_closed()
+    (directory / f"{node}.json").unlink(missing_ok=True)
+    return 0
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--node", default=None, help="Name of the node this executor runs (its hostname in the inventory).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on for the core.")
+@click.option("--port", type=int, default=0, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="State directory.")
 @click.option(
-    "--agent-endpoint", envvar="MESOS_AGENT_ENDPOINT", default=None, help="Mesos agent (set by Mesos)."
+    "--failover-timeout",
+    type=float,
+    default=DEFAULT_FAILOVER_TIMEOUT,
+    show_default=True,
+    help="Seconds without the core after which the tasks are killed and the executor exits.",
 )
-def command(agent_endpoint: str | None) -> None:
-    """Run the aliecs executor for one node under a Mesos agent."""
-    if not agent_endpoint:
-        click.echo(
-            "aliecs-executor: no MESOS_AGENT_ENDPOINT: this command is launched by a Mesos agent. "
-            "The embedded local cluster runs its executors inside aliecs-core.",
-            err=True,
-        )
-        sys.exit(2)
-    click.echo(
-        f"aliecs-executor: Mesos executor mode (agent {agent_endpoint}, pid {os.getpid()}) "
-        "is not available yet",
-        err=True,
+@click.option("--kind", type=click.Choice(["process", "farm", "fake"]), default="process", show_default=True)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the token the core must send (required off loopback).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def command(
+    node: str | None,
+    host: str,
+    port: int,
+    state_dir: Path | None,
+    failover_timeout: float,
+    kind: str,
+    token_file: Path | None,
+    verbose: bool,
+) -> None:
+    """Run the aliecs executor of one node (serving the core over the executor protocol)."""
+    if node is None:
+        if os.environ.get("MESOS_AGENT_ENDPOINT"):
+            click.echo("aliecs-executor: the Mesos executor mode is not available yet; use --node", err=True)
+        else:
+            click.echo("aliecs-executor: error: --node NAME is required", err=True)
+        sys.exit(EXIT_USAGE)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format=f"%(asctime)s aliecs-executor[{node}] %(levelname)s %(message)s",
     )
-    sys.exit(2)
+    from aliecs.api import default_state_dir
+
+    token = token_file.read_text().strip() if token_file else None
+    sys.exit(run(serve(node, host, port, state_dir or default_state_dir(), failover_timeout, kind, token)))
 
 
 def main() -> None:
     command()
+
+
+if __name__ == "__main__":
+    main()

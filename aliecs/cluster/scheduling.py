@@ -7,10 +7,13 @@ which executor to talk to, which ports were allocated) or a `PlacementFailure` s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.workflow.channels import Endpoint
+
+if TYPE_CHECKING:
+    from aliecs.executor.link import ExecutorLink
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Placement:
     task_id: str
     hostname: str
     address: str  # how peers reach this node's ports
-    executor: Any  # the node's executor actor ref
+    executor: ExecutorLink  # how to reach the node's executor
     control_port: int | None
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
 

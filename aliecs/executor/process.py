@@ -42,6 +42,8 @@ class LaunchSpec:
 @dataclass(frozen=True)
 class ExitInfo:
     returncode: int
+    # How it ended when the exit code cannot be known (a process adopted from an earlier executor).
+    detail: str = ""
 
     @property
     def signal_name(self) -> str | None:
@@ -57,6 +59,8 @@ class ExitInfo:
         return self.returncode == 0
 
     def describe(self) -> str:
+        if self.detail:
+            return self.detail
         if self.signal_name:
             return f"killed by {self.signal_name}"
         if self.returncode == 127:
@@ -81,8 +85,15 @@ def _scripts_dir() -> str:
     return sysconfig.get_path("scripts") or os.path.dirname(sys.executable)
 
 
+# What a task inherits from its executor's environment: the basics a program needs to run, nothing
+# else. Tokens and core settings (ALIECS_TOKEN, ...) must never reach a task (see the README's security
+# notes), so the environment is built up from the task descriptor rather than filtered down.
+_INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+
+
 def task_environment(extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
+    """A task's environment: the inherited basics, aliecs' scripts on PATH, then the descriptor's."""
+    env = {name: os.environ[name] for name in _INHERITED if name in os.environ}
     scripts = _scripts_dir()
     path = env.get("PATH", "")
     if scripts not in path.split(os.pathsep):
@@ -195,12 +206,91 @@ class TaskProcess:
         return info
 
     def log_tail(self, lines: int = 5) -> list[str]:
-        path = self.spec.log_path
-        if path is None or not path.exists():
-            return []
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 8192))
-            text = handle.read().decode(errors="replace")
-        return list(deque((line for line in text.splitlines() if line.strip()), maxlen=lines))
+        return read_log_tail(self.spec.log_path, lines)
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None if
+    it is gone: together with the pid it names one process, even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+ADOPTED_EXIT = ExitInfo(-1, detail="ended (exit code unknown: the process was adopted from an earlier executor)")
+
+
+class AdoptedProcess:
+    """A task process started by an earlier executor of this node, now watched through a pidfd.
+
+    It is not our child, so its exit code cannot be read; its exit is still noticed at once (the pidfd
+    becomes readable) and it is signalled through its process group like any task process."""
+
+    def __init__(self, spec: LaunchSpec, pid: int) -> None:
+        self.spec = spec
+        self._pid = pid
+        self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
+        self._fd = os.pidfd_open(pid)
+        asyncio.get_running_loop().add_reader(self._fd, self._gone)
+
+    def _gone(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._fd)
+        os.close(self._fd)
+        if not self._exit.done():
+            self._exit.set_result(ADOPTED_EXIT)
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    @property
+    def exit_info(self) -> ExitInfo | None:
+        return self._exit.result() if self._exit.done() else None
+
+    @property
+    def alive(self) -> bool:
+        return not self._exit.done()
+
+    def exited(self) -> asyncio.Future[ExitInfo]:
+        return self._exit
+
+    async def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._exit), timeout)
+        except TimeoutError:
+            return None
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._pid, sig)
+
+    async def terminate(self, term_grace: float = 2.0, int_grace: float = 3.0) -> ExitInfo:
+        for sig, grace in ((signal.SIGTERM, term_grace), (signal.SIGINT, int_grace)):
+            if not self.alive:
+                break
+            self.signal_group(sig)
+            if await self.wait(grace) is not None:
+                break
+        self.signal_group(signal.SIGKILL)
+        return await self._exit
+
+    def log_tail(self, lines: int = 5) -> list[str]:
+        return read_log_tail(self.spec.log_path, lines)
+
+
+def read_log_tail(path: Path | None, lines: int = 5) -> list[str]:
+    """The last non-blank lines of a task's log file (at most 8 KiB is read)."""
+    if path is None or not path.exists():
+        return []
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 8192))
+        text = handle.read().decode(errors="replace")
+    return list(deque((line for line in text.splitlines() if line.strip()), maxlen=lines))

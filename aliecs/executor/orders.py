@@ -1,0 +1,71 @@
+"""What the core asks of a node's executor and what it answers, independent of the transport.
+
+The same values travel in-process (an executor agent embedded in the core, as the scale benchmarks
+use) and over the executor protocol (`protos/executor.proto`, see `aliecs.executor.wire`), so the
+core's environments are written once for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aliecs.executor.process import LaunchSpec
+
+# Talking to the executor of the core's own protocol version only; see protos/executor.proto.
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LaunchOrder:
+    """Start one task: its process, and for controllable tasks the OCC port it will serve."""
+
+    spec: LaunchSpec
+    control_port: int | None
+    controllable: bool
+
+
+@dataclass(frozen=True)
+class TransitionOrder:
+    """One OCC transition of one task; `arguments` are merged over the batch's common arguments."""
+
+    task_id: str
+    src_state: str
+    event: str
+    arguments: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """The executor's answer for one task of a batch."""
+
+    task_id: str
+    ok: bool
+    state: str
+    pid: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """What an executor reports about a task it runs (at registration, for reconciliation)."""
+
+    task_id: str
+    name: str
+    pid: int
+    control_port: int
+    state: str
+    alive: bool
+    controllable: bool
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    """How a hook task ended: `returncode` None when it outlived its timeout and was killed."""
+
+    returncode: int | None
+    log_tail: tuple[str, ...] = ()
+
+
+class ExecutorUnavailableError(RuntimeError):
+    """The node's executor cannot be reached (dead, stopped, or its core link is down)."""

@@ -15,6 +15,7 @@ class ProcessExited:
     exit: ExitInfo
     expected: bool
     log_tail: tuple[str, ...] = ()
+    seq: int = 0  # the executor's event number (see protos/executor.proto), once numbered
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class BasicTaskTerminated:
     task_id: str
     exit: ExitInfo
     log_tail: tuple[str, ...] = ()
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class DeviceEvent:
 
     task_id: str
     type: str
+    seq: int = 0
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,11 @@ class TaskActor(AsyncioActor):
         self.running = False
         # Basic tasks (not controllable) have a pid only between START and STOP.
         self.controllable = True
+        # Events and batch answers travel separately: the number of the last event that changed this
+        # task's state lets an answer computed before it not undo it (see TaskResult.since_seq), and
+        # a death heard of before the launch answer is kept until that answer comes.
+        self.event_seq = 0
+        self.early_death = ""
 
     # -- publishing ------------------------------------------------------------------------------
 
@@ -117,19 +122,28 @@ class TaskActor(AsyncioActor):
         self.record.executor_id = placement.executor.hostname
         self.controllable = placement.control_port is not None
         self.link = placement.executor
+        self.early_death = ""
         self.link.attach(self.record.id, self.actor_ref)
 
     def deployed(self, result: TaskResult) -> TaskOutcome:
         if not result.ok:
             return self._failed(result.error, status=INACTIVE)
-        self.running = True
         self.record.pid = result.pid
         self.record.error = ""
         self._set(state="STANDBY", status=ACTIVE)
+        if self.early_death:
+            self._died(self.early_death)
+            return TaskOutcome(self.record.id, False, self.record.state, self.record.error)
+        self.running = True
         return TaskOutcome(self.record.id, True, self.record.state)
 
     def transitioned(self, result: TaskResult) -> TaskOutcome:
         """The executor's answer to one OCC transition of this task."""
+        if self.event_seq > result.since_seq:
+            # The task failed on its own during the step (died, ended badly, internal error): that
+            # stands, and fails the step, whatever the answer computed before it says.
+            error = result.error if not result.ok else self.record.error
+            return TaskOutcome(self.record.id, False, self.record.state, error or self.record.error)
         if result.pid or not self.controllable:
             self.record.pid = result.pid
         if not result.ok:
@@ -167,8 +181,12 @@ class TaskActor(AsyncioActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ProcessExited):
-            if message.expected or not self.running:
+            if message.expected:
                 return None
+            if not self.running:
+                self.early_death = message.exit.report(message.log_tail)
+                return None
+            self.event_seq = message.seq
             self.running = False
             self._died(message.exit.report(message.log_tail))
         elif isinstance(message, TaskLost):
@@ -181,6 +199,7 @@ class TaskActor(AsyncioActor):
                 self.adopted(message.pid, message.state)
         elif isinstance(message, DeviceEvent):
             if message.type == "TASK_INTERNAL_ERROR":
+                self.event_seq = message.seq
                 self.record.error = "the task reported an internal error"
                 self._set(state="ERROR")
             self.environment.tell(TaskDeviceEvent(self.record.id, message.type, self.record.critical))
@@ -199,6 +218,7 @@ class TaskActor(AsyncioActor):
         detail = message.exit.report(message.log_tail)
         self.record.pid = 0
         if not message.exit.clean:
+            self.event_seq = message.seq
             self.record.error = detail
             self._set(state="ERROR")
         self.environment.tell(

@@ -28,21 +28,57 @@ command:
 """
 
 
-def child_pids() -> set[int]:
-    """Live (non-zombie) processes whose parent is this test process."""
-    me = os.getpid()
-    found = set()
+def _live_processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every live (non-zombie) process."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == me and fields[0] != "Z":
-            found.add(int(entry.name))
+        if fields[0] != "Z":
+            found[int(entry.name)] = (int(fields[1]), cmdline)
     return found
+
+
+def descendant_pids() -> set[int]:
+    """Live processes below this test process: executors, their task processes, and orphans that
+    this process (a child subreaper, see below) took over."""
+    processes = _live_processes()
+    found: set[int] = set()
+    frontier = [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _cmd) in processes.items() if ppid == parent and pid not in found]
+        found.update(children)
+        frontier.extend(children)
+    return found
+
+
+def executor_pids() -> set[int]:
+    processes = _live_processes()
+    return {pid for pid in descendant_pids() if "aliecs.cli.executor" in processes.get(pid, (0, ""))[1]}
+
+
+def child_pids() -> set[int]:
+    """Live task processes started below this test process (executors themselves left out)."""
+    return descendant_pids() - executor_pids()
+
+
+def _become_subreaper() -> None:
+    """Orphaned processes (a task whose executor died) are reparented to this test process rather than
+    to init, so the leak check still sees them."""
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_child_subreaper, 1)
+
+
+_become_subreaper()
 
 
 def pid_alive(pid: int) -> bool:
@@ -56,9 +92,9 @@ def pid_alive(pid: int) -> bool:
 @pytest.fixture
 def no_leaked_processes() -> Iterator[None]:
     """Fails the test if it leaves child processes behind."""
-    before = child_pids()
+    before = descendant_pids()
     yield
-    leaked = child_pids() - before
+    leaked = descendant_pids() - before
     assert not leaked, f"processes left behind: {sorted(leaked)}"
 
 

@@ -95,6 +95,7 @@ class NodeAgent:
 
     async def _launch_one(self, order: LaunchOrder, startup_timeout: float) -> TaskResult:
         task_id = order.spec.task_id
+        since = self.outbox.last_seq
         if task_id in self.tasks:
             return TaskResult(task_id, False, "ERROR", error=f"{self.node.hostname}: task already running")
         try:
@@ -111,7 +112,7 @@ class NodeAgent:
             return TaskResult(task_id, False, "ERROR", error=f"did not start within {startup_timeout:g}s")
         held.pid = pid
         held.start_time = process_start_time(pid) if order.controllable else None
-        return TaskResult(task_id, True, "STANDBY", pid=pid)
+        return TaskResult(task_id, True, "STANDBY", pid=pid, since_seq=since)
 
     async def transition(
         self, orders: Sequence[TransitionOrder], common: dict[str, str], timeout: float
@@ -128,22 +129,24 @@ class NodeAgent:
         held = self.tasks.get(order.task_id)
         if held is None:
             return TaskResult(order.task_id, False, "ERROR", error=f"{self.node.hostname}: no such task here")
+        since = self.outbox.last_seq
         try:
             state = await asyncio.wait_for(
                 held.ref.proxy().transition(order.src_state, order.event, arguments, timeout), timeout + _MARGIN
             )
         except TaskTransitionError as exc:
             held.state = "ERROR"
-            return TaskResult(order.task_id, False, "ERROR", held.pid, f"{order.event}: {exc}")
+            return TaskResult(order.task_id, False, "ERROR", held.pid, f"{order.event}: {exc}", since)
         except TimeoutError:
-            return TaskResult(order.task_id, False, "ERROR", held.pid, f"{order.event}: no answer within {timeout:g}s")
+            error = f"{order.event}: no answer within {timeout:g}s"
+            return TaskResult(order.task_id, False, "ERROR", held.pid, error, since)
         held.state = state
         if not held.order.controllable:
             held.pid = await held.ref.proxy().current_pid()
             held.start_time = process_start_time(held.pid) if held.pid else None
         if state == "ERROR":
-            return TaskResult(order.task_id, False, state, held.pid, f"{order.event}: task went to ERROR")
-        return TaskResult(order.task_id, True, state, held.pid)
+            return TaskResult(order.task_id, False, state, held.pid, f"{order.event}: task went to ERROR", since)
+        return TaskResult(order.task_id, True, state, held.pid, since_seq=since)
 
     async def kill(self, task_ids: Sequence[str]) -> list[TaskResult]:
         results = await _in_chunks(task_ids, self._kill_one)

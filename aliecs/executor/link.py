@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
@@ -105,7 +106,7 @@ class AgentLink(ExecutorLink):
 
     async def _forward(self) -> None:
         async for seq, message in self.agent.outbox.follow(0):
-            self.deliver(message)
+            self.deliver(dataclasses.replace(message, seq=seq))
             self.agent.outbox.acknowledge(seq)
 
     async def close(self, stop_executor: bool = True) -> None:

@@ -44,6 +44,8 @@ class TaskResult:
     state: str
     pid: int = 0
     error: str = ""
+    # The executor's last event number when this task's step began (see protos/executor.proto).
+    since_seq: int = 0
 
 
 @dataclass(frozen=True)

@@ -52,11 +52,11 @@ def transition_from_wire(message: pb.TransitionOrder) -> TransitionOrder:
 
 
 def result_to_wire(result: TaskResult) -> pb.TaskResult:
-    return pb.TaskResult(result.task_id, result.ok, result.state, result.pid, result.error)
+    return pb.TaskResult(result.task_id, result.ok, result.state, result.pid, result.error, result.since_seq)
 
 
 def result_from_wire(message: pb.TaskResult) -> TaskResult:
-    return TaskResult(message.task_id, message.ok, message.state, message.pid, message.error)
+    return TaskResult(message.task_id, message.ok, message.state, message.pid, message.error, message.since_seq)
 
 
 def status_to_wire(status: TaskStatus) -> pb.TaskStatus:
@@ -107,9 +107,10 @@ def event_to_wire(seq: int, message: Any) -> pb.TaskEvent:
 
 
 def event_from_wire(message: pb.TaskEvent) -> ProcessExited | BasicTaskTerminated | DeviceEvent:
+    seq = message.seq
     if message.kind == pb.TaskEventKind.EXITED:
         info = ExitInfo(message.returncode, detail=message.detail)
-        return ProcessExited(message.task_id, info, message.expected, tuple(message.log_tail))
+        return ProcessExited(message.task_id, info, message.expected, tuple(message.log_tail), seq)
     if message.kind == pb.TaskEventKind.BASIC_TERMINATED:
-        return BasicTaskTerminated(message.task_id, ExitInfo(message.returncode), tuple(message.log_tail))
-    return DeviceEvent(message.task_id, message.device_event)
+        return BasicTaskTerminated(message.task_id, ExitInfo(message.returncode), tuple(message.log_tail), seq)
+    return DeviceEvent(message.task_id, message.device_event, seq)

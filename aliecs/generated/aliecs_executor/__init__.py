@@ -102,6 +102,11 @@ class TaskResult(betterproto.Message):
     state: str = betterproto.string_field(3)
     pid: int = betterproto.int32_field(4)
     error: str = betterproto.string_field(5)
+    since_seq: int = betterproto.uint64_field(6)
+    """
+    The executor's last event number when it began this task's step: an event of the task with a
+     higher number happened meanwhile and says more than this answer (the two travel separately).
+    """
 
 
 @dataclass(eq=False, repr=False)

@@ -11,6 +11,7 @@ from actors.manager import EnvironmentManagerActor
 from actors.runtime import AsyncioActor
 from actors.scheduler import LocalClusterActor
 from aliecs.cluster.inventory import NodeSpec
+from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.events import EventBus
 from aliecs.executor.link import ExecutorLink
@@ -30,8 +31,10 @@ class CoreActor(AsyncioActor):
         bus: EventBus,
         executors: dict[str, ExecutorLink],
         plugins: Mapping[str, Plugin] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         super().__init__()
+        self.journal = journal
         self.nodes = nodes
         self.run_numbers = run_numbers
         self.log_dir = log_dir
@@ -52,6 +55,7 @@ class CoreActor(AsyncioActor):
             self.log_dir,
             self.bus,
             self.plugins,
+            self.journal,
         )
 
     def refs(self) -> tuple[Any, Any]:

@@ -27,7 +27,8 @@ from actors.role import RoleActor
 from actors.runtime import AsyncioActor
 from actors.task import TaskOutcome
 from aliecs.executor.link import ExecutorLink
-from aliecs.executor.orders import LaunchOrder, TaskResult, TransitionOrder
+from aliecs.environment.journal import Journal
+from aliecs.executor.orders import LaunchOrder, TaskResult, TaskStatus, TransitionOrder
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.cluster.ports import parse_port_list
 from aliecs.cluster.scheduling import ChannelRequest, DeployRequest, Placement, PlacementFailure
@@ -41,6 +42,7 @@ from aliecs.executor.process import LaunchSpec
 from aliecs.integration import Plugin, builtin_plugins
 from aliecs.model import EnvironmentRecord, RoleRecord, TaskRecord, TransitionResult
 from aliecs.workflow.channels import (
+    Endpoint,
     bind_channels,
     channel_keys,
     effective_endpoint,
@@ -88,8 +90,10 @@ class EnvironmentActor(AsyncioActor):
         log_dir: Path,
         bus: EventBus,
         plugins: Mapping[str, Plugin] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         super().__init__()
+        self.journal = journal
         self.record = record
         self.bus = bus
         self.workflow = workflow
@@ -128,14 +132,17 @@ class EnvironmentActor(AsyncioActor):
 
     # -- construction ----------------------------------------------------------------------------
 
-    async def build(self) -> None:
-        """Create the role tree's actors (no process is started before DEPLOY)."""
+    async def build(self, task_ids: list[str] | None = None) -> None:
+        """Create the role tree's actors (no process is started before DEPLOY). `task_ids`, in
+        role-tree order, gives the tasks the ids they had (restoring from the journal)."""
         root_spec = self.workflow.root
         self.record.root = RoleRecord(name=root_spec.name, path=root_spec.path)
         self.root = self.start_child(
             RoleActor, root_spec, self.record.root, self.actor_ref, None, self.bus, self.record.id
         )
-        for role, task_record, ref in await self.root.proxy().build(new_task_id):
+        ids = iter(task_ids) if task_ids is not None else None
+        next_id = new_task_id if ids is None else (lambda: next(ids))
+        for role, task_record, ref in await self.root.proxy().build(next_id):
             self.entries[task_record.id] = _TaskEntry(role, task_record, ref)
             self.record.tasks[task_record.id] = task_record
         settle_long_lived()
@@ -174,6 +181,8 @@ class EnvironmentActor(AsyncioActor):
             self.record.state = states.DONE
             self.record.run_number = 0
             release_long_lived()
+            if self.journal is not None:
+                await asyncio.to_thread(self.journal.remove, self.record.id)
 
     # -- the transition engine -------------------------------------------------------------------
 
@@ -218,6 +227,7 @@ class EnvironmentActor(AsyncioActor):
                 raise TransitionError(self.record.id, event, self.fsm.state, errors, reason)
         finally:
             self.record.current_transition = ""
+            await self._persist()
         self._announce(event, DONE_OK, message="transition completed successfully")
         if self.root is not None:
             await self.root.proxy().settle()
@@ -318,6 +328,7 @@ class EnvironmentActor(AsyncioActor):
         self._announce(states.GO_ERROR, DONE_OK, message="environment entered ERROR", error=self.record.error)
         if self.root is not None:
             await self.root.proxy().settle()
+        await self._persist()
 
     def _timeout(self, event: str) -> float:
         stack = self.workflow.root.stack
@@ -498,7 +509,9 @@ class EnvironmentActor(AsyncioActor):
         specs = {entry.record.id: spec for entry, spec in to_start}
         entries = [entry for entry, _ in to_start]
         # Told where they run before anything starts: a task dying at once is then heard of.
-        await asyncio.gather(*(entry.ref.proxy().placed(entry.placement, specs[entry.record.id]) for entry in entries))
+        await asyncio.gather(
+            *(entry.ref.proxy().placed(entry.placement, str(specs[entry.record.id].log_path or "")) for entry in entries)
+        )
 
         def send(link: ExecutorLink, group: list[_TaskEntry]) -> Awaitable[list[TaskResult]]:
             orders = []
@@ -659,6 +672,84 @@ class EnvironmentActor(AsyncioActor):
             if entry.record.state != "STANDBY" and entry.record.critical and not reported:
                 errors.append(entry.error(f"RECOVER: task is {entry.record.state}, not STANDBY"))
         return errors
+
+    # -- the journal: surviving a restart of the core ----------------------------------------------
+
+    _RUN_FIELDS = (
+        "run_number",
+        "last_run_number",
+        "run_start_time_ms",
+        "run_start_completion_time_ms",
+        "run_end_time_ms",
+        "run_end_completion_time_ms",
+        "created_ms",
+    )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Where the environment stands, as the journal keeps it (JSON)."""
+        tasks = {}
+        for task_id, entry in self.entries.items():
+            saved: dict[str, Any] = {"state": entry.record.state, "status": entry.record.status, "pid": entry.record.pid}
+            if entry.placement is not None:
+                placement = entry.placement
+                saved["placement"] = {
+                    "host": placement.hostname,
+                    "address": placement.address,
+                    "control_port": placement.control_port,
+                    "endpoints": {name: [e.bind_address, e.connect_address] for name, e in placement.endpoints.items()},
+                    "log_path": entry.record.log_path,
+                }
+            tasks[task_id] = saved
+        return {
+            "state": self.fsm.state,
+            "run_active": self.run_active,
+            "start_count": self.start_count,
+            "task_ids": list(self.entries),
+            "tasks": tasks,
+            **{name: getattr(self.record, name) for name in self._RUN_FIELDS},
+        }
+
+    async def _persist(self) -> None:
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.save, self.record.id, self.snapshot())
+
+    async def restore(self, snapshot: dict[str, Any], running: Mapping[str, TaskStatus]) -> None:
+        """Take the environment back after a restart of the core: the role tree with its task ids,
+        its state and run, and each task with the process its executor still runs (`running`, by
+        task id). A task whose process ended while the core was away is reported dead, which puts
+        the environment in ERROR if it is critical."""
+        await self.build(snapshot["task_ids"])
+        self.fsm.restore(snapshot["state"])
+        self.record.state = self.fsm.state
+        self.run_active = snapshot["run_active"]
+        self.start_count = snapshot["start_count"]
+        for name in self._RUN_FIELDS:
+            setattr(self.record, name, snapshot[name])
+        for task_id, saved in snapshot["tasks"].items():
+            entry = self.entries[task_id]
+            where = saved.get("placement")
+            if where is None:
+                continue
+            placement = await self.scheduler.proxy().adopt(
+                task_id,
+                where["host"],
+                where["address"],
+                where["control_port"],
+                {name: Endpoint(bind, connect) for name, (bind, connect) in where["endpoints"].items()},
+            )
+            entry.placement = placement
+            entry.record.host = placement.hostname
+            assert entry.role.task is not None
+            entry.binds = bind_channels(entry.role, self._task_stack(entry.role, task_id, ""))
+            await entry.ref.proxy().placed(placement, where["log_path"])
+            status = running.get(task_id)
+            if status is not None and status.alive:
+                await entry.ref.proxy().adopted(status.pid, status.state)
+            elif saved["status"] == "ACTIVE":
+                await entry.ref.proxy().vanished(f"process (pid {saved['pid']}) ended while the core was away")
+        settle_long_lived()
+        await self.root.proxy().settle()
+        log.info("environment %s restored in %s (run %s)", self.record.id, self.record.state, self.record.run_number)
 
     # -- reactions to what tasks do on their own -------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from actors.environment import EnvironmentActor
 from actors.runtime import AsyncioActor
+from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import UnknownEnvironmentError
 from aliecs.events import EventBus
@@ -39,8 +40,10 @@ class EnvironmentManagerActor(AsyncioActor):
         log_dir: Path,
         bus: EventBus,
         plugins: Mapping[str, Plugin] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         super().__init__()
+        self.journal = journal
         # Published registry: written only here, read directly by the API (see aliecs.model).
         self.registry = registry
         self.scheduler = scheduler
@@ -68,6 +71,7 @@ class EnvironmentManagerActor(AsyncioActor):
             self.log_dir,
             self.bus,
             self.plugins,
+            self.journal,
         )
         self.registry[env_id] = (record, ref)
         return record, ref

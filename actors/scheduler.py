@@ -123,6 +123,27 @@ class LocalClusterActor(AsyncioActor):
             )
         return results
 
+    def adopt(
+        self,
+        task_id: str,
+        hostname: str,
+        address: str,
+        control_port: int | None,
+        endpoints: dict[str, Endpoint],
+    ) -> Placement:
+        """Take back the placement of a task that kept running through a restart of the core: its
+        ports are marked taken again (cpu and memory are not journaled and stay free)."""
+        allocation = self.allocations[task_id] = _Allocation(hostname, 0.0, 0.0)
+        if control_port is not None:
+            self.control_ports[hostname].take(control_port)
+            allocation.ports.append((self.control_ports[hostname], control_port))
+        for endpoint in endpoints.values():
+            if endpoint.connect_address.startswith("tcp://"):
+                port = int(endpoint.connect_address.rsplit(":", 1)[1])
+                self.data_ports[hostname].take(port)
+                allocation.ports.append((self.data_ports[hostname], port))
+        return Placement(task_id, hostname, address, self.executors[hostname], control_port, endpoints)
+
     @staticmethod
     def _port(allocator: PortAllocator, allocation: _Allocation) -> int:
         port = allocator.allocate()

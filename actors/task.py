@@ -29,7 +29,6 @@ from aliecs.cluster.scheduling import Placement
 from aliecs.events import EventBus, TaskEvent
 from aliecs.executor.link import ExecutorLink
 from aliecs.executor.orders import TaskResult
-from aliecs.executor.process import LaunchSpec
 from aliecs.model import RoleRecord, TaskRecord
 
 log = logging.getLogger(__name__)
@@ -75,6 +74,7 @@ class TaskActor(AsyncioActor):
         # task's state lets an answer computed before it not undo it (see TaskResult.since_seq), and
         # a death heard of before the launch answer is kept until that answer comes.
         self.event_seq = 0
+        self.event_fails_step = False
         self.early_death = ""
 
     # -- publishing ------------------------------------------------------------------------------
@@ -114,11 +114,11 @@ class TaskActor(AsyncioActor):
         self.record.error = reason
         self._set(status=UNDEPLOYABLE)
 
-    def placed(self, placement: Placement, spec: LaunchSpec) -> None:
+    def placed(self, placement: Placement, log_path: str) -> None:
         """Where the task is about to run; from now on its executor tells this actor what it does."""
         self.record.host = placement.hostname
         self.record.control_port = placement.control_port or 0
-        self.record.log_path = str(spec.log_path or "")
+        self.record.log_path = log_path
         self.record.executor_id = placement.executor.hostname
         self.controllable = placement.control_port is not None
         self.link = placement.executor
@@ -140,10 +140,12 @@ class TaskActor(AsyncioActor):
     def transitioned(self, result: TaskResult) -> TaskOutcome:
         """The executor's answer to one OCC transition of this task."""
         if self.event_seq > result.since_seq:
-            # The task failed on its own during the step (died, ended badly, internal error): that
-            # stands, and fails the step, whatever the answer computed before it says.
-            error = result.error if not result.ok else self.record.error
-            return TaskOutcome(self.record.id, False, self.record.state, error or self.record.error)
+            # The task failed on its own during the step: that stands, whatever the answer computed
+            # before it says. A death or internal error fails the step; a basic task whose work ended
+            # badly does not (the environment weighs its BASIC_TASK_TERMINATED on its own).
+            if self.event_fails_step or not result.ok:
+                return TaskOutcome(self.record.id, False, self.record.state, result.error or self.record.error)
+            return TaskOutcome(self.record.id, True, self.record.state)
         if result.pid or not self.controllable:
             self.record.pid = result.pid
         if not result.ok:
@@ -169,7 +171,13 @@ class TaskActor(AsyncioActor):
         """A running task found again after a restart of the core (its record came from the journal)."""
         self.running = True
         self.record.pid = pid
+        self.record.error = ""
         self._set(state=state, status=ACTIVE)
+
+    def vanished(self, reason: str) -> None:
+        """The task's process ended while nobody watched it (the core was away)."""
+        self.running = False
+        self._died(reason)
 
     def _failed(self, message: str, status: str | None = None) -> TaskOutcome:
         self.record.error = message
@@ -186,7 +194,7 @@ class TaskActor(AsyncioActor):
             if not self.running:
                 self.early_death = message.exit.report(message.log_tail)
                 return None
-            self.event_seq = message.seq
+            self.event_seq, self.event_fails_step = message.seq, True
             self.running = False
             self._died(message.exit.report(message.log_tail))
         elif isinstance(message, TaskLost):
@@ -199,7 +207,7 @@ class TaskActor(AsyncioActor):
                 self.adopted(message.pid, message.state)
         elif isinstance(message, DeviceEvent):
             if message.type == "TASK_INTERNAL_ERROR":
-                self.event_seq = message.seq
+                self.event_seq, self.event_fails_step = message.seq, True
                 self.record.error = "the task reported an internal error"
                 self._set(state="ERROR")
             self.environment.tell(TaskDeviceEvent(self.record.id, message.type, self.record.critical))
@@ -218,7 +226,7 @@ class TaskActor(AsyncioActor):
         detail = message.exit.report(message.log_tail)
         self.record.pid = 0
         if not message.exit.clean:
-            self.event_seq = message.seq
+            self.event_seq, self.event_fails_step = message.seq, False
             self.record.error = detail
             self._set(state="ERROR")
         self.environment.tell(

@@ -11,6 +11,7 @@ async with aliecs.Core.embedded(state_dir=..., nodes=...) as core:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from functools import cached_property
@@ -23,15 +24,20 @@ from actors.manager import new_environment_id
 from aliecs.cluster.executors import InProcessExecutors, LocalExecutors
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
 from aliecs.environment.fsm import normalize_event
+from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
 from aliecs.events import CoreStartEvent, EventBus
+from aliecs.executor.link import ExecutorLink
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
 from aliecs.workflow.repos import RepoManager
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
 from aliecs.workflow.template import Workflow, load_workflow
+
+
+log = logging.getLogger(__name__)
 
 
 def default_state_dir() -> Path:
@@ -170,6 +176,8 @@ class Core:
         self.failover_timeout = failover_timeout
         self.plugins = plugins
         self.executors: LocalExecutors | InProcessExecutors | None = None
+        # Environments are journaled when they can outlive this core (see `outlive_core`).
+        self.journal: Journal | None = None
         self.events = EventBus()
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         if nodes is None or isinstance(nodes, int):
@@ -248,6 +256,8 @@ class Core:
                 failover_timeout=self.failover_timeout,
             )
         links = await self.executors.start()
+        if self.outlive_core:
+            self.journal = await asyncio.to_thread(Journal, self.state_dir / "journal.sqlite")
         self._core = CoreActor.start(
             self.nodes,
             self.run_numbers,
@@ -256,8 +266,11 @@ class Core:
             self.events,
             dict(links),
             plugins=self.plugins,
+            journal=self.journal,
         )
         _scheduler, self._manager = await self._core.proxy().refs()
+        if self.journal is not None:
+            await self._restore(links)
         self.events.publish(CoreStartEvent(framework_id=str(self.state_dir)))
 
     async def stop(self) -> None:
@@ -270,6 +283,48 @@ class Core:
         if self.executors is not None:
             await self.executors.stop()
             self.executors = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    async def detach(self) -> None:
+        """Stop this core and leave its environments running: the executors keep every task until a
+        core started on the same state directory takes them back (within the failover timeout).
+        This is how to stop or upgrade the core during a run; it needs `outlive_core`."""
+        if self._core is None:
+            return
+        if not self.outlive_core or self.executors is None:
+            raise AliecsError("detach needs a core whose executors outlive it (outlive_core=True)")
+        await self._core.stop()
+        self._core = None
+        await self.executors.stop(stop_executors=False)
+        self.executors = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    async def _restore(self, links: Mapping[str, ExecutorLink]) -> None:
+        """Take back the environments of an earlier core from the journal, with the tasks the
+        executors kept running; tasks no environment claims any more are killed."""
+        assert self.journal is not None and self.executors is not None
+        entries = await asyncio.to_thread(self.journal.load)
+        running = {status.task_id: status for found in self.executors.adopted.values() for status in found}
+        claimed: set[str] = set()
+        for entry in entries:
+            try:
+                workflow = await asyncio.to_thread(self._load, entry.workflow, entry.variables)
+            except Exception as exc:
+                log.error("environment %s cannot be restored (%s): its tasks are killed", entry.env_id, exc)
+                await asyncio.to_thread(self.journal.remove, entry.env_id)
+                continue
+            _record, ref = await self._manager.proxy().add(entry.env_id, workflow, entry.variables)
+            await ref.proxy().restore(entry.snapshot, running)
+            claimed.update(entry.snapshot["task_ids"])
+        for hostname, found in self.executors.adopted.items():
+            orphans = [status.task_id for status in found if status.task_id not in claimed]
+            if orphans:
+                log.warning("node %s: killing %d task(s) no environment claims", hostname, len(orphans))
+                await links[hostname].kill(orphans)
 
     def _exclusive(self, env_id: str, what: str) -> _Exclusive:
         return _Exclusive(self._busy, env_id, what)
@@ -299,6 +354,8 @@ class Core:
         variables.setdefault("environment_id", env_id)
         workflow_tree = await asyncio.to_thread(self._load, workflow, variables)
         record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.create, env_id, workflow, variables)
         handle = Environment(self, record, ref)
         try:
             with self._exclusive(env_id, "DEPLOY"):

@@ -4,6 +4,11 @@ It runs the embedded local cluster and `o2control.Control` (on 127.0.0.1:32102 b
 SIGTERM or SIGINT, then shuts down in order, one printed line per step: stop accepting requests,
 STOP running environments, RESET configured ones, EXIT and kill what remains, stop the actor tree.
 It exits 0 when no task process is left. Listening on anything but loopback requires a token.
+
+Task processes belong to the executors (one `aliecs-executor` per node), not to the core, and the
+core journals its environments: after a crash (or SIGUSR1, the way to stop or upgrade the core during
+a run) the executors keep every task running for `--failover-timeout` seconds, and `aliecs-core`
+started again on the same state directory restores every environment with its run and its tasks.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import click
 
 from aliecs.api import Core, Environment, default_state_dir
 from aliecs.environment import fsm as states
+from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.runtime import run
 from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenRequiredError
@@ -50,9 +56,18 @@ async def _wind_down(env: Environment) -> None:
 
 
 async def _serve(
-    state_dir: Path, nodes: int, inventory: Path | None, host: str, port: int, token: str | None
+    state_dir: Path,
+    nodes: int,
+    inventory: Path | None,
+    host: str,
+    port: int,
+    token: str | None,
+    failover_timeout: float,
 ) -> int:
-    async with Core.embedded(state_dir=state_dir, nodes=inventory or nodes) as core:
+    core = Core.embedded(
+        state_dir=state_dir, nodes=inventory or nodes, outlive_core=True, failover_timeout=failover_timeout
+    )
+    async with core:
         try:
             server = ControlServer(core, host=host, port=port, token=token)
         except TokenRequiredError as exc:
@@ -66,7 +81,7 @@ async def _serve(
             received.append(name)
             stop.set()
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             loop.add_signal_handler(sig, on_signal, sig.name)
         try:
             await server.start()
@@ -75,10 +90,21 @@ async def _serve(
             return 1
         names = ", ".join(node.hostname for node in core.nodes)
         say(f"local cluster with nodes {names}; state in {core.state_dir}")
+        for env in await core.environments():
+            say(f"environment {env.id} restored in {env.state} (run {env.run_number or '-'})")
         say(f"audit log {server.audit.path}")
         auth = "token required" if token else "no token: loopback only"
         say(f"control API listening on {host}:{server.port} ({auth}); pid {os.getpid()}")
         await stop.wait()
+        if received[0] == "SIGUSR1":
+            say("SIGUSR1 received: stopping the core, environments keep running")
+            await server.service.close()
+            server.server.close()
+            await server.server.wait_closed()
+            await server.audit.stop()
+            await core.detach()
+            say(f"detached; start aliecs-core on {core.state_dir} within {failover_timeout:g}s to take them back")
+            return 0
         say(f"{received[0]} received, shutting down")
         say("closing the control API: no new requests, event streams ended")
         await server.service.close()
@@ -110,6 +136,13 @@ async def _serve(
     default=None,
     help=f"Bearer token clients must send (required off loopback; env {TOKEN_ENV}).",
 )
+@click.option(
+    "--failover-timeout",
+    type=float,
+    default=DEFAULT_FAILOVER_TIMEOUT,
+    show_default=True,
+    help="Seconds the executors keep tasks running without this core (after a crash, or SIGUSR1).",
+)
 @click.option("--mesos", metavar="URL", default=None, help="Mesos master (not available yet).")
 def command(
     state_dir: Path | None,
@@ -118,6 +151,7 @@ def command(
     nodes: int,
     inventory: Path | None,
     token: str | None,
+    failover_timeout: float,
     mesos: str | None,
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
@@ -128,7 +162,8 @@ def command(
             err=True,
         )
         sys.exit(EXIT_USAGE)
-    sys.exit(run(_serve(state_dir or default_state_dir(), nodes, inventory, host, port, token)))
+    directory = state_dir or default_state_dir()
+    sys.exit(run(_serve(directory, nodes, inventory, host, port, token, failover_timeout)))
 
 
 def main() -> None:

@@ -62,6 +62,7 @@ async def serve(
     failover_timeout: float,
     kind: str,
     token: str | None,
+    tasks_outlive: bool = True,
 ) -> int:
     try:
         check_listen(host, token)
@@ -70,9 +71,13 @@ async def serve(
         return EXIT_USAGE
     directory = state_dir / "executors"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    agent = NodeAgent(NodeSpec(node), executor_kinds()[kind], state_file=directory / f"{node}.tasks.json")
+    agent = NodeAgent(
+        NodeSpec(node),
+        executor_kinds()[kind],
+        state_file=directory / f"{node}.tasks.json",
+    )
     await agent.start()
-    service = ExecutorService(agent, failover_timeout)
+    service = ExecutorService(agent, failover_timeout, tasks_outlive)
     server = Server([service])
     if token:
         require_token(server, token)
@@ -129,6 +134,12 @@ async def serve(
     default=None,
     help="File holding the token the core must send (required off loopback).",
 )
+@click.option(
+    "--tasks-outlive/--tasks-die-with-executor",
+    default=True,
+    show_default=True,
+    help="Whether task processes survive this executor (a restarted one adopts them) or die with it.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def command(
     node: str | None,
@@ -138,6 +149,7 @@ def command(
     failover_timeout: float,
     kind: str,
     token_file: Path | None,
+    tasks_outlive: bool,
     verbose: bool,
 ) -> None:
     """Run the aliecs executor of one node (serving the core over the executor protocol)."""
@@ -154,7 +166,8 @@ def command(
     from aliecs.api import default_state_dir
 
     token = token_file.read_text().strip() if token_file else None
-    sys.exit(run(serve(node, host, port, state_dir or default_state_dir(), failover_timeout, kind, token)))
+    directory = state_dir or default_state_dir()
+    sys.exit(run(serve(node, host, port, directory, failover_timeout, kind, token, tasks_outlive)))
 
 
 def main() -> None:

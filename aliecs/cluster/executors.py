@@ -114,7 +114,9 @@ class LocalExecutors:
             await link.close()
             return None
         log.info("node %s: reconnected to executor pid %s", node.hostname, info["pid"])
-        return _Executor(node, link, int(info["pid"]), None)
+        executor = _Executor(node, link, int(info["pid"]), None)
+        link.will_restart = lambda: not self._stopping and process_start_time(executor.pid) is None
+        return executor
 
     async def _launch_process(self, node: NodeSpec) -> tuple[asyncio.subprocess.Process, str, int]:
         log_file = self.directory / f"{node.hostname}.log"
@@ -132,6 +134,7 @@ class LocalExecutors:
                 str(self.failover_timeout),
                 "--kind",
                 self.kind,
+                "--tasks-outlive" if self.outlive_core else "--tasks-die-with-executor",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=fd,
@@ -162,8 +165,10 @@ class LocalExecutors:
     async def _spawn(self, node: NodeSpec) -> _Executor:
         process, host, port = await self._launch_process(node)
         link = RemoteLink(node.hostname, host, port, heartbeat_interval=self.heartbeat_interval)
+        executor = _Executor(node, link, process.pid, process)
+        link.will_restart = lambda: not self._stopping and process_start_time(executor.pid) is None
         self.adopted[node.hostname] = await link.start()
-        return _Executor(node, link, process.pid, process)
+        return executor
 
     async def _supervise(self, executor: _Executor) -> None:
         """Start the node's executor again whenever it dies (the new one adopts its tasks)."""
@@ -172,14 +177,15 @@ class LocalExecutors:
             if self._stopping:
                 return
             log.error("node %s: executor pid %d died; starting a new one", executor.node.hostname, executor.pid)
+            executor.link.restarting()
             try:
                 process, host, port = await self._launch_process(executor.node)
             except ExecutorStartError as exc:
                 log.critical("%s", exc)
+                await executor.link.restarted(*executor.link.address)  # reconcile: its tasks are lost
                 return
             executor.process, executor.pid = process, process.pid
-            executor.link.retarget(host, port)
-            await executor.link.reconcile()
+            await executor.link.restarted(host, port)
 
     @staticmethod
     async def _wait_gone(executor: _Executor) -> None:

@@ -136,6 +136,11 @@ class PortAllocator:
             return port
         raise PortExhaustedError(f"{self.owner}: no free port left in range {self.ports}")
 
+    def take(self, port: int) -> None:
+        """Mark a port as allocated that a task still holds (restoring after a restart of the core)."""
+        _RESERVED.add(port)
+        self._mine.add(port)
+
     def release(self, port: int) -> None:
         if port in self._mine:
             self._mine.discard(port)

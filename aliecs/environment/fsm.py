@@ -87,6 +87,11 @@ class EnvironmentStateMachine:
             raise ValueError(f"{event} is not allowed from {self.state}") from exc
         return self.state
 
+    def restore(self, state: str) -> None:
+        """Resume in `state`, with its usual events (an environment taken back after a core restart)."""
+        self._machine = _EnvironmentMachine(start_value=state)
+        self._forced = None
+
     def force(self, state: str) -> None:
         """Put the machine in `state` outside the event table (teardown of an environment in ERROR)."""
         self._forced = state

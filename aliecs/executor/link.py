@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from grpclib.client import Channel
@@ -145,8 +145,12 @@ class RemoteLink(ExecutorLink):
         token: str | None = None,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         core_id: str | None = None,
+        will_restart: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(hostname)
+        # True when the executor process is gone and its supervisor starts a new one: silence is
+        # then a restart, not a loss.
+        self.will_restart = will_restart
         self.address = (host, port)
         # Imported here: aliecs.server's package imports the actors, which import this module.
         from aliecs.server.auth import bearer
@@ -162,6 +166,8 @@ class RemoteLink(ExecutorLink):
         self._stub: pb.ExecutorStub | None = None
         self._background: list[asyncio.Task[None]] = []
         self._reconcile_lock = asyncio.Lock()
+        # Set while the executor is known to be restarting (see `restarting`): calls wait for it.
+        self._restarted: asyncio.Event | None = None
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -182,10 +188,20 @@ class RemoteLink(ExecutorLink):
         ]
         return statuses
 
-    def retarget(self, host: str, port: int) -> None:
-        """The node's executor was restarted on another port: talk to the new one from now on."""
+    def restarting(self) -> None:
+        """The node's executor died and a new one is being started (the local cluster saw it go):
+        calls wait for the new one, and the silence meanwhile does not count as a loss."""
+        if self._restarted is None:
+            self._restarted = asyncio.Event()
+
+    async def restarted(self, host: str, port: int) -> None:
+        """The new executor listens on `host:port`: reconcile with what it adopted, then resume."""
         self.address = (host, port)
         self._connect()
+        await self.reconcile()
+        if self._restarted is not None:
+            self._restarted.set()
+            self._restarted = None
 
     async def _register(self) -> list[TaskStatus]:
         reply = await self._call("register", pb.RegisterRequest(PROTOCOL_VERSION, self.core_id), 10.0)
@@ -212,6 +228,13 @@ class RemoteLink(ExecutorLink):
             self._channel = None
 
     async def _call(self, method: str, request: Any, timeout: float) -> Any:
+        if self._restarted is not None and method != "register":
+            try:
+                await asyncio.wait_for(self._restarted.wait(), timeout)
+            except TimeoutError:
+                raise ExecutorUnavailableError(
+                    f"executor of node {self.hostname} is being restarted and was not back within {timeout:g}s"
+                ) from None
         stub = self._stub if self._stub is not None else self._connect()
         try:
             return await getattr(stub, method)(request, timeout=timeout)
@@ -277,11 +300,16 @@ class RemoteLink(ExecutorLink):
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
+            if self._restarted is not None:
+                continue  # a restart is under way: `restarted` reconciles
             try:
                 reply = await self._call(
                     "heartbeat", pb.HeartbeatRequest(self.core_id), self.heartbeat_interval
                 )
             except ExecutorUnavailableError as exc:
+                if self.will_restart is not None and self.will_restart():
+                    self.restarting()
+                    continue
                 if self.reachable:
                     self.reachable = False
                     self._lost_all(f"executor of node {self.hostname} unreachable: {exc}")

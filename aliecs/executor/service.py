@@ -26,8 +26,11 @@ DEFAULT_FAILOVER_TIMEOUT = 60.0
 
 
 class ExecutorService(pb.ExecutorBase):
-    def __init__(self, agent: NodeAgent, failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT) -> None:
+    def __init__(
+        self, agent: NodeAgent, failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT, tasks_outlive: bool = True
+    ) -> None:
         self.agent = agent
+        self.tasks_outlive = tasks_outlive
         self.failover_timeout = failover_timeout
         self.executor_id = uuid.uuid4().hex[:12]
         self.core_id = ""
@@ -68,7 +71,7 @@ class ExecutorService(pb.ExecutorBase):
 
     async def launch(self, launch_batch: pb.LaunchBatch) -> pb.BatchReply:
         self._touch()
-        orders = [wire.launch_from_wire(order) for order in launch_batch.tasks]
+        orders = [wire.launch_from_wire(order, self.tasks_outlive) for order in launch_batch.tasks]
         results = await self.agent.launch(orders, launch_batch.startup_timeout)
         return pb.BatchReply([wire.result_to_wire(result) for result in results])
 
@@ -88,7 +91,8 @@ class ExecutorService(pb.ExecutorBase):
     async def run_hook(self, hook_request: pb.HookRequest) -> pb.HookReply:
         self._touch()
         try:
-            outcome = await self.agent.run_hook(wire.launch_from_wire(hook_request.task), hook_request.timeout)
+            order = wire.launch_from_wire(hook_request.task, self.tasks_outlive)
+            outcome = await self.agent.run_hook(order, hook_request.timeout)
         except Exception as exc:
             return pb.HookReply(error=str(exc))
         return pb.HookReply(

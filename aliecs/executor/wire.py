@@ -27,9 +27,9 @@ def launch_to_wire(order: LaunchOrder) -> pb.LaunchOrder:
     )
 
 
-def launch_from_wire(message: pb.LaunchOrder) -> LaunchOrder:
-    """Task processes started by an executor process must outlive it (it can be restarted and adopt
-    them again), so they are not tied to its life as embedded ones are."""
+def launch_from_wire(message: pb.LaunchOrder, outlive_executor: bool) -> LaunchOrder:
+    """With `outlive_executor`, the task process survives its executor (a restarted executor adopts
+    it again); without, it dies with it (test harnesses, which must never leak a process)."""
     spec = LaunchSpec(
         task_id=message.task_id,
         name=message.name,
@@ -38,7 +38,7 @@ def launch_from_wire(message: pb.LaunchOrder) -> LaunchOrder:
         shell=message.shell,
         env=dict(message.env),
         log_path=Path(message.log_path) if message.log_path else None,
-        die_with_parent=False,
+        die_with_parent=not outlive_executor,
     )
     return LaunchOrder(spec, message.control_port or None, message.controllable)
 

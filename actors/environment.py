@@ -26,18 +26,18 @@ from actors.messages import TaskDeviceEvent, TaskDied
 from actors.role import RoleActor
 from actors.runtime import AsyncioActor
 from actors.task import TaskOutcome
-from aliecs.executor.link import ExecutorLink
-from aliecs.environment.journal import Journal
-from aliecs.executor.orders import LaunchOrder, TaskResult, TaskStatus, TransitionOrder
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.cluster.ports import parse_port_list
 from aliecs.cluster.scheduling import ChannelRequest, DeployRequest, Placement, PlacementFailure
 from aliecs.durations import parse_duration
 from aliecs.environment import fsm as states
 from aliecs.environment.fsm import EnvironmentStateMachine, normalize_event
+from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import InvalidTransitionError, TaskError, TransitionError
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, EventBus, RunEvent
+from aliecs.executor.link import ExecutorLink
+from aliecs.executor.orders import LaunchOrder, TaskResult, TaskStatus, TransitionOrder
 from aliecs.executor.process import LaunchSpec
 from aliecs.integration import Plugin, builtin_plugins
 from aliecs.model import EnvironmentRecord, RoleRecord, TaskRecord, TransitionResult
@@ -371,12 +371,18 @@ class EnvironmentActor(AsyncioActor):
                 for entry in group:
                     answer = answers.get(entry.record.id)
                     if answer is None:
-                        answer = TaskResult(entry.record.id, False, "ERROR", error=f"{what}: no answer for the task")
+                        answer = TaskResult(
+                            entry.record.id, False, "ERROR", error=f"{what}: no answer for the task"
+                        )
                     applied.append((entry, apply(entry, answer)))
                 continue
             applied.extend((entry, entry.ref.proxy().failed(reason)) for entry in group)
         outcomes = await asyncio.gather(*(outcome for _entry, outcome in applied))
-        return [entry.error(outcome.error) for (entry, _), outcome in zip(applied, outcomes, strict=True) if not outcome.ok]
+        return [
+            entry.error(outcome.error)
+            for (entry, _), outcome in zip(applied, outcomes, strict=True)
+            if not outcome.ok
+        ]
 
     def _transition_tasks(
         self,
@@ -404,7 +410,8 @@ class EnvironmentActor(AsyncioActor):
 
         def send(link: ExecutorLink, group: list[_TaskEntry]) -> Awaitable[list[TaskResult]]:
             orders = [
-                TransitionOrder(entry.record.id, src, event, arguments.get(entry.record.id, {})) for entry in group
+                TransitionOrder(entry.record.id, src, event, arguments.get(entry.record.id, {}))
+                for entry in group
             ]
             return link.transition(orders, common, timeout)
 
@@ -510,7 +517,10 @@ class EnvironmentActor(AsyncioActor):
         entries = [entry for entry, _ in to_start]
         # Told where they run before anything starts: a task dying at once is then heard of.
         await asyncio.gather(
-            *(entry.ref.proxy().placed(entry.placement, str(specs[entry.record.id].log_path or "")) for entry in entries)
+            *(
+                entry.ref.proxy().placed(entry.placement, str(specs[entry.record.id].log_path or ""))
+                for entry in entries
+            )
         )
 
         def send(link: ExecutorLink, group: list[_TaskEntry]) -> Awaitable[list[TaskResult]]:
@@ -689,14 +699,20 @@ class EnvironmentActor(AsyncioActor):
         """Where the environment stands, as the journal keeps it (JSON)."""
         tasks = {}
         for task_id, entry in self.entries.items():
-            saved: dict[str, Any] = {"state": entry.record.state, "status": entry.record.status, "pid": entry.record.pid}
+            saved: dict[str, Any] = {
+                "state": entry.record.state,
+                "status": entry.record.status,
+                "pid": entry.record.pid,
+            }
             if entry.placement is not None:
                 placement = entry.placement
                 saved["placement"] = {
                     "host": placement.hostname,
                     "address": placement.address,
                     "control_port": placement.control_port,
-                    "endpoints": {name: [e.bind_address, e.connect_address] for name, e in placement.endpoints.items()},
+                    "endpoints": {
+                        name: [e.bind_address, e.connect_address] for name, e in placement.endpoints.items()
+                    },
                     "log_path": entry.record.log_path,
                 }
             tasks[task_id] = saved
@@ -746,10 +762,17 @@ class EnvironmentActor(AsyncioActor):
             if status is not None and status.alive:
                 await entry.ref.proxy().adopted(status.pid, status.state)
             elif saved["status"] == "ACTIVE":
-                await entry.ref.proxy().vanished(f"process (pid {saved['pid']}) ended while the core was away")
+                await entry.ref.proxy().vanished(
+                    f"process (pid {saved['pid']}) ended while the core was away"
+                )
         settle_long_lived()
         await self.root.proxy().settle()
-        log.info("environment %s restored in %s (run %s)", self.record.id, self.record.state, self.record.run_number)
+        log.info(
+            "environment %s restored in %s (run %s)",
+            self.record.id,
+            self.record.state,
+            self.record.run_number,
+        )
 
     # -- reactions to what tasks do on their own -------------------------------------------------
 

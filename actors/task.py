@@ -144,7 +144,9 @@ class TaskActor(AsyncioActor):
             # before it says. A death or internal error fails the step; a basic task whose work ended
             # badly does not (the environment weighs its BASIC_TASK_TERMINATED on its own).
             if self.event_fails_step or not result.ok:
-                return TaskOutcome(self.record.id, False, self.record.state, result.error or self.record.error)
+                return TaskOutcome(
+                    self.record.id, False, self.record.state, result.error or self.record.error
+                )
             return TaskOutcome(self.record.id, True, self.record.state)
         if result.pid or not self.controllable:
             self.record.pid = result.pid

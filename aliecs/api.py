@@ -36,7 +36,6 @@ from aliecs.workflow.repos import RepoManager
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
 from aliecs.workflow.template import Workflow, load_workflow
 
-
 log = logging.getLogger(__name__)
 
 

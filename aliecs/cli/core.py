@@ -103,7 +103,10 @@ async def _serve(
             await server.server.wait_closed()
             await server.audit.stop()
             await core.detach()
-            say(f"detached; start aliecs-core on {core.state_dir} within {failover_timeout:g}s to take them back")
+            say(
+                f"detached; start aliecs-core on {core.state_dir} "
+                f"within {failover_timeout:g}s to take them back"
+            )
             return 0
         say(f"{received[0]} received, shutting down")
         say("closing the control API: no new requests, event streams ended")

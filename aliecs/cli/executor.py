@@ -105,7 +105,12 @@ async def serve(
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({failover, stopped}, return_when=asyncio.FIRST_COMPLETED)
     if failover.done():
-        log.error("node %s: no word from the core for %gs: killing %d task(s)", node, failover_timeout, len(agent.tasks))
+        log.error(
+            "node %s: no word from the core for %gs: killing %d task(s)",
+            node,
+            failover_timeout,
+            len(agent.tasks),
+        )
     failover.cancel()
     stopped.cancel()
     server.close()
@@ -116,7 +121,9 @@ async def serve(
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--node", default=None, help="Name of the node this executor runs (its hostname in the inventory).")
+@click.option(
+    "--node", default=None, help="Name of the node this executor runs (its hostname in the inventory)."
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on for the core.")
 @click.option("--port", type=int, default=0, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="State directory.")

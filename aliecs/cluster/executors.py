@@ -50,7 +50,9 @@ def _die_with_core() -> None:  # pragma: no cover - runs in the child between fo
 class _Executor:
     """One node's executor process as the core knows it."""
 
-    def __init__(self, node: NodeSpec, link: RemoteLink, pid: int, process: asyncio.subprocess.Process | None):
+    def __init__(
+        self, node: NodeSpec, link: RemoteLink, pid: int, process: asyncio.subprocess.Process | None
+    ):
         self.node = node
         self.link = link
         self.pid = pid
@@ -84,7 +86,9 @@ class LocalExecutors:
 
     async def start(self) -> dict[str, RemoteLink]:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        started = await asyncio.gather(*(self._start_node(node) for node in self.nodes), return_exceptions=True)
+        started = await asyncio.gather(
+            *(self._start_node(node) for node in self.nodes), return_exceptions=True
+        )
         failures = [result for result in started if isinstance(result, BaseException)]
         if failures:
             await self.stop()
@@ -106,11 +110,18 @@ class LocalExecutors:
             return None
         if process_start_time(int(info.get("pid", 0))) is None:
             return None
-        link = RemoteLink(node.hostname, info["host"], int(info["port"]), heartbeat_interval=self.heartbeat_interval)
+        link = RemoteLink(
+            node.hostname, info["host"], int(info["port"]), heartbeat_interval=self.heartbeat_interval
+        )
         try:
             self.adopted[node.hostname] = await link.start()
         except ExecutorUnavailableError as exc:
-            log.warning("node %s: executor pid %s does not answer (%s): starting a new one", node.hostname, info["pid"], exc)
+            log.warning(
+                "node %s: executor pid %s does not answer (%s): starting a new one",
+                node.hostname,
+                info["pid"],
+                exc,
+            )
             await link.close()
             return None
         log.info("node %s: reconnected to executor pid %s", node.hostname, info["pid"])
@@ -151,13 +162,16 @@ class LocalExecutors:
         except TimeoutError:
             process.kill()
             await process.wait()
-            raise ExecutorStartError(f"node {node.hostname}: executor not ready within {_READY_TIMEOUT:g}s; see {log_file}") from None
+            raise ExecutorStartError(
+                f"node {node.hostname}: executor not ready within {_READY_TIMEOUT:g}s; see {log_file}"
+            ) from None
         words = line.decode(errors="replace").split()
         if len(words) < 3 or words[1] != "ready":
             await process.wait()
             tail = log_file.read_text(errors="replace").strip().splitlines()[-3:]
             raise ExecutorStartError(
-                f"node {node.hostname}: executor failed to start (exit {process.returncode}): {' | '.join(tail)}"
+                f"node {node.hostname}: executor failed to start "
+                f"(exit {process.returncode}): {' | '.join(tail)}"
             )
         host, _, port = words[2].rpartition(":")
         return process, host, int(port)
@@ -176,7 +190,9 @@ class LocalExecutors:
             await self._wait_gone(executor)
             if self._stopping:
                 return
-            log.error("node %s: executor pid %d died; starting a new one", executor.node.hostname, executor.pid)
+            log.error(
+                "node %s: executor pid %d died; starting a new one", executor.node.hostname, executor.pid
+            )
             executor.link.restarting()
             try:
                 process, host, port = await self._launch_process(executor.node)
@@ -199,7 +215,12 @@ class LocalExecutors:
         except ProcessLookupError:
             return
         loop = asyncio.get_running_loop()
-        loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+
+        def on_exit() -> None:
+            if not gone.done():
+                gone.set_result(None)
+
+        loop.add_reader(fd, on_exit)
         try:
             await gone
         finally:

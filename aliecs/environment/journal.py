@@ -52,13 +52,16 @@ class Journal:
     def create(self, env_id: str, workflow: str, variables: dict[str, str]) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO environments (id, workflow, variables, snapshot) VALUES (?, ?, ?, NULL)",
+                "INSERT OR REPLACE INTO environments (id, workflow, variables, snapshot)"
+                " VALUES (?, ?, ?, NULL)",
                 (env_id, workflow, json.dumps(variables)),
             )
 
     def save(self, env_id: str, snapshot: dict[str, Any]) -> None:
         with self._lock:
-            self._db.execute("UPDATE environments SET snapshot = ? WHERE id = ?", (json.dumps(snapshot), env_id))
+            self._db.execute(
+                "UPDATE environments SET snapshot = ? WHERE id = ?", (json.dumps(snapshot), env_id)
+            )
 
     def remove(self, env_id: str) -> None:
         with self._lock:

@@ -103,7 +103,9 @@ class NodeAgent:
                 order.spec, order.control_port, self.outbox, order.controllable
             )
             held = self.tasks[task_id] = _Held(order, ref)
-            pid = await asyncio.wait_for(ref.proxy().start_process(startup_timeout), startup_timeout + _MARGIN)
+            pid = await asyncio.wait_for(
+                ref.proxy().start_process(startup_timeout), startup_timeout + _MARGIN
+            )
         except TaskStartError as exc:
             self._forget(task_id)
             return TaskResult(task_id, False, "ERROR", error=str(exc))
@@ -125,14 +127,17 @@ class NodeAgent:
             self._save()  # basic tasks' pids come and go with START and STOP
         return results
 
-    async def _transition_one(self, order: TransitionOrder, arguments: dict[str, str], timeout: float) -> TaskResult:
+    async def _transition_one(
+        self, order: TransitionOrder, arguments: dict[str, str], timeout: float
+    ) -> TaskResult:
         held = self.tasks.get(order.task_id)
         if held is None:
             return TaskResult(order.task_id, False, "ERROR", error=f"{self.node.hostname}: no such task here")
         since = self.outbox.last_seq
         try:
             state = await asyncio.wait_for(
-                held.ref.proxy().transition(order.src_state, order.event, arguments, timeout), timeout + _MARGIN
+                held.ref.proxy().transition(order.src_state, order.event, arguments, timeout),
+                timeout + _MARGIN,
             )
         except TaskTransitionError as exc:
             held.state = "ERROR"
@@ -145,7 +150,9 @@ class NodeAgent:
             held.pid = await held.ref.proxy().current_pid()
             held.start_time = process_start_time(held.pid) if held.pid else None
         if state == "ERROR":
-            return TaskResult(order.task_id, False, state, held.pid, f"{order.event}: task went to ERROR", since)
+            return TaskResult(
+                order.task_id, False, state, held.pid, f"{order.event}: task went to ERROR", since
+            )
         return TaskResult(order.task_id, True, state, held.pid, since_seq=since)
 
     async def kill(self, task_ids: Sequence[str]) -> list[TaskResult]:
@@ -232,11 +239,13 @@ class NodeAgent:
 
     async def _adopt_from(self, path: Path) -> None:
         try:
-            saved = json.loads(path.read_text())
+            saved = json.loads(await asyncio.to_thread(path.read_text))
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
-            log.error("%s: cannot read the task state file %s (%s): adopting nothing", self.node.hostname, path, exc)
+            log.error(
+                "%s: cannot read the task state file %s (%s): adopting nothing", self.node.hostname, path, exc
+            )
             return
         for entry in saved.get("tasks", []):
             await self._adopt(entry)
@@ -254,16 +263,22 @@ class NodeAgent:
         alive = pid > 0 and process_start_time(pid) == entry.get("start_time")
         if not alive and (order.controllable or pid > 0):
             # It ended while no executor watched it: report it as a death the core will see.
-            log.warning("%s: task %s (pid %d) ended while no executor was running", self.node.hostname, task_id, pid)
+            log.warning(
+                "%s: task %s (pid %d) ended while no executor was running", self.node.hostname, task_id, pid
+            )
             self.outbox.tell(ProcessExited(task_id, _VANISHED, expected=False))
             return
         process = AdoptedProcess(spec, pid) if alive else None
         ref = await self.executor.proxy().launch(spec, order.control_port, self.outbox, order.controllable)
-        held = self.tasks[task_id] = _Held(order, ref, pid, entry.get("start_time"), entry.get("state", "STANDBY"))
+        held = self.tasks[task_id] = _Held(
+            order, ref, pid, entry.get("start_time"), entry.get("state", "STANDBY")
+        )
         try:
             held.state = await ref.proxy().adopt(process, held.state, 5.0)
         except Exception as exc:
-            log.warning("%s: task %s adopted but not answering over OCC: %s", self.node.hostname, task_id, exc)
+            log.warning(
+                "%s: task %s adopted but not answering over OCC: %s", self.node.hostname, task_id, exc
+            )
         log.info("%s: adopted task %s (pid %d, %s)", self.node.hostname, task_id, pid, held.state)
 
 
@@ -281,10 +296,9 @@ class _ReportingOutbox(EventOutbox):
 
 async def _in_chunks(items: Sequence[Any], call: Any) -> list[Any]:
     """`call` for every item concurrently, started in chunks so the loop keeps breathing."""
-    futures = []
+    futures: list[asyncio.Future[Any]] = []
     for start in range(0, len(items), _CHUNK):
         if start:
             await asyncio.sleep(0)
         futures.extend(asyncio.ensure_future(call(item)) for item in items[start : start + _CHUNK])
     return list(await asyncio.gather(*futures))
-

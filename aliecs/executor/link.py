@@ -165,6 +165,7 @@ class RemoteLink(ExecutorLink):
         self._channel: Channel | None = None
         self._stub: pb.ExecutorStub | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._acks: set[asyncio.Future[None]] = set()
         self._reconcile_lock = asyncio.Lock()
         # Set while the executor is known to be restarting (see `restarting`): calls wait for it.
         self._restarted: asyncio.Event | None = None
@@ -233,7 +234,8 @@ class RemoteLink(ExecutorLink):
                 await asyncio.wait_for(self._restarted.wait(), timeout)
             except TimeoutError:
                 raise ExecutorUnavailableError(
-                    f"executor of node {self.hostname} is being restarted and was not back within {timeout:g}s"
+                    f"executor of node {self.hostname} is being restarted "
+                    f"and was not back within {timeout:g}s"
                 ) from None
         stub = self._stub if self._stub is not None else self._connect()
         try:
@@ -284,7 +286,9 @@ class RemoteLink(ExecutorLink):
                     self.deliver(wire.event_from_wire(event))
                     self._acked = event.seq
                     # Not awaited in line: delivery must not wait for the acknowledgement's round trip.
-                    asyncio.ensure_future(self._acknowledge(event.seq))
+                    acknowledging = asyncio.ensure_future(self._acknowledge(event.seq))
+                    self._acks.add(acknowledging)
+                    acknowledging.add_done_callback(self._acks.discard)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

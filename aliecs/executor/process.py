@@ -88,7 +88,18 @@ def _scripts_dir() -> str:
 # What a task inherits from its executor's environment: the basics a program needs to run, nothing
 # else. Tokens and core settings (ALIECS_TOKEN, ...) must never reach a task (see the README's security
 # notes), so the environment is built up from the task descriptor rather than filtered down.
-_INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+_INHERITED = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+)
 
 
 def task_environment(extra: dict[str, str]) -> dict[str, str]:
@@ -208,6 +219,7 @@ class TaskProcess:
     def log_tail(self, lines: int = 5) -> list[str]:
         return read_log_tail(self.spec.log_path, lines)
 
+
 def process_start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None if
     it is gone: together with the pid it names one process, even after the pid is reused."""
@@ -221,7 +233,9 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-ADOPTED_EXIT = ExitInfo(-1, detail="ended (exit code unknown: the process was adopted from an earlier executor)")
+ADOPTED_EXIT = ExitInfo(
+    -1, detail="ended (exit code unknown: the process was adopted from an earlier executor)"
+)
 
 
 class AdoptedProcess:

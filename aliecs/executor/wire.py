@@ -56,7 +56,9 @@ def result_to_wire(result: TaskResult) -> pb.TaskResult:
 
 
 def result_from_wire(message: pb.TaskResult) -> TaskResult:
-    return TaskResult(message.task_id, message.ok, message.state, message.pid, message.error, message.since_seq)
+    return TaskResult(
+        message.task_id, message.ok, message.state, message.pid, message.error, message.since_seq
+    )
 
 
 def status_to_wire(status: TaskStatus) -> pb.TaskStatus:
@@ -88,7 +90,7 @@ def event_to_wire(seq: int, message: Any) -> pb.TaskEvent:
         return pb.TaskEvent(
             seq=seq,
             task_id=message.task_id,
-            kind=pb.TaskEventKind.EXITED,
+            kind=pb.TaskEventKind(pb.TaskEventKind.EXITED),
             returncode=message.exit.returncode,
             detail=message.exit.detail,
             expected=message.expected,
@@ -98,12 +100,17 @@ def event_to_wire(seq: int, message: Any) -> pb.TaskEvent:
         return pb.TaskEvent(
             seq=seq,
             task_id=message.task_id,
-            kind=pb.TaskEventKind.BASIC_TERMINATED,
+            kind=pb.TaskEventKind(pb.TaskEventKind.BASIC_TERMINATED),
             returncode=message.exit.returncode,
             log_tail=list(message.log_tail),
         )
     assert isinstance(message, DeviceEvent), message
-    return pb.TaskEvent(seq=seq, task_id=message.task_id, kind=pb.TaskEventKind.DEVICE, device_event=message.type)
+    return pb.TaskEvent(
+        seq=seq,
+        task_id=message.task_id,
+        kind=pb.TaskEventKind(pb.TaskEventKind.DEVICE),
+        device_event=message.type,
+    )
 
 
 def event_from_wire(message: pb.TaskEvent) -> ProcessExited | BasicTaskTerminated | DeviceEvent:
@@ -112,5 +119,7 @@ def event_from_wire(message: pb.TaskEvent) -> ProcessExited | BasicTaskTerminate
         info = ExitInfo(message.returncode, detail=message.detail)
         return ProcessExited(message.task_id, info, message.expected, tuple(message.log_tail), seq)
     if message.kind == pb.TaskEventKind.BASIC_TERMINATED:
-        return BasicTaskTerminated(message.task_id, ExitInfo(message.returncode), tuple(message.log_tail), seq)
+        return BasicTaskTerminated(
+            message.task_id, ExitInfo(message.returncode), tuple(message.log_tail), seq
+        )
     return DeviceEvent(message.task_id, message.device_event, seq)

@@ -38,9 +38,11 @@ from aliecs.server.errors import (
     unimplemented,
 )
 from aliecs.server.events import to_proto
+from aliecs.server.limits import check_request
 from aliecs.server.repos import RepositoryService
-from aliecs.server.rolepath import compile_glob
+from aliecs.server.rolepath import PatternError, compile_glob
 from aliecs.server.streams import DESTROY, Streams
+from aliecs.wire import recv_request
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,15 @@ def workflow_name(template: str) -> str:
     elif name.startswith("workflows/"):
         name = name[len("workflows/") :]
     return name.removesuffix(".yaml")
+
+
+async def read_request(stream: Stream[Any, Any]) -> Any:
+    """The request of a call: bounded in size, strictly decoded, every field within its limit."""
+    request = await recv_request(stream)
+    if request is None:
+        raise invalid("the call carried no request message")
+    check_request(request)
+    return request
 
 
 class ControlService:
@@ -181,7 +192,7 @@ class ControlService:
     @staticmethod
     def _unary(func: Callable[[Any], Awaitable[Any]]) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
         async def handle(stream: Stream[Any, Any]) -> None:
-            request = await stream.recv_message()
+            request = await read_request(stream)
             with mapped_errors():
                 reply = await func(request)
             await stream.send_message(reply)
@@ -456,21 +467,16 @@ class ControlService:
         env = self.core.environment(request.env_id)
         try:
             pattern = compile_glob(request.path_spec or "*")
-        except ValueError as exc:
+        except PatternError as exc:
             raise invalid(str(exc)) from None
         tree = env.tree()
-        roles = [
-            convert.role_info(node, env.template)
-            for node in tree.walk()
-            if pattern.match(node.path) is not None
-        ]
+        roles = [convert.role_info(node, env.template) for node in tree.walk() if pattern.match(node.path)]
         return pb.GetRolesReply(roles=roles, timestamp=convert.now_ms())
 
     # -- events -----------------------------------------------------------------------------------
 
     async def _subscribe(self, stream: Stream[pb.SubscribeRequest, events_pb.Event]) -> None:
-        request = await stream.recv_message()
-        assert request is not None
+        request = await read_request(stream)
         async with contextlib.aclosing(self.streams.stream(request.id)) as events:
             async for event in events:
                 await stream.send_message(to_proto(event))

@@ -90,8 +90,9 @@ async def read_request(stream: Stream[Any, Any]) -> Any:
 class ControlService:
     """The RPC handlers. `core` must be started; the service never stops it."""
 
-    def __init__(self, core: Core, instance_name: str = "aliecs") -> None:
+    def __init__(self, core: Core, instance_name: str = "aliecs", audit: AuditLog | None = None) -> None:
         self.core = core
+        self.audit = audit
         self.instance_name = instance_name
         self.streams = Streams(core.events)
         self.public: dict[str, bool] = {}
@@ -218,7 +219,7 @@ class ControlService:
             framework_id=str(self.core.state_dir),
             environments_count=len(await self.core.environments()),
             tasks_count=len(self.core.tasks()),
-            state="CONNECTED",
+            state=self._state(),
             hosts_count=len(self.core.nodes),
             instance_name=self.instance_name,
             version=pb.Version(
@@ -226,6 +227,11 @@ class ControlService:
             ),
             timestamp=convert.now_ms(),
         )
+
+    def _state(self) -> str:
+        """CONNECTED, or DEGRADED with the reason when the audit log cannot be written."""
+        problem = self.audit.health() if self.audit is not None else ""
+        return f"DEGRADED: {problem}" if problem else "CONNECTED"
 
     async def get_active_detectors(self, request: pb.Empty) -> pb.GetActiveDetectorsReply:
         return pb.GetActiveDetectorsReply(detectors=[], timestamp=convert.now_ms())
@@ -500,8 +506,8 @@ class ControlServer:
         self.host = host
         self.requested_port = port
         self.token = token
-        self.service = ControlService(core)
         self.audit = AuditLog(core.events, Path(core.state_dir) / AUDIT_FILE)
+        self.service = ControlService(core, audit=self.audit)
         self.server = Server([self.service])
         if token:
             require_token(self.server, token)

@@ -24,7 +24,7 @@ from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
 from aliecs.environment.fsm import normalize_event
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
-from aliecs.events import CoreStartEvent, EventBus
+from aliecs.events import AUDIT_FILE, CoreStartEvent, EventBus
 from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
 from aliecs.workflow.repos import RepoManager
@@ -215,7 +215,9 @@ class Core:
 
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.run_numbers = await asyncio.to_thread(RunNumberStore, self.state_dir / "runs.sqlite")
+        self.run_numbers = await asyncio.to_thread(
+            RunNumberStore, self.state_dir / "runs.sqlite", self.state_dir / AUDIT_FILE
+        )
         await asyncio.to_thread(lambda: self.repos)  # read (or create) the repository state off the loop
         extra: dict[str, Any] = {"plugins": self.plugins}
         if self.executor_class is not None:

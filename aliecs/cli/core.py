@@ -18,6 +18,7 @@ import click
 
 from aliecs.api import Core, Environment, default_state_dir
 from aliecs.environment import fsm as states
+from aliecs.environment.runnumber import RunNumberStoreError
 from aliecs.runtime import run
 from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenRequiredError
@@ -50,6 +51,16 @@ async def _wind_down(env: Environment) -> None:
 
 
 async def _serve(
+    state_dir: Path, nodes: int, inventory: Path | None, host: str, port: int, token: str | None
+) -> int:
+    try:
+        return await _serve_core(state_dir, nodes, inventory, host, port, token)
+    except RunNumberStoreError as exc:  # a damaged state directory: say which file, no traceback
+        say(f"error: {exc}")
+        return 1
+
+
+async def _serve_core(
     state_dir: Path, nodes: int, inventory: Path | None, host: str, port: int, token: str | None
 ) -> int:
     async with Core.embedded(state_dir=state_dir, nodes=inventory or nodes) as core:

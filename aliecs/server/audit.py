@@ -35,12 +35,12 @@ import stat
 import time
 from pathlib import Path
 
-from aliecs.events import EventBus, SubscriberOverflow, Subscription
+from aliecs.events import AUDIT_FILE, EventBus, SubscriberOverflow, Subscription
 from aliecs.server.events import to_proto
 
 log = logging.getLogger(__name__)
 
-AUDIT_FILE = "events.jsonl"
+__all__ = ["AUDIT_FILE", "AuditLog", "isolate_torn_line"]
 TORN_SUFFIX = ".torn"
 RETRY_S = 1.0
 SYNC_INTERVAL_S = 1.0

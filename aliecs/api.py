@@ -27,6 +27,7 @@ from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentE
 from aliecs.events import AUDIT_FILE, CoreStartEvent, EventBus
 from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
+from aliecs.statedir import make_private_dir
 from aliecs.workflow.repos import RepoManager
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
 from aliecs.workflow.template import Workflow, load_workflow
@@ -214,7 +215,8 @@ class Core:
         await self.stop()
 
     async def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(make_private_dir, self.state_dir)
+        await asyncio.to_thread(make_private_dir, self.state_dir / "logs")
         self.run_numbers = await asyncio.to_thread(
             RunNumberStore, self.state_dir / "runs.sqlite", self.state_dir / AUDIT_FILE
         )

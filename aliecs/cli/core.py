@@ -21,7 +21,7 @@ from aliecs.environment import fsm as states
 from aliecs.environment.runnumber import RunNumberStoreError
 from aliecs.runtime import run
 from aliecs.server import ControlServer
-from aliecs.server.auth import TOKEN_ENV, TokenRequiredError
+from aliecs.server.auth import TOKEN_ENV, TokenFileError, TokenRequiredError, resolve_token
 from aliecs.server.service import DEFAULT_HOST, DEFAULT_PORT
 
 EXIT_USAGE = 2
@@ -116,10 +116,10 @@ async def _serve_core(
     help="YAML inventory of nodes (instead of --nodes).",
 )
 @click.option(
-    "--token",
-    envvar=TOKEN_ENV,
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help=f"Bearer token clients must send (required off loopback; env {TOKEN_ENV}).",
+    help=f"File holding the bearer token clients must send (required off loopback; or env {TOKEN_ENV}).",
 )
 @click.option("--mesos", metavar="URL", default=None, help="Mesos master (not available yet).")
 def command(
@@ -128,7 +128,7 @@ def command(
     port: int,
     nodes: int,
     inventory: Path | None,
-    token: str | None,
+    token_file: Path | None,
     mesos: str | None,
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
@@ -138,6 +138,11 @@ def command(
             "run without --mesos to use the embedded local cluster",
             err=True,
         )
+        sys.exit(EXIT_USAGE)
+    try:
+        token = resolve_token(token_file)
+    except TokenFileError as exc:
+        click.echo(f"aliecs-core: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     sys.exit(run(_serve(state_dir or default_state_dir(), nodes, inventory, host, port, token)))
 

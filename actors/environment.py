@@ -41,6 +41,7 @@ from aliecs.executor.orders import LaunchOrder, TaskResult, TaskStatus, Transiti
 from aliecs.executor.process import LaunchSpec
 from aliecs.integration import Plugin, builtin_plugins
 from aliecs.model import EnvironmentRecord, RoleRecord, TaskRecord, TransitionResult
+from aliecs.statedir import task_log_path
 from aliecs.workflow.channels import (
     Endpoint,
     bind_channels,
@@ -457,7 +458,7 @@ class EnvironmentActor(AsyncioActor):
             arguments=arguments,
             shell=command.shell,
             env=env,
-            log_path=self.log_dir / self.record.id / f"{role.path}.{task_id}.log",
+            log_path=task_log_path(self.log_dir, self.record.id, role.path, task_id),
         )
 
     async def _deploy(self, entries: list[_TaskEntry] | None = None) -> list[TaskError]:

@@ -27,11 +27,12 @@ from aliecs.environment.fsm import normalize_event
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
-from aliecs.events import CoreStartEvent, EventBus
+from aliecs.events import AUDIT_FILE, CoreStartEvent, EventBus
 from aliecs.executor.link import ExecutorLink
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
+from aliecs.statedir import make_private_dir
 from aliecs.workflow.repos import RepoManager
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
 from aliecs.workflow.template import Workflow, load_workflow
@@ -241,8 +242,11 @@ class Core:
         await self.stop()
 
     async def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.run_numbers = await asyncio.to_thread(RunNumberStore, self.state_dir / "runs.sqlite")
+        await asyncio.to_thread(make_private_dir, self.state_dir)
+        await asyncio.to_thread(make_private_dir, self.state_dir / "logs")
+        self.run_numbers = await asyncio.to_thread(
+            RunNumberStore, self.state_dir / "runs.sqlite", self.state_dir / AUDIT_FILE
+        )
         await asyncio.to_thread(lambda: self.repos)  # read (or create) the repository state off the loop
         if self.executor_class is not None:
             self.executors = InProcessExecutors(self.nodes, self.executor_class)

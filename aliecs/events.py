@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # OpStatus values of the original's events.proto.
+#: The audit log of every event, in the state directory (written by `aliecs.server.audit`; read
+#: back at start to never reuse a run number).
+AUDIT_FILE = "events.jsonl"
+
 STARTED = "STARTED"
 ONGOING = "ONGOING"
 DONE_OK = "DONE_OK"

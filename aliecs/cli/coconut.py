@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -26,7 +27,7 @@ from aliecs.cli.coconut_output import Output, event_line, format_ms, role_tree, 
 from aliecs.cli.coconut_template import expand as expand_command
 from aliecs.generated import o2control as pb
 from aliecs.runtime import run
-from aliecs.server.auth import TOKEN_ENV
+from aliecs.server.auth import TOKEN_ENV, TokenFileError, resolve_token
 from aliecs.server.client import DEFAULT_ENDPOINT, ControlClient
 from aliecs.workflow.repository import default_repository
 
@@ -160,15 +161,24 @@ def parse_extra_vars(text: str | None) -> dict[str, str]:
     envvar="COCONUT_ENDPOINT",
     help="The core's control API (host:port).",
 )
-@click.option("--token", envvar=TOKEN_ENV, default=None, help=f"Bearer token for the core (env {TOKEN_ENV}).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"File holding the core's bearer token (or env {TOKEN_ENV}).",
+)
 @click.option("--nocolor", is_flag=True, help="Plain output without colours.")
 @click.option("--nospinner", is_flag=True, help="No spinner while waiting.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more.")
 @click.pass_context
 def cli(
-    ctx: click.Context, endpoint: str, token: str | None, nocolor: bool, nospinner: bool, verbose: bool
+    ctx: click.Context, endpoint: str, token_file: Path | None, nocolor: bool, nospinner: bool, verbose: bool
 ) -> None:
     """coconut - the aliecs control and configuration utility."""
+    try:
+        token = resolve_token(token_file)
+    except TokenFileError as exc:
+        raise click.UsageError(str(exc)) from None
     color = not nocolor and "NO_COLOR" not in os.environ
     ctx.obj = Settings(endpoint=endpoint, token=token, out=Output(color=color, spinner=not nospinner))
 

@@ -23,10 +23,11 @@ import click
 
 from aliecs.api import Core, Environment, default_state_dir
 from aliecs.environment import fsm as states
+from aliecs.environment.runnumber import RunNumberStoreError
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.runtime import run
 from aliecs.server import ControlServer
-from aliecs.server.auth import TOKEN_ENV, TokenRequiredError
+from aliecs.server.auth import TOKEN_ENV, TokenFileError, TokenRequiredError, resolve_token
 from aliecs.server.service import DEFAULT_HOST, DEFAULT_PORT
 
 EXIT_USAGE = 2
@@ -56,6 +57,22 @@ async def _wind_down(env: Environment) -> None:
 
 
 async def _serve(
+    state_dir: Path,
+    nodes: int,
+    inventory: Path | None,
+    host: str,
+    port: int,
+    token: str | None,
+    failover_timeout: float,
+) -> int:
+    try:
+        return await _serve_core(state_dir, nodes, inventory, host, port, token, failover_timeout)
+    except RunNumberStoreError as exc:  # a damaged state directory: say which file, no traceback
+        say(f"error: {exc}")
+        return 1
+
+
+async def _serve_core(
     state_dir: Path,
     nodes: int,
     inventory: Path | None,
@@ -134,10 +151,10 @@ async def _serve(
     help="YAML inventory of nodes (instead of --nodes).",
 )
 @click.option(
-    "--token",
-    envvar=TOKEN_ENV,
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help=f"Bearer token clients must send (required off loopback; env {TOKEN_ENV}).",
+    help=f"File holding the bearer token clients must send (required off loopback; or env {TOKEN_ENV}).",
 )
 @click.option(
     "--failover-timeout",
@@ -153,7 +170,7 @@ def command(
     port: int,
     nodes: int,
     inventory: Path | None,
-    token: str | None,
+    token_file: Path | None,
     failover_timeout: float,
     mesos: str | None,
 ) -> None:
@@ -164,6 +181,11 @@ def command(
             "run without --mesos to use the embedded local cluster",
             err=True,
         )
+        sys.exit(EXIT_USAGE)
+    try:
+        token = resolve_token(token_file)
+    except TokenFileError as exc:
+        click.echo(f"aliecs-core: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     directory = state_dir or default_state_dir()
     sys.exit(run(_serve(directory, nodes, inventory, host, port, token, failover_timeout)))

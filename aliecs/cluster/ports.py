@@ -4,14 +4,27 @@ Simulated nodes all live on this machine, so a port is handed out only if no nod
 this process holds it and the operating system lets us bind it right now (another program, or a
 test running next to us, may own it). The last check cannot rule out a race with a foreign
 process, but it turns the common collision into a skip instead of a task that fails to start.
+
+Ports in the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by
+default) are where the kernel picks the local port of every outgoing connection, so any of them can
+be taken between our check and the task's bind. The default ranges (control 30000-30999, data
+20000-20999) lie below it; when a configured range overlaps it anyway (a machine with a widened
+ephemeral range), the allocator warns once, naming both ranges, and hands out the range's ports
+outside the ephemeral range first.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 # Ports reserved by any allocator in this process: several embedded cores may run side by side.
 _RESERVED: set[int] = set()
@@ -40,6 +53,19 @@ class PortRange:
 
     def __str__(self) -> str:
         return f"{self.first}-{self.last}"
+
+
+def ephemeral_range(path: Path = EPHEMERAL_RANGE_FILE) -> PortRange | None:
+    """The kernel's ephemeral port range, None when it cannot be read (not Linux)."""
+    try:
+        first, last = (int(part) for part in path.read_text().split()[:2])
+        return PortRange(first, last)
+    except (OSError, ValueError):
+        return None
+
+
+def overlap(a: PortRange, b: PortRange) -> bool:
+    return a.first <= b.last and b.first <= a.last
 
 
 class PortExhaustedError(RuntimeError):
@@ -112,20 +138,47 @@ def _bindable(port: int) -> bool:
 class PortAllocator:
     """Hands out the lowest free port of a range (as the original does) and takes it back on release."""
 
-    def __init__(self, ports: PortRange, owner: str) -> None:
+    def __init__(self, ports: PortRange, owner: str, ephemeral: PortRange | None = None) -> None:
         self.ports = ports
         self.owner = owner
+        self.ephemeral = ephemeral if ephemeral is not None else ephemeral_range()
         self._mine: set[int] = set()
         self._next = ports.first
+        if self.ephemeral is not None and overlap(ports, self.ephemeral):
+            log.warning(
+                "%s: port range %s overlaps the kernel's ephemeral range %s (%s): outgoing connections "
+                "may take its ports; configure a range outside it in the inventory",
+                owner,
+                ports,
+                self.ephemeral,
+                EPHEMERAL_RANGE_FILE,
+            )
 
     @property
     def in_use(self) -> frozenset[int]:
         return frozenset(self._mine)
 
-    def allocate(self) -> int:
+    def _ephemeral(self, port: int) -> bool:
+        return self.ephemeral is not None and self.ephemeral.first <= port <= self.ephemeral.last
+
+    def _candidates(self) -> Iterator[int]:
+        """The range's ports in turn from the last one handed out; ephemeral ones last."""
         span = len(self.ports)
-        for offset in range(span):
-            port = self.ports.first + (self._next - self.ports.first + offset) % span
+        start = self._next - self.ports.first
+        order = (self.ports.first + (start + offset) % span for offset in range(span))
+        if self.ephemeral is None or not overlap(self.ports, self.ephemeral):
+            yield from order
+            return
+        later = []
+        for port in order:
+            if self._ephemeral(port):
+                later.append(port)
+            else:
+                yield port
+        yield from later
+
+    def allocate(self) -> int:
+        for port in self._candidates():
             if port in _RESERVED or not _bindable(port):
                 continue
             _RESERVED.add(port)

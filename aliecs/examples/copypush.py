@@ -5,6 +5,11 @@ FairMQ-style keys `chans.data.0.address` / `.method` / `.type`; the sampler bind
 socket there, each sink connects a PULL socket. While RUNNING the sampler pushes messages at the
 configured rate and the sinks count what arrives; at STOP each prints its count for the run, which is
 what the demo reports.
+
+A bind address with the wildcard host (`tcp://*:PORT`, as FairMQ channels are written) is bound on
+the node's own address (`--bind-host`, default 127.0.0.1, the address of every simulated node of
+the local cluster), never on all interfaces: the data channel is reachable by the peers the control
+system wired to it, not by every machine that can route to this one.
 """
 
 from __future__ import annotations
@@ -23,6 +28,17 @@ from aliecs.occ import run
 _SOCKET_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB}
 
 
+DEFAULT_BIND_HOST = "127.0.0.1"
+
+
+def node_bind_address(address: str, host: str) -> str:
+    """`tcp://*:PORT` (or `tcp://0.0.0.0:PORT`) -> `tcp://HOST:PORT`; other addresses unchanged."""
+    for wildcard in ("tcp://*:", "tcp://0.0.0.0:"):
+        if address.startswith(wildcard):
+            return f"tcp://{host}:{address[len(wildcard) :]}"
+    return address
+
+
 def _log(text: str) -> None:
     print(text, flush=True)
 
@@ -30,8 +46,9 @@ def _log(text: str) -> None:
 class _Device:
     """Common channel handling: open the `data` channel as told at CONFIGURE, close it at RESET."""
 
-    def __init__(self, device_id: str) -> None:
+    def __init__(self, device_id: str, bind_host: str = DEFAULT_BIND_HOST) -> None:
         self.device_id = device_id
+        self.bind_host = bind_host
         self.context = zmq.asyncio.Context()
         self.socket: zmq.asyncio.Socket | None = None
         self.run_number = "0"
@@ -50,6 +67,7 @@ class _Device:
         if kind == "sub":
             socket.setsockopt(zmq.SUBSCRIBE, b"")
         if method == "bind":
+            address = node_bind_address(address, self.bind_host)
             socket.bind(address)
         else:
             socket.connect(address)
@@ -73,8 +91,10 @@ class _Device:
 
 
 class Sampler(_Device):
-    def __init__(self, device_id: str, msg_size: int, rate: float) -> None:
-        super().__init__(device_id)
+    def __init__(
+        self, device_id: str, msg_size: int, rate: float, bind_host: str = DEFAULT_BIND_HOST
+    ) -> None:
+        super().__init__(device_id, bind_host)
         self.payload = b"x" * msg_size
         self.rate = rate
         self.sent = 0
@@ -111,8 +131,8 @@ class Sampler(_Device):
 
 
 class Sink(_Device):
-    def __init__(self, device_id: str) -> None:
-        super().__init__(device_id)
+    def __init__(self, device_id: str, bind_host: str = DEFAULT_BIND_HOST) -> None:
+        super().__init__(device_id, bind_host)
         self.received = 0
         self.bytes = 0
         self.counting = False
@@ -161,8 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--control-port", type=int, default=None, help="OCC port (default: $OCC_CONTROL_PORT)"
     )
+    parser.add_argument(
+        "--bind-host",
+        default=DEFAULT_BIND_HOST,
+        help="address a wildcard (tcp://*:PORT) channel binds on: this node's address",
+    )
     args = parser.parse_args(argv)
-    handler: Any = Sampler(args.id, args.msg_size, args.rate) if args.device == "sampler" else Sink(args.id)
+    handler: Any = (
+        Sampler(args.id, args.msg_size, args.rate, args.bind_host)
+        if args.device == "sampler"
+        else Sink(args.id, args.bind_host)
+    )
     return run(handler, sys.argv[1:] if argv is None else argv)
 
 

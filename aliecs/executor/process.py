@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aliecs.statedir import open_private_log
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -132,8 +134,7 @@ class TaskProcess:
         env = task_environment(spec.env)
         log = None
         if spec.log_path is not None:
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = open(spec.log_path, "ab")  # noqa: SIM115, ASYNC230 - a local file, handed to the child
+            log = os.fdopen(open_private_log(spec.log_path), "ab")  # 0600 in a 0700 directory
         try:
             preexec = _die_with_parent if spec.die_with_parent and sys.platform == "linux" else None
             common = {

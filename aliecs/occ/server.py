@@ -25,6 +25,9 @@ Why the design is what it is:
 - Each stream subscriber has its own bounded queue: emitting never blocks, a slow subscriber is cut
   off with RESOURCE_EXHAUSTED instead of stalling the others, and a vanished one is forgotten when
   grpclib cancels its handler.
+- Requests are bounded (`aliecs.wire.MAX_MESSAGE_BYTES`, 4 MiB) and large ones decoded in a thread,
+  so a huge transition never makes the task deaf to GetState or to SIGTERM; client text echoed in
+  errors is cut short.
 - After EXIT the server stops only once the EXIT reply (trailers included) has been handed to the
   transport, so the executor sees ``ok`` and then a clean exit with code 0.
 """
@@ -64,6 +67,7 @@ from aliecs.occ.states import (
     next_state,
     parse_event,
 )
+from aliecs.wire import MAX_ECHO, excerpt, recv_request
 
 log = logging.getLogger("aliecs.occ")
 
@@ -456,19 +460,22 @@ class OccTask:
             if current is DONE:
                 raise GRPCError(
                     Status.FAILED_PRECONDITION,
-                    f"transition {event_name} not possible: the task is DONE (exiting) and accepts no events",
+                    f"transition {excerpt(event_name)} not possible: "
+                    "the task is DONE (exiting) and accepts no events",
                 )
             if src_state.strip().upper() != current:
                 raise GRPCError(
                     Status.INVALID_ARGUMENT,
-                    f"transition {event_name} not possible: state mismatch: "
-                    f"source state {src_state!r} requested, current state is {current}",
+                    f"transition {excerpt(event_name)} not possible: state mismatch: "
+                    f"source state {excerpt(src_state)} requested, current state is {current}",
                 )
             try:
                 event = parse_event(event_name)
                 destination = next_state(current, event)
             except (ValueError, TransitionNotAllowedError) as exc:
-                raise GRPCError(Status.FAILED_PRECONDITION, f"transition not possible: {exc}") from None
+                raise GRPCError(
+                    Status.FAILED_PRECONDITION, f"transition not possible: {str(exc)[: MAX_ECHO * 2]}"
+                ) from None
 
             log.info("transition %s: %s -> %s (%d arguments)", event, current, destination, len(args))
             if current is RUNNING:
@@ -579,11 +586,11 @@ class OccTask:
         }
 
     async def _rpc_get_state(self, stream: Stream[occ_pb.GetStateRequest, occ_pb.GetStateReply]) -> None:
-        await stream.recv_message()
+        await recv_request(stream)
         await stream.send_message(occ_pb.GetStateReply(state=str(self._state), pid=os.getpid()))
 
     async def _rpc_transition(self, stream: Stream[occ_pb.TransitionRequest, occ_pb.TransitionReply]) -> None:
-        request = await stream.recv_message()
+        request = await recv_request(stream)
         if request is None:
             raise GRPCError(Status.INVALID_ARGUMENT, "empty Transition request")
         args = {entry.key: entry.value for entry in request.arguments}
@@ -600,7 +607,7 @@ class OccTask:
     async def _rpc_event_stream(
         self, stream: Stream[occ_pb.EventStreamRequest, occ_pb.EventStreamReply]
     ) -> None:
-        await stream.recv_message()
+        await recv_request(stream)
         await self._serve_stream(
             stream,
             self._events,
@@ -610,7 +617,7 @@ class OccTask:
     async def _rpc_state_stream(
         self, stream: Stream[occ_pb.StateStreamRequest, occ_pb.StateStreamReply]
     ) -> None:
-        await stream.recv_message()
+        await recv_request(stream)
         await self._serve_stream(
             stream,
             self._states,

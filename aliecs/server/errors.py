@@ -6,6 +6,7 @@ to do next; the code lets programs react without parsing text.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,6 +30,8 @@ from aliecs.workflow.repos import (
     UnknownRepositoryError,
     UnknownRevisionError,
 )
+
+log = logging.getLogger(__name__)
 
 
 class UnknownTaskError(AliecsError):
@@ -59,7 +62,9 @@ def status_for(exc: BaseException) -> tuple[Status, str]:
         return Status.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, AliecsError):
         return Status.FAILED_PRECONDITION, str(exc)
-    return Status.INTERNAL, f"internal error in the core: {exc!r}; see the core's log"
+    return Status.INTERNAL, (
+        f"internal error in the core ({type(exc).__name__}: {str(exc)[:200]}); see the core's log"
+    )
 
 
 def _repository_status(exc: RepositoryError) -> tuple[Status, str]:
@@ -74,9 +79,21 @@ def _repository_status(exc: RepositoryError) -> tuple[Status, str]:
     return Status.INVALID_ARGUMENT, str(exc)
 
 
+#: Longest status message sent, in characters: it travels in an HTTP/2 header, whose encoding is
+#: pure Python, and a client must not be able to make the core encode megabytes of its own text.
+MAX_STATUS_MESSAGE = 8192
+
+
+def bounded_message(message: str) -> str:
+    if len(message) <= MAX_STATUS_MESSAGE:
+        return message
+    cut = len(message) - MAX_STATUS_MESSAGE
+    return f"{message[:MAX_STATUS_MESSAGE]}... ({cut} more characters cut; see the core's log)"
+
+
 def grpc_error(exc: BaseException) -> GRPCError:
     status, message = status_for(exc)
-    return GRPCError(status, message)
+    return GRPCError(status, bounded_message(message))
 
 
 @contextmanager
@@ -87,7 +104,10 @@ def mapped_errors() -> Iterator[None]:
     except GRPCError:
         raise
     except Exception as exc:
-        raise grpc_error(exc) from exc
+        error = grpc_error(exc)
+        if not isinstance(exc, AliecsError):
+            log.error("internal error answering a request", exc_info=exc)
+        raise error from exc
 
 
 def invalid(message: str) -> GRPCError:

@@ -38,9 +38,11 @@ from aliecs.server.errors import (
     unimplemented,
 )
 from aliecs.server.events import to_proto
+from aliecs.server.limits import check_request
 from aliecs.server.repos import RepositoryService
-from aliecs.server.rolepath import compile_glob
+from aliecs.server.rolepath import PatternError, compile_glob
 from aliecs.server.streams import DESTROY, Streams
+from aliecs.wire import recv_request
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +78,21 @@ def workflow_name(template: str) -> str:
     return name.removesuffix(".yaml")
 
 
+async def read_request(stream: Stream[Any, Any]) -> Any:
+    """The request of a call: bounded in size, strictly decoded, every field within its limit."""
+    request = await recv_request(stream)
+    if request is None:
+        raise invalid("the call carried no request message")
+    check_request(request)
+    return request
+
+
 class ControlService:
     """The RPC handlers. `core` must be started; the service never stops it."""
 
-    def __init__(self, core: Core, instance_name: str = "aliecs") -> None:
+    def __init__(self, core: Core, instance_name: str = "aliecs", audit: AuditLog | None = None) -> None:
         self.core = core
+        self.audit = audit
         self.instance_name = instance_name
         self.streams = Streams(core.events)
         self.public: dict[str, bool] = {}
@@ -181,7 +193,7 @@ class ControlService:
     @staticmethod
     def _unary(func: Callable[[Any], Awaitable[Any]]) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
         async def handle(stream: Stream[Any, Any]) -> None:
-            request = await stream.recv_message()
+            request = await read_request(stream)
             with mapped_errors():
                 reply = await func(request)
             await stream.send_message(reply)
@@ -207,7 +219,7 @@ class ControlService:
             framework_id=str(self.core.state_dir),
             environments_count=len(await self.core.environments()),
             tasks_count=len(self.core.tasks()),
-            state="CONNECTED",
+            state=self._state(),
             hosts_count=len(self.core.nodes),
             instance_name=self.instance_name,
             version=pb.Version(
@@ -215,6 +227,11 @@ class ControlService:
             ),
             timestamp=convert.now_ms(),
         )
+
+    def _state(self) -> str:
+        """CONNECTED, or DEGRADED with the reason when the audit log cannot be written."""
+        problem = self.audit.health() if self.audit is not None else ""
+        return f"DEGRADED: {problem}" if problem else "CONNECTED"
 
     async def get_active_detectors(self, request: pb.Empty) -> pb.GetActiveDetectorsReply:
         return pb.GetActiveDetectorsReply(detectors=[], timestamp=convert.now_ms())
@@ -456,21 +473,16 @@ class ControlService:
         env = self.core.environment(request.env_id)
         try:
             pattern = compile_glob(request.path_spec or "*")
-        except ValueError as exc:
+        except PatternError as exc:
             raise invalid(str(exc)) from None
         tree = env.tree()
-        roles = [
-            convert.role_info(node, env.template)
-            for node in tree.walk()
-            if pattern.match(node.path) is not None
-        ]
+        roles = [convert.role_info(node, env.template) for node in tree.walk() if pattern.match(node.path)]
         return pb.GetRolesReply(roles=roles, timestamp=convert.now_ms())
 
     # -- events -----------------------------------------------------------------------------------
 
     async def _subscribe(self, stream: Stream[pb.SubscribeRequest, events_pb.Event]) -> None:
-        request = await stream.recv_message()
-        assert request is not None
+        request = await read_request(stream)
         async with contextlib.aclosing(self.streams.stream(request.id)) as events:
             async for event in events:
                 await stream.send_message(to_proto(event))
@@ -494,8 +506,8 @@ class ControlServer:
         self.host = host
         self.requested_port = port
         self.token = token
-        self.service = ControlService(core)
         self.audit = AuditLog(core.events, Path(core.state_dir) / AUDIT_FILE)
+        self.service = ControlService(core, audit=self.audit)
         self.server = Server([self.service])
         if token:
             require_token(self.server, token)

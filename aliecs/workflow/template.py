@@ -33,6 +33,7 @@ from typing import Any
 from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.functions import base_function_scope
 from aliecs.workflow.jit import CommandGenerator, JitRegistry
+from aliecs.workflow.limits import FOR_ITEMS_ENV, ROLES_ENV, TemplateLimits
 from aliecs.workflow.providers import Providers, global_layers
 from aliecs.workflow.render import plain, render_value, role_scope, variables_of
 from aliecs.workflow.repository import SourceFile, TemplateRepository
@@ -222,6 +223,8 @@ class _Expander:
         self.classes: dict[tuple[str, str], TaskClassCache] = {}
         self._functions: dict[tuple[str, str], dict[str, Any]] = {}
         self._service_scope = providers.namespaces()
+        self.limits = TemplateLimits.from_env()
+        self.roles = 0
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -301,6 +304,7 @@ class _Expander:
                 raise self.error(
                     f"for.range must render to a JSON list, got {rendered!r}", ctx, parent_path, loop, "range"
                 )
+            self.check_for_items(len(items), ctx, parent_path, loop, "range")
             values = [item if isinstance(item, str) else json.dumps(item) for item in items]
         elif "begin" in loop and "end" in loop:
             begin_text, end_text = text("begin"), text("end")
@@ -314,6 +318,7 @@ class _Expander:
                     loop,
                     "begin",
                 ) from exc
+            self.check_for_items(end - begin + 1, ctx, parent_path, loop, "end")
             values = [str(i) for i in range(begin, end + 1)]
         else:
             raise self.error("'for' needs either 'range' or 'begin' and 'end'", ctx, parent_path, spec, "for")
@@ -332,6 +337,29 @@ class _Expander:
             if role is not None:
                 roles.append(role)
         return roles
+
+    def check_for_items(self, count: int, ctx: _Context, parent_path: str, node: Any, key: str) -> None:
+        if count > self.limits.for_items:
+            raise self.error(
+                f"'for' would generate {count} roles, over the limit of {self.limits.for_items} "
+                f"per iterator (the core's {FOR_ITEMS_ENV} raises it)",
+                ctx,
+                parent_path,
+                node,
+                key,
+            )
+
+    def count_role(self, ctx: _Context, path: str, node: Any) -> None:
+        """One more role in this environment; refuse past the per-environment limit."""
+        self.roles += 1
+        if self.roles > self.limits.roles:
+            raise self.error(
+                f"the environment would have more than {self.limits.roles} roles "
+                f"(the core's {ROLES_ENV} raises the limit)",
+                ctx,
+                path,
+                node,
+            )
 
     def role_kind(self, spec: Mapping[str, Any], ctx: _Context, parent_path: str) -> str:
         present = [kind for kind in ROLE_KINDS if kind in spec]
@@ -385,6 +413,7 @@ class _Expander:
         stack0 = {**layers.defaults, **layers.vars, **self.user_vars, **local_vars}
         if "enabled" in spec and not _truthy_enabled(render_here(spec["enabled"], stack0, spec, "enabled")):
             return None
+        self.count_role(ctx, pending_path, spec)
         # Stage 1: own defaults, all against the same parent snapshot.
         own_defaults = spec.get("defaults")
         defaults = dict(layers.defaults)

@@ -38,6 +38,7 @@ from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.tag import Tag
 
 from aliecs.errors import AliecsError
+from aliecs.workflow.limits import YAML_DEPTH_ENV, YAML_NODES_ENV, TemplateLimits
 
 __all__ = [
     "PUBLIC_VAR_FIELDS",
@@ -148,9 +149,48 @@ class _TextResolver(VersionedResolver):  # type: ignore[misc]
 
 class _Composer(Composer):  # type: ignore[misc]
     """Rejects an alias used inside its own anchor's value (`&x [*x]`), as Go's yaml.v3 does,
-    instead of building a self-containing structure."""
+    instead of building a self-containing structure; bounds nesting depth and the size a value
+    reaches once its aliases are expanded (`TemplateLimits`), before anything walks the tree.
+
+    Each composed node's expanded size (itself plus its children, an alias counting as the whole
+    value it names) is kept in `_local.weights` by node identity, so the check costs one addition
+    per node however many times an anchor is reused.
+    """
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        limits: TemplateLimits = _local.limits
+        depth = _local.depth + 1
+        if depth > limits.yaml_depth:
+            raise ComposerError(
+                None,
+                None,
+                f"nested deeper than {limits.yaml_depth} levels (limit {YAML_DEPTH_ENV})",
+                self.parser.peek_event().start_mark,
+            )
+        _local.depth = depth
+        try:
+            node = self._compose_checked(parent, index)
+        finally:
+            _local.depth = depth - 1
+        weights: dict[int, int] = _local.weights
+        if id(node) not in weights:
+            weight = 1
+            if isinstance(node, SequenceNode):
+                weight += sum(weights.get(id(item), 1) for item in node.value)
+            elif isinstance(node, MappingNode):
+                weight += sum(weights.get(id(k), 1) + weights.get(id(v), 1) for k, v in node.value)
+            if weight > limits.yaml_nodes:
+                raise ComposerError(
+                    None,
+                    None,
+                    f"this value expands to more than {limits.yaml_nodes} nodes through its aliases "
+                    f"(limit {YAML_NODES_ENV})",
+                    node.start_mark,
+                )
+            weights[id(node)] = weight
+        return node
+
+    def _compose_checked(self, parent: Any, index: Any) -> Any:
         composing: set[str] = self.__dict__.setdefault("_composing", set())
         self.warn_double_anchors = False  # Go accepts a redefined anchor silently
         event = self.parser.peek_event()
@@ -257,6 +297,43 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+def _check_flow_depth(text: str, filename: str, limit: int) -> None:
+    """Refuse deeply nested flow collections (`[[[[...`) before ruamel scans them.
+
+    ruamel's scanner keeps a possible simple key per flow level and revisits them all for every
+    token: 20,000 nested brackets take seconds before the composer's depth check is reached. This
+    pass counts brackets outside quotes and comments; a bracket inside a plain scalar may count
+    too, which only matters for text nesting over the limit.
+    """
+    depth = 0
+    quote = ""
+    line = 1
+    line_start = 0
+    comment = False
+    for offset, char in enumerate(text):
+        if char == "\n":
+            line, line_start, comment = line + 1, offset + 1, False
+        if comment:
+            continue
+        if quote:
+            if char == quote:
+                quote = ""
+            continue
+        if char in "'\"":
+            quote = char
+        elif char == "#":
+            comment = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                column = offset - line_start + 1
+                raise TemplateSourceError(
+                    filename, line, column, f"nested deeper than {limit} levels (limit {YAML_DEPTH_ENV})"
+                )
+        elif char in "]}" and depth:
+            depth -= 1
+
+
 def load_yaml(text: str, filename: str) -> Any:
     """Parse one template document.
 
@@ -265,6 +342,10 @@ def load_yaml(text: str, filename: str) -> Any:
     (`PublicScalar`/`PublicVar` for `!public`). Raises `TemplateSourceError` naming `filename`,
     line and column for broken YAML, duplicate keys, several documents or unknown tags.
     """
+    _local.limits = TemplateLimits.from_env()
+    _check_flow_depth(text, filename, _local.limits.yaml_depth)
+    _local.depth = 0
+    _local.weights = {}
     try:
         loader = _yaml()
         try:
@@ -288,6 +369,8 @@ def load_yaml(text: str, filename: str) -> Any:
         raise TemplateSourceError(filename, line, column, message) from exc
     except YAMLError as exc:
         raise TemplateSourceError(filename, 0, 0, _one_line(str(exc))) from exc
+    finally:
+        _local.weights = {}  # the nodes are garbage now; their ids may be reused
     if document is None or document == "":
         return CommentedMap()
     return document

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from aliecs.events import RequestUser
+
 if TYPE_CHECKING:
     from aliecs.workflow.template import Workflow
 
@@ -159,3 +161,7 @@ class EnvironmentRecord:
     run_end_completion_time_ms: int = 0
     # The expanded workflow the environment was made from (role variables, descriptions).
     template: Workflow | None = field(default=None, repr=False)
+    # Who asked for the latest operation (creation, transition, teardown); listed or not by default.
+    last_request_user: RequestUser | None = None
+    public: bool = True
+    requested_workflow: str = ""  # as asked for: `[repo/workflows/]name[@revision]`

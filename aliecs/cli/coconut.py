@@ -43,6 +43,8 @@ TRANSITIONS = {
     "STOP": Optype.STOP_ACTIVITY,
     "DEPLOY": Optype.DEPLOY,
     "GO_ERROR": Optype.GO_ERROR,
+    "RECOVER": Optype.RECOVER,  # aliecs extensions: the original cannot run these two
+    "EXIT": Optype.EXIT,
 }
 
 

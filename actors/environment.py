@@ -37,7 +37,7 @@ from aliecs.errors import InvalidTransitionError, TaskError, TransitionError
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, EventBus, RunEvent
 from aliecs.executor.process import LaunchSpec
 from aliecs.integration import Plugin, builtin_plugins
-from aliecs.model import EnvironmentRecord, RoleRecord, TaskRecord, TransitionResult
+from aliecs.model import EnvironmentRecord, RoleRecord, TaskCommand, TaskRecord, TransitionResult
 from aliecs.workflow.channels import (
     bind_channels,
     channel_keys,
@@ -455,9 +455,12 @@ class EnvironmentActor(AsyncioActor):
             entry.placement = placement
             entry.record.host = placement.hostname
             try:
-                to_start.append((entry, self._launch_spec(entry.role, entry.record.id, placement)))
+                spec = self._launch_spec(entry.role, entry.record.id, placement)
             except TemplateError as exc:
                 errors.append(entry.error(str(exc)))
+                continue
+            to_start.append((entry, spec))
+            entry.record.command = TaskCommand(spec.command, spec.arguments, spec.env_list(), spec.shell)
         if any(error.critical for error in errors):
             # Fail fast: do not start anything when a critical task cannot run at all.
             await self.scheduler.proxy().release([entry.record.id for entry in targets])
@@ -506,7 +509,7 @@ class EnvironmentActor(AsyncioActor):
                 errors.append(entry.error(str(exc)))
                 continue
             args["environment_id"] = self.record.id
-            arguments[entry.record.id] = args
+            arguments[entry.record.id] = entry.record.properties = args
         if any(error.critical for error in errors):
             return errors
         return errors + await self._transition_tasks(

@@ -35,8 +35,8 @@ from aliecs.events import (
     RunEvent,
     WorkflowTemplateRef,
 )
-from aliecs.integration import Plugin
-from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
+from aliecs.integration import Plugin, builtin_plugins
+from aliecs.model import EnvironmentRecord, RoleTree, TaskCommand, TaskInfo, TransitionResult
 from aliecs.workflow.repos import RepoManager
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
 from aliecs.workflow.template import Workflow, load_workflow
@@ -108,6 +108,11 @@ class Environment:
     def template(self) -> Workflow | None:
         """The expanded workflow (role variables, descriptions) this environment was made from."""
         return self._record.template
+
+    def task_command(self, task_id: str) -> tuple[TaskCommand | None, dict[str, str]]:
+        """How a task was started and the arguments its CONFIGURE carried (channels, properties)."""
+        record = self._record.tasks[task_id]
+        return record.command, dict(record.properties)
 
     def tree(self) -> RoleTree:
         if self._record.root is None:
@@ -235,6 +240,7 @@ class Core:
         self._core: Any = None
         self._manager: Any = None
         self.run_numbers: RunNumberStore | None = None
+        self.start_event: CoreStartEvent | None = None
 
     @cached_property
     def repos(self) -> RepoManager:
@@ -284,7 +290,8 @@ class Core:
             self.nodes, self.run_numbers, self.state_dir / "logs", self._registry, self.events, **extra
         )
         _scheduler, self._manager = await self._core.proxy().refs()
-        self.events.publish(CoreStartEvent(framework_id=str(self.state_dir)))
+        self.start_event = CoreStartEvent(framework_id=str(self.state_dir))
+        self.events.publish(self.start_event)
 
     async def stop(self) -> None:
         """Destroy every environment (orderly, concurrently), then stop the actor tree."""
@@ -293,6 +300,10 @@ class Core:
         await asyncio.gather(*(env.destroy() for env in self._handles()), return_exceptions=True)
         await self._core.stop()
         self._core = None
+
+    def loaded_plugins(self) -> Mapping[str, Plugin]:
+        """The integrations `call` roles can use (GetIntegratedServices lists them)."""
+        return self.plugins if self.plugins is not None else builtin_plugins()
 
     def _stamp(self, event: Event) -> Event:
         """Complete environment and run events with who asked for the operation under way and, for

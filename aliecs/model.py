@@ -34,6 +34,16 @@ class TaskInfo:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class TaskCommand:
+    """How a task process was started (GetTask's command info)."""
+
+    value: str
+    arguments: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()  # `KEY=value`
+    shell: bool = False
+
+
 @dataclass
 class TaskRecord:
     id: str
@@ -48,6 +58,9 @@ class TaskRecord:
     control_port: int = 0
     log_path: str = ""
     error: str = ""
+    # Set by the environment at DEPLOY (command) and CONFIGURE (the arguments sent: channels, properties).
+    command: TaskCommand | None = None
+    properties: dict[str, str] = field(default_factory=dict)
 
     def info(self) -> TaskInfo:
         return TaskInfo(

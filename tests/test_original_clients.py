@@ -372,3 +372,86 @@ async def test_recover_and_exit_over_grpc_and_coconut(harness: Harness) -> None:
     assert "DEPLOYED" in out.decode()
     assert (await harness.control(env.id, "EXIT")).state == "DONE"
     await harness.destroy(env.id)
+
+
+# -- 4. environment, task, framework and service details --------------------------------------------
+
+CHANS = """\
+name: chans
+description: a sender and a receiver
+roles:
+  - name: hook
+    call: {func: "testplugin.Noop()", trigger: before_CONFIGURE}
+  - name: sender
+    bind:
+      - {name: data, type: push}
+    task: {load: fake}
+  - name: receiver
+    connect:
+      - {name: data, type: pull, target: "{{ Parent().Path }}.sender:data"}
+    task: {load: fake}
+"""
+
+
+async def test_environment_task_framework_and_service_details(harness: Harness, repo: RepoBuilder) -> None:
+    repo.workflow("chans", CHANS)
+    pb, client = harness.pb, harness.client
+    baseline = harness.core.events.subscribers
+    stream = Stream(client, "")
+    try:
+        await until(lambda: harness.core.events.subscribers > baseline, "the subscriber")
+        request = pb.NewEnvironmentRequest(workflowTemplate="chans", vars={"note": "x"})
+        env = (await client.call("NewEnvironment", request)).environment
+
+        tasks = {t.name: t for t in (await client.call("GetTasks", pb.GetTasksRequest())).tasks}
+        sender = (await client.call("GetTask", pb.GetTaskRequest(taskId=tasks["chans.sender"].taskId))).task
+        receiver = (
+            await client.call("GetTask", pb.GetTaskRequest(taskId=tasks["chans.receiver"].taskId))
+        ).task
+        ((bound,), ()) = (sender.inboundChannels, sender.outboundChannels)
+        ((), (connected,)) = (receiver.inboundChannels, receiver.outboundChannels)
+        assert (bound.name, bound.type, connected.name, connected.type) == ("data", "push", "data", "pull")
+        assert connected.target.rsplit(":", 1)[1] == bound.target.rsplit(":", 1)[1]  # the bound port
+        assert sender.commandInfo.shell and "aliecs-fake-task" in sender.commandInfo.value
+        assert any(item.startswith("OCC_CONTROL_PORT=") for item in sender.commandInfo.env)
+        assert sender.properties["environment_id"] == env.id and sender.taskPath == "chans.sender"
+
+        run = (await harness.control(env.id, "START_ACTIVITY")).currentRunNumber
+        running = (await client.call("GetEnvironment", pb.GetEnvironmentRequest(id=env.id))).environment
+        assert running.userVars["run_number"] == str(run) and int(running.userVars["run_start_time_ms"]) > 0
+        await harness.control(env.id, "STOP_ACTIVITY")
+        stopped = (await client.call("GetEnvironment", pb.GetEnvironmentRequest(id=env.id))).environment
+        assert stopped.userVars["last_run_number"] == str(run) and "run_number" not in stopped.userVars
+        assert int(stopped.userVars["run_end_time_ms"]) >= int(stopped.userVars["run_start_time_ms"])
+        assert stopped.userVars["note"] == "x"
+
+        info = await client.call("GetFrameworkInfo", pb.GetFrameworkInfoRequest())
+        assert info.configurationEndpoint.startswith("file://") and info.version.build
+        services = (await client.call("GetIntegratedServices", pb.Empty())).services
+        assert services["testplugin"].enabled and services["testplugin"].connectionState == "READY"
+        await harness.destroy(env.id)
+        await until(
+            lambda: any(
+                e.environmentEvent.transition == "DESTROY"
+                for e in stream.events
+                if e.environmentEvent.environmentId == env.id and e.environmentEvent.transitionStatus == 3
+            ),
+            "the DESTROY event",
+        )
+    finally:
+        stream.cancel()
+    mine = [e.environmentEvent for e in stream.events if e.environmentEvent.environmentId == env.id]
+    created = [e for e in mine if e.transition == "CREATE" and e.transitionStatus == 3]
+    assert created[0].vars["environment_id"] == env.id and created[0].vars["note"] == "x"
+    assert all(e.workflowTemplateInfo.name == "chans" for e in mine)
+    assert all(
+        e.workflowTemplateInfo.description == "a sender and a receiver"
+        for e in mine
+        if e.transition != "CREATE"
+    )
+    assert ("before_CONFIGURE", 3) in [(e.transitionStep, e.transitionStatus) for e in mine]
+
+    await harness.server.audit.stop()  # flush
+    first = json.loads((harness.core.state_dir / "events.jsonl").read_text().splitlines()[0])
+    assert first["coreStartEvent"]["frameworkId"] == str(harness.core.state_dir)
+    await harness.server.audit.start()

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import TextIO
 
-from aliecs.events import EventBus, SubscriberOverflow, Subscription
+from aliecs.events import Event, EventBus, SubscriberOverflow, Subscription
 from aliecs.server.events import to_proto
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,17 @@ class AuditLog:
             asyncio.create_task(self._writer(), name="aliecs-audit-writer"),
         ]
 
+    def record(self, event: Event) -> None:
+        """Append an event published before the log started (the core's start)."""
+        self._pending.append(json.dumps(to_proto(event).to_dict(), separators=(",", ":")) + "\n")
+        self._wake.set()
+
     async def _pump(self) -> None:
         while True:
             assert self._subscription is not None
             try:
                 async for event in self._subscription:
-                    self._pending.append(json.dumps(to_proto(event).to_dict(), separators=(",", ":")) + "\n")
-                    self._wake.set()
+                    self.record(event)
                 break
             except SubscriberOverflow as exc:
                 log.error("audit log fell behind, some events are missing from it: %s", exc)

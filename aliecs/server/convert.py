@@ -139,5 +139,38 @@ def _role_info(node: RoleTree, roles: dict[str, Role], recursive: bool) -> pb.Ro
     )
 
 
-def task_info(task: TaskInfo, env_id: str) -> pb.TaskInfo:
-    return pb.TaskInfo(short_info=short_task(task), task_path=task.role_path, env_id=env_id)
+def task_info(task: TaskInfo, env: Environment) -> pb.TaskInfo:
+    """GetTask's answer: channels and properties as sent at CONFIGURE, and the command started."""
+    command, properties = env.task_command(task.id)
+    inbound, outbound = channels(properties)
+    info = pb.TaskInfo(
+        short_info=short_task(task),
+        inbound_channels=inbound,
+        outbound_channels=outbound,
+        task_path=task.role_path,
+        env_id=env.id,
+        properties=properties,
+    )
+    if command is not None:
+        info.command_info = pb.CommandInfo(
+            env=list(command.env), shell=command.shell, value=command.value, arguments=list(command.arguments)
+        )
+    return info
+
+
+def channels(properties: dict[str, str]) -> tuple[list[pb.ChannelInfo], list[pb.ChannelInfo]]:
+    """Inbound (bound) and outbound (connected) channels from the `chans.<name>.0.*` keys."""
+    inbound: list[pb.ChannelInfo] = []
+    outbound: list[pb.ChannelInfo] = []
+    for key, method in properties.items():
+        if not (key.startswith("chans.") and key.endswith(".0.method")):
+            continue
+        prefix = key.removesuffix(".method")
+        name = prefix.removeprefix("chans.").removesuffix(".0")
+        channel = pb.ChannelInfo(
+            name=name,
+            type=properties.get(f"{prefix}.type", ""),
+            target=properties.get(f"{prefix}.address", ""),
+        )
+        (inbound if method == "bind" else outbound).append(channel)
+    return inbound, outbound

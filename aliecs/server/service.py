@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -93,6 +94,8 @@ class ControlService:
         self.core = core
         self.instance_name = instance_name
         self.streams = Streams(core.events, lambda env_id: env_id in core._registry)
+        # Where the configuration lives: the state directory (repositories, run numbers).
+        self.configuration_endpoint = f"file://{Path(core.state_dir).resolve()}"
         self.auto_tasks: set[asyncio.Task[None]] = set()
         self.repos = RepositoryService(core)
 
@@ -238,8 +241,14 @@ class ControlService:
             hosts_count=len(self.core.nodes),
             instance_name=self.instance_name,
             version=pb.Version(
-                major=parts[0], minor=parts[1], patch=parts[2], product_name="aliecs", version_str=text
+                major=parts[0],
+                minor=parts[1],
+                patch=parts[2],
+                build=f"python{sys.version_info.major}.{sys.version_info.minor}",
+                product_name="aliecs",
+                version_str=text,
             ),
+            configuration_endpoint=self.configuration_endpoint,
             timestamp=convert.now_ms(),
         )
 
@@ -250,7 +259,18 @@ class ControlService:
         return pb.GetAvailableDetectorsReply(detectors=[], timestamp=convert.now_ms())
 
     async def get_integrated_services(self, request: pb.Empty) -> pb.ListIntegratedServicesReply:
-        return pb.ListIntegratedServicesReply(services={}, timestamp=convert.now_ms())
+        """The loaded plugins; they live in the core's process, so they are always READY."""
+        services = {
+            name: pb.IntegratedServiceInfo(
+                name=name,
+                enabled=True,
+                endpoint=getattr(plugin, "endpoint", "") or "in-process",
+                connection_state="READY",
+                data="{}",
+            )
+            for name, plugin in self.core.loaded_plugins().items()
+        }
+        return pb.ListIntegratedServicesReply(services=services, timestamp=convert.now_ms())
 
     async def teardown(self, request: pb.TeardownRequest) -> pb.TeardownReply:
         raise unimplemented(
@@ -533,7 +553,7 @@ class ControlService:
         for env in await self.core.environments():
             for task in env.tasks:
                 if task.id == request.task_id:
-                    return pb.GetTaskReply(task=convert.task_info(task, env.id), timestamp=convert.now_ms())
+                    return pb.GetTaskReply(task=convert.task_info(task, env), timestamp=convert.now_ms())
         raise UnknownTaskError(f"no task with id {request.task_id!r}")
 
     async def cleanup_tasks(self, request: pb.CleanupTasksRequest) -> pb.CleanupTasksReply:
@@ -608,6 +628,10 @@ class ControlServer:
 
     async def start(self) -> None:
         await self.audit.start()
+        if (
+            self.core.start_event is not None
+        ):  # published before this log existed, as the original's first event
+            self.audit.record(self.core.start_event)
         await self.server.start(self.host, self.requested_port)
 
     async def close(self) -> None:

@@ -22,7 +22,7 @@ from aliecs.api import Core
 from aliecs.events import EnvironmentEvent, Event
 from aliecs.pytest_plugin import isolated_nodes, wait_for
 from aliecs.server import ControlServer
-from tests.conftest import RepoBuilder
+from tests.conftest import GitRepoBuilder, RepoBuilder
 from tests.original_client import OriginalClient, expect_code, generated
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(90)]
@@ -455,3 +455,23 @@ async def test_environment_task_framework_and_service_details(harness: Harness, 
     first = json.loads((harness.core.state_dir / "events.jsonl").read_text().splitlines()[0])
     assert first["coreStartEvent"]["frameworkId"] == str(harness.core.state_dir)
     await harness.server.audit.start()
+
+
+# -- 2. SetRepoDefaultRevision -------------------------------------------------------------------
+
+
+async def test_set_repo_default_revision_answers_as_the_original(
+    harness: Harness, versioned_repo: GitRepoBuilder
+) -> None:
+    pb, client = harness.pb, harness.client
+    await client.call("AddRepo", pb.AddRepoRequest(name=str(versioned_repo.path)))
+    changed = await client.call(
+        "SetRepoDefaultRevision", pb.SetRepoDefaultRevisionRequest(index=1, revision="v1")
+    )
+    assert changed.info == ""  # the original's coconut reports any non-empty info as a failure
+    unknown = await client.call(
+        "SetRepoDefaultRevision", pb.SetRepoDefaultRevisionRequest(index=1, revision="v9")
+    )
+    assert unknown.info.splitlines() == ["master", "v1"]  # what the repository has
+    listed = await client.call("ListRepos", pb.ListReposRequest())
+    assert listed.repos[1].defaultRevision == "v1"

@@ -417,12 +417,14 @@ async def test_repository_rpcs(harness: Harness, versioned_repo: GitRepoBuilder)
     assert [r.revisions for r in with_revisions.repos] == [["local"], ["master", "v1"]]
 
     reply = await stub.set_repo_default_revision(pb.SetRepoDefaultRevisionRequest(index=1, revision="v1"))
-    assert reply.info == f"{path}: default revision v1"
+    assert reply.info == ""  # the original's success
+    unknown = await stub.set_repo_default_revision(pb.SetRepoDefaultRevisionRequest(index=1, revision="v9"))
+    assert unknown.info == "master\nv1\n"  # the original's answer: OK, with the available revisions
+    directory = await stub.set_repo_default_revision(pb.SetRepoDefaultRevisionRequest(index=0, revision="v1"))
+    assert directory.info == "local\n"
     for request, status, fragment in (
-        (pb.SetRepoDefaultRevisionRequest(index=1, revision="v9"), Status.NOT_FOUND, "no revision 'v9'"),
         (pb.SetRepoDefaultRevisionRequest(index=7, revision="v1"), Status.NOT_FOUND, "repository list"),
         (pb.SetRepoDefaultRevisionRequest(index=1), Status.INVALID_ARGUMENT, "revision is empty"),
-        (pb.SetRepoDefaultRevisionRequest(index=0, revision="v1"), Status.NOT_FOUND, "is a directory"),
     ):
         await expect_status(stub.set_repo_default_revision(request), status, fragment)
     await expect_status(

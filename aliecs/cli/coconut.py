@@ -805,7 +805,10 @@ def repo_default_revision(ctx: click.Context, args: tuple[str, ...]) -> None:
     elif len(args) == 2 and args[0].isdigit():
         repo_request = pb.SetRepoDefaultRevisionRequest(index=int(args[0]), revision=args[1])
         reply = call(ctx, lambda c: c.stub.set_repo_default_revision(repo_request))
-        out.print(reply.info)
+        if reply.info:  # the revisions the repository has: the requested one is not among them
+            out.error(f"Operation failed.\n\nAvailable revisions for this repo:\n{reply.info}")
+            sys.exit(EXIT_FAILED)
+        out.print(f'The default revision for this repo has been successfully updated to "{args[1]}".')
     else:
         raise click.UsageError("give REVISION, or INDEX REVISION (INDEX from `coconut repository list`)")
 

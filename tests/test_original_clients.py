@@ -6,7 +6,11 @@ grpcio from the protos (the original's names and numbers), checked against the o
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
+import re
+import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -185,6 +189,22 @@ def recorder(harness: Harness) -> Iterator[Recorder]:
     recorder.subscription.close()
 
 
+async def coconut(harness: Harness, *args: str, ok: bool = True) -> str:
+    """Run `coconut --endpoint ... ARGS` against the test's server; its output (stdout and stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "coconut"),
+        "--endpoint",
+        f"127.0.0.1:{harness.server.port}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert (process.returncode == 0) == ok, f"coconut {' '.join(args)}: {process.returncode}\n{out.decode()}"
+    return out.decode()
+
+
 # -- 6. status codes and semantics ------------------------------------------------------------------
 
 
@@ -354,22 +374,7 @@ async def test_recover_and_exit_over_grpc_and_coconut(harness: Harness) -> None:
     assert (await harness.control(env.id, "RECOVER")).state == "DEPLOYED"
     assert (await harness.control(env.id, "CONFIGURE")).state == "CONFIGURED"
     assert (await harness.control(env.id, "GO_ERROR")).state == "ERROR"
-    process = await asyncio.create_subprocess_exec(
-        str(BIN / "coconut"),
-        "--endpoint",
-        f"127.0.0.1:{harness.server.port}",
-        "--nocolor",
-        "environment",
-        "control",
-        env.id,
-        "-e",
-        "RECOVER",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    assert process.returncode == 0, out.decode()
-    assert "DEPLOYED" in out.decode()
+    assert "DEPLOYED" in await coconut(harness, "environment", "control", env.id, "-e", "RECOVER")
     assert (await harness.control(env.id, "EXIT")).state == "DONE"
     await harness.destroy(env.id)
 
@@ -475,3 +480,31 @@ async def test_set_repo_default_revision_answers_as_the_original(
     assert unknown.info.splitlines() == ["master", "v1"]  # what the repository has
     listed = await client.call("ListRepos", pb.ListReposRequest())
     assert listed.repos[1].defaultRevision == "v1"
+
+
+# -- 9. coconut ---------------------------------------------------------------------------------------
+
+
+async def test_coconut_aliases_variables_and_request_user(
+    harness: Harness, versioned_repo: GitRepoBuilder
+) -> None:
+    path = str(versioned_repo.path)
+    assert "repository added" in await coconut(harness, "repo", "a", path)
+    assert path in await coconut(harness, "repo", "l")
+    await coconut(harness, "repo", "u")
+    assert "fakes" in await coconut(harness, "templ", "l", "-a")
+    await coconut(harness, "repo", "d", "1")
+    assert path not in await coconut(harness, "repo", "l")
+
+    me = f"{getpass.getuser()}@{socket.gethostname()}"
+    created = await coconut(harness, "env", "new", "-w", "fakes", "-e", "slow_args=--log-level INFO,empty=")
+    block = created.split("user-provided variables:\n", 1)[1]  # as the original: sorted, indented
+    assert re.search(r"^\s+empty: <empty>\n\s+environment_id: \w+\n", block, re.M), block
+    assert re.search(r"^\s+slow_args: --log-level INFO$", block, re.M), block
+    assert re.search(rf'^\s+last_request_user: {{"name":"{re.escape(me)}"}}$', block, re.M), block
+    (env,) = harness.core._handles()
+    assert env.last_request_user is not None and env.last_request_user.name == me
+    assert "fakes.readout" in await coconut(harness, "r", "q", env.id, "fakes.*")
+    await coconut(harness, "env", "t", env.id, "-e", "START")
+    await coconut(harness, "env", "d", env.id, "-a")
+    assert harness.core._handles() == []

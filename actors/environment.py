@@ -40,7 +40,7 @@ from aliecs.executor.link import ExecutorLink
 from aliecs.executor.orders import LaunchOrder, TaskResult, TaskStatus, TransitionOrder
 from aliecs.executor.process import LaunchSpec
 from aliecs.integration import Plugin, builtin_plugins
-from aliecs.model import EnvironmentRecord, RoleRecord, TaskRecord, TransitionResult
+from aliecs.model import EnvironmentRecord, RoleRecord, TaskCommand, TaskRecord, TransitionResult
 from aliecs.statedir import task_log_path
 from aliecs.workflow.channels import (
     Endpoint,
@@ -502,9 +502,12 @@ class EnvironmentActor(AsyncioActor):
             entry.placement = placement
             entry.record.host = placement.hostname
             try:
-                to_start.append((entry, self._launch_spec(entry.role, entry.record.id, placement)))
+                spec = self._launch_spec(entry.role, entry.record.id, placement)
             except TemplateError as exc:
                 errors.append(entry.error(str(exc)))
+                continue
+            to_start.append((entry, spec))
+            entry.record.command = TaskCommand(spec.command, spec.arguments, spec.env_list(), spec.shell)
         if any(error.critical for error in errors):
             # Fail fast: do not start anything when a critical task cannot run at all.
             await self.scheduler.proxy().release([entry.record.id for entry in targets])
@@ -569,7 +572,7 @@ class EnvironmentActor(AsyncioActor):
                 errors.append(entry.error(str(exc)))
                 continue
             args["environment_id"] = self.record.id
-            arguments[entry.record.id] = args
+            arguments[entry.record.id] = entry.record.properties = args
         if any(error.critical for error in errors):
             return errors
         return errors + await self._transition_tasks(

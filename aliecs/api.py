@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -27,11 +29,20 @@ from aliecs.environment.fsm import normalize_event
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
-from aliecs.events import AUDIT_FILE, CoreStartEvent, EventBus
+from aliecs.events import (
+    AUDIT_FILE,
+    CoreStartEvent,
+    EnvironmentEvent,
+    Event,
+    EventBus,
+    RequestUser,
+    RunEvent,
+    WorkflowTemplateRef,
+)
 from aliecs.executor.link import ExecutorLink
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
-from aliecs.integration import Plugin
-from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
+from aliecs.integration import Plugin, builtin_plugins
+from aliecs.model import EnvironmentRecord, RoleTree, TaskCommand, TaskInfo, TransitionResult
 from aliecs.statedir import make_private_dir
 from aliecs.workflow.repos import RepoManager
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
@@ -46,6 +57,16 @@ def default_state_dir() -> Path:
         return Path(configured)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "aliecs"
+
+
+def workflow_template_ref(record: EnvironmentRecord) -> WorkflowTemplateRef:
+    template = record.template
+    return WorkflowTemplateRef(
+        name=template.root.name if template is not None else record.workflow,
+        description=template.description if template is not None else "",
+        path=record.requested_workflow or record.workflow,
+        public=record.public,
+    )
 
 
 class Environment:
@@ -97,30 +118,64 @@ class Environment:
         """The expanded workflow (role variables, descriptions) this environment was made from."""
         return self._record.template
 
+    def task_command(self, task_id: str) -> tuple[TaskCommand | None, dict[str, str]]:
+        """How a task was started and the arguments its CONFIGURE carried (channels, properties)."""
+        record = self._record.tasks[task_id]
+        return record.command, dict(record.properties)
+
     def tree(self) -> RoleTree:
         if self._record.root is None:
             raise AliecsError(f"environment {self.id} has no role tree")
         return RoleTree.of(self._record.root)
 
-    async def transition(self, event: str) -> TransitionResult:
+    @property
+    def public(self) -> bool:
+        return self._record.public
+
+    @property
+    def last_request_user(self) -> RequestUser | None:
+        return self._record.last_request_user
+
+    @property
+    def workflow_template(self) -> WorkflowTemplateRef:
+        """The workflow as environment events describe it (name, description, path, public)."""
+        return workflow_template_ref(self._record)
+
+    async def transition(
+        self, event: str, *, wait: bool = False, user: RequestUser | None = None
+    ) -> TransitionResult:
         """Run one transition (any FSM event name; START/STOP accepted for the activity events).
 
         Raises `InvalidTransitionError` (nothing changed), `EnvironmentBusyError` (another
-        transition is running), or `TransitionError` (the environment went to ERROR).
+        transition is running, unless `wait`: then it runs after that one, as the original's
+        requests queue behind its per-environment mutex), or `TransitionError` (the environment
+        went to ERROR). `user` is recorded as the environment's last request user.
         """
         name = normalize_event(event)
         self._check_alive(name)
-        with self._core._exclusive(self.id, name):
+        if wait:
+            await self._core._exclusive.wait(self.id)
+            self._check_alive(name)
+        with self._core._exclusive.hold(self.id, name):
+            if user is not None:
+                self._record.last_request_user = user
             result: TransitionResult = await self._ref.proxy().transition(name)
         return result
 
-    async def destroy(self, allow_running: bool = True) -> None:
+    async def destroy(
+        self, allow_running: bool = True, *, wait: bool = False, user: RequestUser | None = None
+    ) -> None:
         """Tear down: STOP/RESET/EXIT as needed, kill what remains; no process is left when it returns.
 
-        Destroying an environment that is already gone does nothing."""
+        Destroying an environment that is already gone does nothing. `wait` and `user` as for
+        `transition`."""
+        if wait:
+            await self._core._exclusive.wait(self.id)
         if self.id not in self._core._registry:
             return
-        with self._core._exclusive(self.id, "DESTROY"):
+        with self._core._exclusive.hold(self.id, "DESTROY"):
+            if user is not None:
+                self._record.last_request_user = user
             try:
                 await self._ref.proxy().destroy(allow_running)
             finally:
@@ -135,19 +190,30 @@ class Environment:
 
 
 class _Exclusive:
-    def __init__(self, busy: dict[str, str], env_id: str, what: str) -> None:
-        self.busy, self.env_id, self.what = busy, env_id, what
+    """One transition or teardown per environment at a time, and a way to wait for the running one."""
 
-    def __enter__(self) -> None:
-        running = self.busy.get(self.env_id)
-        if running is not None:
+    def __init__(self) -> None:
+        self.running: dict[str, tuple[str, asyncio.Event]] = {}
+
+    async def wait(self, env_id: str) -> None:
+        """Return once nothing runs on `env_id` (the caller must take `hold` without awaiting)."""
+        while (entry := self.running.get(env_id)) is not None:
+            await entry[1].wait()
+
+    @contextmanager
+    def hold(self, env_id: str, what: str) -> Iterator[None]:
+        entry = self.running.get(env_id)
+        if entry is not None:
             raise EnvironmentBusyError(
-                f"environment {self.env_id} is busy with {running}; {self.what} was not started"
+                f"environment {env_id} is busy with {entry[0]}; {what} was not started"
             )
-        self.busy[self.env_id] = self.what
-
-    def __exit__(self, *exc: object) -> None:
-        self.busy.pop(self.env_id, None)
+        done = asyncio.Event()
+        self.running[env_id] = (what, done)
+        try:
+            yield
+        finally:
+            del self.running[env_id]
+            done.set()
 
 
 class Core:
@@ -178,7 +244,7 @@ class Core:
         self.executors: LocalExecutors | InProcessExecutors | None = None
         # Environments are journaled when they can outlive this core (see `outlive_core`).
         self.journal: Journal | None = None
-        self.events = EventBus()
+        self.events = EventBus(stamp=self._stamp)
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         if nodes is None or isinstance(nodes, int):
             self.nodes = default_nodes(nodes or 1)
@@ -188,10 +254,11 @@ class Core:
             self.nodes = list(nodes)
         self.repository: TemplateRepository | None = repository
         self._registry: dict[str, tuple[EnvironmentRecord, Any]] = {}
-        self._busy: dict[str, str] = {}
+        self._exclusive = _Exclusive()
         self._core: Any = None
         self._manager: Any = None
         self.run_numbers: RunNumberStore | None = None
+        self.start_event: CoreStartEvent | None = None
 
     @cached_property
     def repos(self) -> RepoManager:
@@ -274,7 +341,8 @@ class Core:
         _scheduler, self._manager = await self._core.proxy().refs()
         if self.journal is not None:
             await self._restore(links)
-        self.events.publish(CoreStartEvent(framework_id=str(self.state_dir)))
+        self.start_event = CoreStartEvent(framework_id=str(self.state_dir))
+        self.events.publish(self.start_event)
 
     async def stop(self) -> None:
         """Destroy every environment (orderly, concurrently), then stop the actor tree."""
@@ -329,14 +397,36 @@ class Core:
                 log.warning("node %s: killing %d task(s) no environment claims", hostname, len(orphans))
                 await links[hostname].kill(orphans)
 
-    def _exclusive(self, env_id: str, what: str) -> _Exclusive:
-        return _Exclusive(self._busy, env_id, what)
+    def loaded_plugins(self) -> Mapping[str, Plugin]:
+        """The integrations `call` roles can use (GetIntegratedServices lists them)."""
+        return self.plugins if self.plugins is not None else builtin_plugins()
+
+    def _stamp(self, event: Event) -> Event:
+        """Complete environment and run events with who asked for the operation under way and, for
+        environment events, the workflow the environment was made from."""
+        if not isinstance(event, (EnvironmentEvent, RunEvent)):
+            return event
+        entry = self._registry.get(event.environment_id)
+        if entry is None:
+            return event
+        record = entry[0]
+        user = event.last_request_user or record.last_request_user
+        if isinstance(event, RunEvent):
+            return replace(event, last_request_user=user)
+        workflow = event.workflow_template or workflow_template_ref(record)
+        return replace(event, last_request_user=user, workflow_template=workflow)
 
     def _handles(self) -> list[Environment]:
         return [Environment(self, record, ref) for record, ref in self._registry.values()]
 
     async def new_environment(
-        self, workflow: str, vars: Mapping[str, Any] | None = None, env_id: str | None = None
+        self,
+        workflow: str,
+        vars: Mapping[str, Any] | None = None,
+        env_id: str | None = None,
+        *,
+        public: bool = True,
+        user: RequestUser | None = None,
     ) -> Environment:
         """Create an environment from `workflow` and DEPLOY it; returns when it is DEPLOYED.
 
@@ -345,7 +435,8 @@ class Core:
 
         On failure the environment is torn down (no process left) and the error raised names it.
         `env_id` lets a caller that must answer before deployment ends (the control server's
-        NewEnvironmentAsync) choose the id up front; by default a fresh one is made.
+        NewEnvironmentAsync) choose the id up front; by default a fresh one is made. `public`
+        environments are listed by default; `user` is recorded as the last request user.
         """
         if self._manager is None:
             raise AliecsError("the core is not started (use `async with Core.embedded() as core`)")
@@ -357,11 +448,14 @@ class Core:
         variables.setdefault("environment_id", env_id)
         workflow_tree = await asyncio.to_thread(self._load, workflow, variables)
         record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
+        record.public = public
+        record.last_request_user = user
+        record.requested_workflow = workflow
         if self.journal is not None:
             await asyncio.to_thread(self.journal.create, env_id, workflow, variables)
         handle = Environment(self, record, ref)
         try:
-            with self._exclusive(env_id, "DEPLOY"):
+            with self._exclusive.hold(env_id, "DEPLOY"):
                 await ref.proxy().build()
                 await ref.proxy().transition("DEPLOY")
         except BaseException:

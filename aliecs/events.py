@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,25 @@ def now_ns() -> int:
 
 
 @dataclass(frozen=True)
+class RequestUser:
+    """Who asked for an operation (`common.User` on the wire: coconut sends `user@host` as name)."""
+
+    name: str = ""
+    id: int = 0
+    external_id: int = 0
+
+
+@dataclass(frozen=True)
+class WorkflowTemplateRef:
+    """The workflow an environment was made from, as environment events describe it."""
+
+    name: str = ""
+    description: str = ""
+    path: str = ""
+    public: bool = True
+
+
+@dataclass(frozen=True)
 class EnvironmentEvent:
     environment_id: str
     state: str
@@ -41,6 +60,10 @@ class EnvironmentEvent:
     error: str = ""
     message: str = ""
     timestamp_ns: int = field(default_factory=now_ns)
+    # Filled by the core when the event is published (see `EventBus(stamp=...)`).
+    last_request_user: RequestUser | None = None
+    workflow_template: WorkflowTemplateRef | None = None
+    vars: dict[str, str] = field(default_factory=dict)  # the root variables, on CREATE only
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,7 @@ class RunEvent:
     transition_status: str
     error: str = ""
     timestamp_ns: int = field(default_factory=now_ns)
+    last_request_user: RequestUser | None = None
 
 
 @dataclass(frozen=True)
@@ -151,13 +175,21 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, subscriber_limit: int = 100_000) -> None:
+    """`stamp`, if given, may complete each event as it is published (the core adds who asked for
+    the running operation): publishing is synchronous, so the stamp sees the state of that moment."""
+
+    def __init__(
+        self, subscriber_limit: int = 100_000, stamp: Callable[[Event], Event] | None = None
+    ) -> None:
         self._subscribers: list[Subscription] = []
         self.subscriber_limit = subscriber_limit
         self.published = 0
+        self.stamp = stamp
 
     def publish(self, event: Event) -> None:
         self.published += 1
+        if self.stamp is not None:
+            event = self.stamp(event)
         for subscription in self._subscribers:
             subscription._push(event)
 

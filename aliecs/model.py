@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from aliecs.events import RequestUser
+
 if TYPE_CHECKING:
     from aliecs.workflow.template import Workflow
 
@@ -33,6 +35,16 @@ class TaskInfo:
     executor_id: str = ""
 
 
+@dataclass(frozen=True)
+class TaskCommand:
+    """How a task process was started (GetTask's command info)."""
+
+    value: str
+    arguments: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()  # `KEY=value`
+    shell: bool = False
+
+
 @dataclass
 class TaskRecord:
     id: str
@@ -49,6 +61,9 @@ class TaskRecord:
     error: str = ""
     # Which executor runs it (the node's executor; deploymentInfo.executorId in the control API).
     executor_id: str = ""
+    # Set by the environment at DEPLOY (command) and CONFIGURE (the arguments sent: channels, properties).
+    command: TaskCommand | None = None
+    properties: dict[str, str] = field(default_factory=dict)
 
     def info(self) -> TaskInfo:
         return TaskInfo(
@@ -163,3 +178,7 @@ class EnvironmentRecord:
     run_end_completion_time_ms: int = 0
     # The expanded workflow the environment was made from (role variables, descriptions).
     template: Workflow | None = field(default=None, repr=False)
+    # Who asked for the latest operation (creation, transition, teardown); listed or not by default.
+    last_request_user: RequestUser | None = None
+    public: bool = True
+    requested_workflow: str = ""  # as asked for: `[repo/workflows/]name[@revision]`

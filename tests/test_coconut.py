@@ -273,8 +273,10 @@ async def test_repositories_and_an_environment_at_a_revision(
     added = await coconut(core, "repository", "add", path)
     assert f"repository added: {path}: default revision master" in added
     assert "ALREADY_EXISTS" in await coconut(core, "repo", "add", path, ok=False)
-    assert "no revision 'v9'" in await coconut(core, "repo", "default-revision", "1", "v9", ok=False)
-    assert f"{path}: default revision v1" in await coconut(core, "repo", "default-revision", "1", "v1")
+    refused = await coconut(core, "repo", "default-revision", "1", "v9", ok=False)
+    assert "Operation failed." in refused and "Available revisions for this repo:\nmaster\nv1" in refused
+    updated = await coconut(core, "repo", "default-revision", "1", "v1")
+    assert 'successfully updated to "v1"' in updated
 
     listing = await coconut(core, "repo", "list")
     assert re.search(r"^id\s+repository\s+default\s+default revision", listing, re.M), listing

@@ -67,6 +67,30 @@ def test_transition_with_arguments(fake_task: FakeTask, tmp_path: Path) -> None:
     assert record == {"event": "CONFIGURE", "args": {"chans.data.0.address": "tcp://x:1", "a": "b=c"}}
 
 
+def test_original_syntax_single_dash_flags_and_config(fake_task: FakeTask, tmp_path: Path) -> None:
+    config = tmp_path / "configure.yaml"
+    config.write_text("chans:\n  data:\n    0: {address: 'tcp://from-file:1', type: push}\nkey: file\n")
+    result = run_peanut(
+        "-addr", fake_task.address, "-timeout", "10s", "-config", str(config),
+        "transition", "STANDBY", "CONFIGURED", "key=inline",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "CONFIGURE: STANDBY -> CONFIGURED (trigger EXECUTOR) ok"
+    result = run_peanut("-addr", fake_task.address, "-mode", "direct", "transition", "CONFIGURED", "RUNNING")
+    assert result.stdout.strip() == "START: CONFIGURED -> RUNNING (trigger EXECUTOR) ok", result.stderr
+    records = [json.loads(line) for line in (tmp_path / "record.jsonl").read_text().splitlines()]
+    assert records[0]["args"] == {
+        "chans.data.0.address": "tcp://from-file:1",
+        "chans.data.0.type": "push",
+        "key": "inline",  # KEY=VALUE arguments win over the file
+    }
+    assert [r["event"] for r in records] == ["CONFIGURE", "START"]
+    refused = run_peanut("-addr", fake_task.address, "transition", "STANDBY", "RUNNING")
+    assert refused.returncode == 2 and "no transition leads from STANDBY to RUNNING" in refused.stderr
+    fmq = run_peanut("-addr", fake_task.address, "-mode", "fmq", "get-state")
+    assert fmq.returncode == 2 and "use -mode direct" in fmq.stderr
+
+
 def test_rejected_transition(fake_task: FakeTask) -> None:
     result = run_peanut("--addr", fake_task.address, "transition", "RUNNING", "STOP")
     assert result.returncode == 1

@@ -185,6 +185,7 @@ EVENTS_FIELDS: dict[str, dict[str, tuple[int, int]]] = {
         "frameworkEvent": (101, M),
         "mesosHeartbeatEvent": (102, M),
         "coreStartEvent": (103, M),
+        "beamModeEvent": (200, M),
     },
     "Ev_EnvironmentEvent": {
         "environmentId": (1, S),
@@ -197,6 +198,7 @@ EVENTS_FIELDS: dict[str, dict[str, tuple[int, int]]] = {
         "transitionStatus": (8, E),
         "vars": (9, M),
         "lastRequestUser": (10, M),
+        "workflowTemplateInfo": (11, M),
     },
     "Ev_TaskEvent": {
         "name": (1, S),
@@ -223,8 +225,7 @@ EVENTS_FIELDS: dict[str, dict[str, tuple[int, int]]] = {
         "error": (4, S),
         "transition": (5, S),
         "transitionStatus": (6, E),
-        "vars": (7, M),
-        "lastRequestUser": (8, M),
+        "lastRequestUser": (8, M),  # 7 is reserved (a removed `vars`)
     },
     "Ev_CallEvent": {
         "func": (1, S),
@@ -243,6 +244,14 @@ EVENTS_FIELDS: dict[str, dict[str, tuple[int, int]]] = {
 COMMON_FIELDS = {
     "User": {"externalId": (1, I32), "id": (2, I32), "name": (3, S)},
     "WorkflowTemplateInfo": {"name": (1, S), "description": (2, S), "path": (3, S), "public": (4, B)},
+    "BeamInfo": {
+        "stableBeamsStart": (1, I64),
+        "stableBeamsEnd": (2, I64),
+        "fillNumber": (3, I32),
+        "fillingSchemeName": (4, S),
+        "beamType": (5, S),
+        "beamMode": (6, E),
+    },
 }
 
 RPCS = {
@@ -340,6 +349,8 @@ def test_enums(descriptors: dict[str, descriptor_pb2.FileDescriptorProto]) -> No
         "RESET": 4,
         "GO_ERROR": 5,
         "DEPLOY": 6,
+        "RECOVER": 100,  # aliecs extensions on numbers the original does not use
+        "EXIT": 101,
     }
     assert nested[("EnvironmentOperation", "Optype")] == {"NOOP": 0, "REMOVE_ROLE": 3, "ADD_ROLE": 4}
     assert nested[("VarSpecMessage", "Type")] == {"string": 0, "number": 1, "bool": 2, "list": 3, "map": 4}

@@ -194,12 +194,6 @@ async def _drive_full_cycle(
     started = await harness.control(env.id, Op.START_ACTIVITY)
     assert started.state == "RUNNING" and started.current_run_number > 0
     assert started.end_of_transition >= started.start_of_transition > 0
-    await expect_status(
-        stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id)),
-        Status.FAILED_PRECONDITION,
-        "is RUNNING",
-        "--allow-in-running-state",
-    )
     destroyed = await stub.destroy_environment(
         pb.DestroyEnvironmentRequest(id=env.id, allow_in_running_state=True)
     )
@@ -272,7 +266,7 @@ async def test_error_codes_are_actionable(harness: Harness) -> None:
 async def test_failed_transition_lists_task_errors(harness: Harness) -> None:
     env = await harness.new(slow_args="--fail-on START")
     message = await expect_status(
-        harness.control(env.id, Op.START_ACTIVITY), Status.INTERNAL, "START_ACTIVITY failed", "group.slow"
+        harness.control(env.id, Op.START_ACTIVITY), Status.ABORTED, "START_ACTIVITY failed", "group.slow"
     )
     assert "ERROR" in message
     got = await harness.stub.get_environment(pb.GetEnvironmentRequest(id=env.id))
@@ -280,13 +274,13 @@ async def test_failed_transition_lists_task_errors(harness: Harness) -> None:
     await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id, force=True))
 
 
-async def test_concurrent_transition_is_busy(harness: Harness) -> None:
+async def test_concurrent_transition_waits_for_the_running_one(harness: Harness) -> None:
     env = await harness.new(slow_args="--latency RESET=0.5")
     first = asyncio.ensure_future(harness.control(env.id, Op.RESET))
     handle = harness.core.environment(env.id)
     await wait_for(harness.core, lambda: handle.current_transition == "RESET", "RESET to start", 10)
-    await expect_status(harness.control(env.id, Op.START_ACTIVITY), Status.ABORTED, "busy with RESET")
-    assert (await first).state == "DEPLOYED"
+    second = await harness.control(env.id, Op.CONFIGURE)  # queued behind RESET, as in the original
+    assert (await first).state == "DEPLOYED" and second.state == "CONFIGURED"
     await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id))
 
 
@@ -423,12 +417,14 @@ async def test_repository_rpcs(harness: Harness, versioned_repo: GitRepoBuilder)
     assert [r.revisions for r in with_revisions.repos] == [["local"], ["master", "v1"]]
 
     reply = await stub.set_repo_default_revision(pb.SetRepoDefaultRevisionRequest(index=1, revision="v1"))
-    assert reply.info == f"{path}: default revision v1"
+    assert reply.info == ""  # the original's success
+    unknown = await stub.set_repo_default_revision(pb.SetRepoDefaultRevisionRequest(index=1, revision="v9"))
+    assert unknown.info == "master\nv1\n"  # the original's answer: OK, with the available revisions
+    directory = await stub.set_repo_default_revision(pb.SetRepoDefaultRevisionRequest(index=0, revision="v1"))
+    assert directory.info == "local\n"
     for request, status, fragment in (
-        (pb.SetRepoDefaultRevisionRequest(index=1, revision="v9"), Status.NOT_FOUND, "no revision 'v9'"),
         (pb.SetRepoDefaultRevisionRequest(index=7, revision="v1"), Status.NOT_FOUND, "repository list"),
         (pb.SetRepoDefaultRevisionRequest(index=1), Status.INVALID_ARGUMENT, "revision is empty"),
-        (pb.SetRepoDefaultRevisionRequest(index=0, revision="v1"), Status.NOT_FOUND, "is a directory"),
     ):
         await expect_status(stub.set_repo_default_revision(request), status, fragment)
     await expect_status(

@@ -9,8 +9,10 @@ be reached, 2 bad usage, 130 interrupted.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,6 +27,7 @@ from rich.tree import Tree
 
 from aliecs.cli.coconut_output import Output, event_line, format_ms, role_tree, state_text
 from aliecs.cli.coconut_template import expand as expand_command
+from aliecs.generated import common as common_pb
 from aliecs.generated import o2control as pb
 from aliecs.runtime import run
 from aliecs.server.auth import TOKEN_ENV, TokenFileError, resolve_token
@@ -44,6 +47,8 @@ TRANSITIONS = {
     "STOP": Optype.STOP_ACTIVITY,
     "DEPLOY": Optype.DEPLOY,
     "GO_ERROR": Optype.GO_ERROR,
+    "RECOVER": Optype.RECOVER,  # aliecs extensions: the original cannot run these two
+    "EXIT": Optype.EXIT,
 }
 
 
@@ -77,6 +82,15 @@ class AliasedGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         _name, command, rest = super().resolve_command(ctx, args)
         return (command.name if command else None), command, rest
+
+
+def request_user() -> common_pb.User:
+    """Who is asking, as the original's coconut names it: `login@host`."""
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid
+        login = "unknown"
+    return common_pb.User(name=f"{login}@{socket.gethostname() or 'unknown'}")
 
 
 def add_aliases(group: click.Group, name: str, *aliases: str) -> None:
@@ -305,14 +319,18 @@ def env_create(
 
         async def run_auto(client: ControlClient) -> None:
             await client.stub.new_auto_environment(
-                pb.NewAutoEnvironmentRequest(workflow_template=workflow, vars=user_vars, id=subscription)
+                pb.NewAutoEnvironmentRequest(
+                    workflow_template=workflow, vars=user_vars, id=subscription, request_user=request_user()
+                )
             )
             async for event in client.subscribe(subscription):
                 out.dump(event) if out.json else out.print(event_line(event))
 
         call(ctx, run_auto)
         return
-    request = pb.NewEnvironmentRequest(workflow_template=workflow, vars=user_vars, public=public)
+    request = pb.NewEnvironmentRequest(
+        workflow_template=workflow, vars=user_vars, public=public, request_user=request_user()
+    )
 
     async def create(client: ControlClient) -> pb.NewEnvironmentReply:
         if asynchronous:
@@ -326,6 +344,15 @@ def env_create(
         return
     out.print("new environment requested" if asynchronous else "new environment created")
     _env_block(out, reply.environment, reply.public)
+    env = reply.environment
+    for title, values in (
+        ("global defaults", env.defaults),
+        ("global variables", env.vars),
+        ("user-provided variables", env.user_vars),
+    ):
+        if values:  # as the original prints them: sorted, tab-indented, <empty> for ""
+            lines = sorted(f"\t{key}: {value or '<empty>'}" for key, value in values.items())
+            out.print(f"{title}:\n" + "\n".join(lines))
 
 
 add_aliases(environment, "create", "new", "c", "n")
@@ -434,14 +461,14 @@ add_aliases(environment, "show", "get", "s", "g")
 def env_control(ctx: click.Context, env_id: str, event: str) -> None:
     """Run one transition on an environment (aliases: ctl, ct, t)."""
     name = event.strip().upper()
-    if name == "EXIT":
-        raise click.UsageError("EXIT cannot be requested over the control API: use `coconut env destroy`")
     if name not in TRANSITIONS:
         raise click.BadParameter(
             f"unknown event {event!r}; use one of {', '.join(TRANSITIONS)}", param_hint="-e"
         )
     out = settings(ctx).out
-    request = pb.ControlEnvironmentRequest(id=env_id, type=Optype(TRANSITIONS[name]))
+    request = pb.ControlEnvironmentRequest(
+        id=env_id, type=Optype(TRANSITIONS[name]), request_user=request_user()
+    )
 
     async def control(client: ControlClient) -> pb.ControlEnvironmentReply:
         with out.waiting(f"transition {name} in progress..."):
@@ -491,7 +518,11 @@ def env_destroy(
     """Tear an environment down and kill its tasks (aliases: des, d)."""
     out = settings(ctx).out
     request = pb.DestroyEnvironmentRequest(
-        id=env_id, keep_tasks=keep_tasks, allow_in_running_state=allow_in_running_state, force=force
+        id=env_id,
+        keep_tasks=keep_tasks,
+        allow_in_running_state=allow_in_running_state,
+        force=force,
+        request_user=request_user(),
     )
 
     async def destroy(client: ControlClient) -> pb.DestroyEnvironmentReply:
@@ -561,6 +592,9 @@ def role_query(ctx: click.Context, env_id: str, path: str) -> None:
         out.mapping("vars", found.vars)
         out.mapping("user vars", found.user_vars)
         out.mapping("consolidated stack", found.consolidated_stack)
+
+
+add_aliases(role, "query", "q")
 
 
 @cli.group(cls=AliasedGroup)
@@ -712,6 +746,9 @@ def template_list(
     out.print(tree)
 
 
+add_aliases(template, "list", "ls", "l")
+
+
 # `template expand` lives in its own module: offline expansion, no core needed.
 template.add_command(expand_command)
 
@@ -746,7 +783,7 @@ def repo_list(ctx: click.Context, revisions: bool) -> None:
     out.print(f"global default revision: {reply.global_default_revision}")
 
 
-add_aliases(repository, "list", "ls")
+add_aliases(repository, "list", "ls", "l")
 
 
 @repository.command("add")
@@ -765,6 +802,9 @@ def repo_add(ctx: click.Context, repo: str, default_revision: str) -> None:
     settings(ctx).out.print(f"repository added: {reply.info}")
 
 
+add_aliases(repository, "add", "new", "a")
+
+
 @repository.command("remove")
 @click.argument("index", type=int)
 @click.pass_context
@@ -774,7 +814,7 @@ def repo_remove(ctx: click.Context, index: int) -> None:
     settings(ctx).out.print(f"repository {index} removed; default repository: {reply.new_default_repo}")
 
 
-add_aliases(repository, "remove", "del")
+add_aliases(repository, "remove", "r", "delete", "del", "d")
 
 
 @repository.command("refresh")
@@ -789,6 +829,9 @@ def repo_refresh(ctx: click.Context, index: int) -> None:
 
     call(ctx, refresh)
     settings(ctx).out.print("repositories refreshed" if index < 0 else f"repository {index} refreshed")
+
+
+add_aliases(repository, "refresh", "update", "u")
 
 
 @repository.command("default")
@@ -813,7 +856,10 @@ def repo_default_revision(ctx: click.Context, args: tuple[str, ...]) -> None:
     elif len(args) == 2 and args[0].isdigit():
         repo_request = pb.SetRepoDefaultRevisionRequest(index=int(args[0]), revision=args[1])
         reply = call(ctx, lambda c: c.stub.set_repo_default_revision(repo_request))
-        out.print(reply.info)
+        if reply.info:  # the revisions the repository has: the requested one is not among them
+            out.error(f"Operation failed.\n\nAvailable revisions for this repo:\n{reply.info}")
+            sys.exit(EXIT_FAILED)
+        out.print(f'The default revision for this repo has been successfully updated to "{args[1]}".')
     else:
         raise click.UsageError("give REVISION, or INDEX REVISION (INDEX from `coconut repository list`)")
 

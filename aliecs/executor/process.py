@@ -40,6 +40,10 @@ class LaunchSpec:
     def display(self) -> str:
         return " ".join([self.command, *self.arguments])
 
+    def env_list(self) -> tuple[str, ...]:
+        """The task's own environment variables as `KEY=value` (what the original's command info shows)."""
+        return tuple(f"{key}={value}" for key, value in self.env.items())
+
 
 @dataclass(frozen=True)
 class ExitInfo:

@@ -35,7 +35,7 @@ import stat
 import time
 from pathlib import Path
 
-from aliecs.events import AUDIT_FILE, EventBus, SubscriberOverflow, Subscription
+from aliecs.events import AUDIT_FILE, Event, EventBus, SubscriberOverflow, Subscription
 from aliecs.server.events import to_proto
 
 log = logging.getLogger(__name__)
@@ -152,17 +152,21 @@ class AuditLog:
                 os.fsync(fd)
             os.close(fd)
 
+    def record(self, event: Event) -> None:
+        """Queue one event for the log (also the events published before the log started)."""
+        self._pending.append(json.dumps(to_proto(event).to_dict(), separators=(",", ":")) + "\n")
+        if len(self._pending) > MAX_QUEUED:
+            excess = len(self._pending) - MAX_QUEUED
+            del self._pending[:excess]
+            self.dropped += excess
+        self._wake.set()
+
     async def _pump(self) -> None:
         while True:
             assert self._subscription is not None
             try:
                 async for event in self._subscription:
-                    self._pending.append(json.dumps(to_proto(event).to_dict(), separators=(",", ":")) + "\n")
-                    if len(self._pending) > MAX_QUEUED:
-                        excess = len(self._pending) - MAX_QUEUED
-                        del self._pending[:excess]
-                        self.dropped += excess
-                    self._wake.set()
+                    self.record(event)
                 break
             except SubscriberOverflow as exc:
                 log.error("audit log fell behind, some events are missing from it: %s", exc)

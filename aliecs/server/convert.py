@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from aliecs.api import Environment
+from aliecs.events import RequestUser
+from aliecs.generated import common as common_pb
 from aliecs.generated import o2control as pb
 from aliecs.model import RoleTree, TaskInfo
 from aliecs.workflow.template import Role, Workflow
+
+MAX_USER_NAME = 256
 
 
 def now_ms() -> int:
@@ -32,6 +37,50 @@ def short_task(task: TaskInfo) -> pb.ShortTaskInfo:
     )
 
 
+def request_user(user: common_pb.User | None) -> RequestUser | None:
+    """`requestUser` of a request, or None when the client sent none."""
+    if user is None or not (user.name or user.id or user.external_id):
+        return None
+    return RequestUser(name=user.name[:MAX_USER_NAME], id=user.id or 0, external_id=user.external_id or 0)
+
+
+def user_proto(user: RequestUser | None) -> common_pb.User | None:
+    if user is None:
+        return None
+    return common_pb.User(name=user.name, id=user.id, external_id=user.external_id)
+
+
+def user_json(user: RequestUser | None) -> str:
+    """The `last_request_user` variable: the user as the original stores it (Go's JSON of
+    `common.User`, empty fields left out; `null` when nobody was named)."""
+    if user is None:
+        return "null"
+    fields = {"externalId": user.external_id, "id": user.id, "name": user.name}
+    return json.dumps({key: value for key, value in fields.items() if value}, separators=(",", ":"))
+
+
+def runtime_vars(env: Environment) -> dict[str, str]:
+    """The run variables the original keeps as user variables of the root role."""
+    record = env._record
+    values = {
+        "run_number": record.run_number,
+        "runNumber": record.run_number,
+        "last_run_number": record.last_run_number,
+        "run_start_time_ms": record.run_start_time_ms,
+        "run_start_completion_time_ms": record.run_start_completion_time_ms,
+        "run_end_time_ms": record.run_end_time_ms,
+        "run_end_completion_time_ms": record.run_end_completion_time_ms,
+    }
+    return {key: str(value) for key, value in values.items() if value}
+
+
+def environment_vars(env: Environment) -> dict[str, str]:
+    """The root role's whole variable stack (what CREATE events carry)."""
+    template = env.template
+    stack = dict(template.root.stack) if template is not None else {}
+    return {**stack, **env._record.user_vars, **runtime_vars(env)}
+
+
 def environment_info(env: Environment, with_tasks: bool = True) -> pb.EnvironmentInfo:
     tasks = env.tasks
     template = env.template
@@ -46,7 +95,7 @@ def environment_info(env: Environment, with_tasks: bool = True) -> pb.Environmen
         current_run_number=env.run_number,
         defaults=dict(root.defaults) if root is not None else {},
         vars=dict(root.vars) if root is not None else {},
-        user_vars=dict(env._record.user_vars),
+        user_vars={**env._record.user_vars, **runtime_vars(env)},
         number_of_flps=len(hosts),
         description=template.description if template is not None else "",
         number_of_hosts=len(hosts),
@@ -90,5 +139,38 @@ def _role_info(node: RoleTree, roles: dict[str, Role], recursive: bool) -> pb.Ro
     )
 
 
-def task_info(task: TaskInfo, env_id: str) -> pb.TaskInfo:
-    return pb.TaskInfo(short_info=short_task(task), task_path=task.role_path, env_id=env_id)
+def task_info(task: TaskInfo, env: Environment) -> pb.TaskInfo:
+    """GetTask's answer: channels and properties as sent at CONFIGURE, and the command started."""
+    command, properties = env.task_command(task.id)
+    inbound, outbound = channels(properties)
+    info = pb.TaskInfo(
+        short_info=short_task(task),
+        inbound_channels=inbound,
+        outbound_channels=outbound,
+        task_path=task.role_path,
+        env_id=env.id,
+        properties=properties,
+    )
+    if command is not None:
+        info.command_info = pb.CommandInfo(
+            env=list(command.env), shell=command.shell, value=command.value, arguments=list(command.arguments)
+        )
+    return info
+
+
+def channels(properties: dict[str, str]) -> tuple[list[pb.ChannelInfo], list[pb.ChannelInfo]]:
+    """Inbound (bound) and outbound (connected) channels from the `chans.<name>.0.*` keys."""
+    inbound: list[pb.ChannelInfo] = []
+    outbound: list[pb.ChannelInfo] = []
+    for key, method in properties.items():
+        if not (key.startswith("chans.") and key.endswith(".0.method")):
+            continue
+        prefix = key.removesuffix(".method")
+        name = prefix.removeprefix("chans.").removesuffix(".0")
+        channel = pb.ChannelInfo(
+            name=name,
+            type=properties.get(f"{prefix}.type", ""),
+            target=properties.get(f"{prefix}.address", ""),
+        )
+        (inbound if method == "bind" else outbound).append(channel)
+    return inbound, outbound

@@ -54,8 +54,8 @@ def status_for(exc: BaseException) -> tuple[Status, str]:
         return Status.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, EnvironmentBusyError):
         return Status.ABORTED, f"{exc}; wait for it to finish and retry"
-    if isinstance(exc, TransitionError):
-        return Status.INTERNAL, str(exc)
+    if isinstance(exc, TransitionError):  # the original's code for a failed transition
+        return Status.ABORTED, str(exc)
     if isinstance(exc, TemplateError):
         return Status.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, DeploymentError):

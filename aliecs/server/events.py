@@ -4,6 +4,7 @@ and of the audit log)."""
 from __future__ import annotations
 
 from aliecs import events as ev
+from aliecs.generated import common as common_pb
 from aliecs.generated import events as pb
 
 _OP_STATUS: dict[str, int] = {
@@ -25,6 +26,16 @@ def environment_id(event: ev.Event) -> str:
     return getattr(event, "environment_id", "")
 
 
+def _user(user: ev.RequestUser) -> common_pb.User:
+    return common_pb.User(name=user.name, id=user.id, external_id=user.external_id)
+
+
+def _template(ref: ev.WorkflowTemplateRef) -> common_pb.WorkflowTemplateInfo:
+    return common_pb.WorkflowTemplateInfo(
+        name=ref.name, description=ref.description, path=ref.path, public=ref.public
+    )
+
+
 def to_proto(event: ev.Event) -> pb.Event:
     envelope = pb.Event(timestamp=event.timestamp_ns // 1_000_000, timestamp_nano=event.timestamp_ns)
     if isinstance(event, ev.EnvironmentEvent):
@@ -37,7 +48,12 @@ def to_proto(event: ev.Event) -> pb.Event:
             transition=event.transition,
             transition_step=event.transition_step,
             transition_status=op_status(event.transition_status),
+            vars=dict(event.vars),
         )
+        if event.last_request_user is not None:
+            envelope.environment_event.last_request_user = _user(event.last_request_user)
+        if event.workflow_template is not None:
+            envelope.environment_event.workflow_template_info = _template(event.workflow_template)
     elif isinstance(event, ev.TaskEvent):
         envelope.task_event = pb.EvTaskEvent(
             name=event.name,
@@ -67,6 +83,8 @@ def to_proto(event: ev.Event) -> pb.Event:
             transition=event.transition,
             transition_status=op_status(event.transition_status),
         )
+        if event.last_request_user is not None:
+            envelope.run_event.last_request_user = _user(event.last_request_user)
     elif isinstance(event, ev.CallEvent):
         envelope.call_event = pb.EvCallEvent(
             func=event.func,

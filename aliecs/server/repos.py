@@ -17,7 +17,7 @@ from aliecs.api import Core
 from aliecs.generated import o2control as pb
 from aliecs.server.convert import now_ms
 from aliecs.server.errors import invalid
-from aliecs.workflow.repos import RepoManager, RepositoryError, TemplateInfo, VarSpec
+from aliecs.workflow.repos import RepoManager, RepositoryError, TemplateInfo, UnknownRevisionError, VarSpec
 
 T = TypeVar("T")
 ALL_REPOS = -1  # RefreshReposRequest.index meaning "every repository"
@@ -143,11 +143,16 @@ class RepositoryService:
             raise invalid("revision is empty: give a branch, tag or commit of the repository")
 
         def work() -> pb.SetRepoDefaultRevisionReply:
-            self.manager.set_default_revision(request.index, revision)
-            info = self.manager.find(request.index)
-            return pb.SetRepoDefaultRevisionReply(
-                info=f"{info.identifier}: default revision {revision}", timestamp=now_ms()
-            )
+            """As the original: `info` is empty on success; for a revision the repository does not
+            have, the answer is still OK and `info` lists the available revisions, one per line
+            (the original's coconut prints them under "Operation failed.")."""
+            try:
+                self.manager.set_default_revision(request.index, revision)
+            except UnknownRevisionError:
+                branches, tags = self.manager.revisions(request.index)
+                available = "".join(f"{name}\n" for name in [*branches, *tags])
+                return pb.SetRepoDefaultRevisionReply(info=available, timestamp=now_ms())
+            return pb.SetRepoDefaultRevisionReply(info="", timestamp=now_ms())
 
         return await self._off_loop(work)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,7 +25,15 @@ from grpclib.server import Server, Stream
 from actors.manager import new_environment_id
 from aliecs.api import Core, Environment
 from aliecs.environment import fsm as states
-from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, Subscription
+from aliecs.events import (
+    DONE_ERROR,
+    DONE_OK,
+    STARTED,
+    EnvironmentEvent,
+    RequestUser,
+    Subscription,
+    WorkflowTemplateRef,
+)
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
 from aliecs.server import convert
@@ -32,7 +41,6 @@ from aliecs.server.audit import AUDIT_FILE, AuditLog
 from aliecs.server.auth import check_listen, require_token
 from aliecs.server.errors import (
     UnknownTaskError,
-    failed_precondition,
     invalid,
     mapped_errors,
     unimplemented,
@@ -41,7 +49,7 @@ from aliecs.server.events import to_proto
 from aliecs.server.limits import check_request
 from aliecs.server.repos import RepositoryService
 from aliecs.server.rolepath import PatternError, compile_glob
-from aliecs.server.streams import DESTROY, Streams
+from aliecs.server.streams import DESTROY, AutoSubscription, Streams
 from aliecs.wire import recv_request
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,7 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 32102
 CREATE = "CREATE"
+CANNOT_CREATE = "cannot create new environment"  # the original's message, which GUIs wait for
 
 Optype = pb.ControlEnvironmentRequestOptype
 _EVENTS = {
@@ -58,6 +67,8 @@ _EVENTS = {
     Optype.RESET: states.RESET,
     Optype.GO_ERROR: states.GO_ERROR,
     Optype.DEPLOY: states.DEPLOY,
+    Optype.RECOVER: states.RECOVER,  # aliecs extensions (see o2control.proto)
+    Optype.EXIT: states.EXIT,
 }
 
 
@@ -94,8 +105,9 @@ class ControlService:
         self.core = core
         self.audit = audit
         self.instance_name = instance_name
-        self.streams = Streams(core.events)
-        self.public: dict[str, bool] = {}
+        self.streams = Streams(core.events, lambda env_id: env_id in core._registry)
+        # Where the configuration lives: the state directory (repositories, run numbers).
+        self.configuration_endpoint = f"file://{Path(core.state_dir).resolve()}"
         self.auto_tasks: set[asyncio.Task[None]] = set()
         self.repos = RepositoryService(core)
 
@@ -201,12 +213,30 @@ class ControlService:
         return handle
 
     def _announce(
-        self, env_id: str, state: str, transition: str, status: str, message: str = "", error: str = ""
+        self,
+        env_id: str,
+        state: str,
+        transition: str,
+        status: str,
+        message: str = "",
+        error: str = "",
+        *,
+        user: RequestUser | None = None,
+        template: WorkflowTemplateRef | None = None,
+        variables: dict[str, str] | None = None,
     ) -> None:
         """Publish the manager-level steps (CREATE, DESTROY) that happen outside the environment FSM."""
         self.core.events.publish(
             EnvironmentEvent(
-                env_id, state, transition=transition, transition_status=status, message=message, error=error
+                env_id,
+                state,
+                transition=transition,
+                transition_status=status,
+                message=message,
+                error=error,
+                last_request_user=user,
+                workflow_template=template,
+                vars=variables or {},
             )
         )
 
@@ -223,8 +253,14 @@ class ControlService:
             hosts_count=len(self.core.nodes),
             instance_name=self.instance_name,
             version=pb.Version(
-                major=parts[0], minor=parts[1], patch=parts[2], product_name="aliecs", version_str=text
+                major=parts[0],
+                minor=parts[1],
+                patch=parts[2],
+                build=f"python{sys.version_info.major}.{sys.version_info.minor}",
+                product_name="aliecs",
+                version_str=text,
             ),
+            configuration_endpoint=self.configuration_endpoint,
             timestamp=convert.now_ms(),
         )
 
@@ -240,7 +276,18 @@ class ControlService:
         return pb.GetAvailableDetectorsReply(detectors=[], timestamp=convert.now_ms())
 
     async def get_integrated_services(self, request: pb.Empty) -> pb.ListIntegratedServicesReply:
-        return pb.ListIntegratedServicesReply(services={}, timestamp=convert.now_ms())
+        """The loaded plugins; they live in the core's process, so they are always READY."""
+        services = {
+            name: pb.IntegratedServiceInfo(
+                name=name,
+                enabled=True,
+                endpoint=getattr(plugin, "endpoint", "") or "in-process",
+                connection_state="READY",
+                data="{}",
+            )
+            for name, plugin in self.core.loaded_plugins().items()
+        }
+        return pb.ListIntegratedServicesReply(services=services, timestamp=convert.now_ms())
 
     async def teardown(self, request: pb.TeardownRequest) -> pb.TeardownReply:
         raise unimplemented(
@@ -259,7 +306,7 @@ class ControlService:
         envs = [
             convert.environment_info(env, with_tasks=request.show_task_infos)
             for env in await self.core.environments()
-            if request.show_all or self.public.get(env.id, True)
+            if request.show_all or env.public
         ]
         envs.sort(key=lambda info: info.created_when)
         return pb.GetEnvironmentsReply(
@@ -269,9 +316,7 @@ class ControlService:
     async def get_environment(self, request: pb.GetEnvironmentRequest) -> pb.GetEnvironmentReply:
         env = self.core.environment(request.id)
         reply = pb.GetEnvironmentReply(
-            environment=convert.environment_info(env),
-            public=self.public.get(env.id, True),
-            timestamp=convert.now_ms(),
+            environment=convert.environment_info(env), public=env.public, timestamp=convert.now_ms()
         )
         if request.show_workflow_tree:
             reply.workflow = convert.role_info(env.tree(), env.template)
@@ -283,69 +328,126 @@ class ControlService:
             raise invalid("workflowTemplate is empty: name a workflow, e.g. `coconut env create -w copypush`")
         return template.strip()
 
-    async def _create(self, env_id: str, workflow: str, user_vars: Mapping[str, str]) -> Environment:
+    async def _create(
+        self,
+        env_id: str,
+        workflow: str,
+        user_vars: Mapping[str, str],
+        public: bool = True,
+        user: RequestUser | None = None,
+    ) -> Environment:
         """DEPLOY then CONFIGURE; on failure nothing is left and the error is raised.
 
         CREATE STARTED/DONE_OK bracket the whole request, so a client of NewEnvironmentAsync knows
-        from the events when the environment is ready for its next command.
+        from the events when the environment is ready for its next command. As in the original,
+        `last_request_user` (JSON) joins the user variables and the CREATE events carry the root
+        variables.
         """
-        self._announce(env_id, "PENDING", CREATE, STARTED, message="creating environment")
+        variables = {**user_vars, "last_request_user": convert.user_json(user)}
+        template = WorkflowTemplateRef(name=workflow_name(workflow), path=workflow, public=public)
+        self._announce(
+            env_id, "PENDING", CREATE, STARTED, message="creating environment", user=user, template=template
+        )
         try:
-            env = await self.core.new_environment(workflow, dict(user_vars), env_id=env_id)
+            env = await self.core.new_environment(
+                workflow, variables, env_id=env_id, public=public, user=user
+            )
         except Exception as exc:
-            self._announce(env_id, states.DONE, CREATE, DONE_ERROR, error=str(exc))
+            self._announce(
+                env_id,
+                "ERROR",
+                CREATE,
+                DONE_ERROR,
+                message=CANNOT_CREATE,
+                error=str(exc),
+                user=user,
+                template=template,
+            )
             raise
         try:
             await env.transition(states.CONFIGURE)
         except Exception as exc:
-            self._announce(env_id, env.state, CREATE, DONE_ERROR, error=str(exc))
+            self._announce(env_id, env.state, CREATE, DONE_ERROR, message=CANNOT_CREATE, error=str(exc))
             await self._destroy(env)
             raise
-        self._announce(env_id, env.state, CREATE, DONE_OK, message="environment deployed and configured")
+        self._announce(
+            env_id,
+            env.state,
+            CREATE,
+            DONE_OK,
+            message="environment deployed and configured",
+            variables=convert.environment_vars(env),
+        )
         return env
 
-    async def _destroy(self, env: Environment) -> list[pb.ShortTaskInfo]:
+    async def _destroy(
+        self, env: Environment, *, wait: bool = False, user: RequestUser | None = None
+    ) -> list[pb.ShortTaskInfo]:
         tasks = [convert.short_task(task) for task in env.tasks]
-        self._announce(env.id, env.state, DESTROY, STARTED, message="destroying environment")
+        if wait:  # a transition under way finishes first, as behind the original's mutex
+            await self.core._exclusive.wait(env.id)
+        who, template = user or env.last_request_user, env.workflow_template
+        self._announce(
+            env.id, env.state, DESTROY, STARTED, "destroying environment", user=who, template=template
+        )
         try:
-            await env.destroy(allow_running=True)
+            await env.destroy(allow_running=True, wait=wait, user=user)
         except Exception as exc:
-            self._announce(env.id, env.state, DESTROY, DONE_ERROR, error=str(exc))
+            self._announce(
+                env.id, env.state, DESTROY, DONE_ERROR, error=str(exc), user=who, template=template
+            )
             raise
-        self.public.pop(env.id, None)
-        self._announce(env.id, states.DONE, DESTROY, DONE_OK, message="environment destroyed")
+        self._announce(
+            env.id, states.DONE, DESTROY, DONE_OK, "environment destroyed", user=who, template=template
+        )
         return tasks
 
     async def new_environment(self, request: pb.NewEnvironmentRequest) -> pb.NewEnvironmentReply:
         workflow = self._validate_new(request.workflow_template)
-        env_id = new_environment_id()
-        self.public[env_id] = request.public
-        try:
-            env = await self._create(env_id, workflow, request.vars)
-        except BaseException:
-            self.public.pop(env_id, None)
-            raise
+        user = convert.request_user(request.request_user)
+        env = await self._create(new_environment_id(), workflow, request.vars, request.public, user)
+        if request.auto_transition:
+            self._background(self._run_to_end(env, "autoTransition"))
         return pb.NewEnvironmentReply(
-            environment=convert.environment_info(env), public=request.public, timestamp=convert.now_ms()
+            environment=convert.environment_info(env), public=env.public, timestamp=convert.now_ms()
         )
 
     async def new_environment_async(self, request: pb.NewEnvironmentRequest) -> pb.NewEnvironmentReply:
         workflow = self._validate_new(request.workflow_template)
         env_id = new_environment_id()
-        self.public[env_id] = request.public
-        self._background(self._create_in_background(env_id, workflow, dict(request.vars)))
+        self._background(self._create_in_background(env_id, workflow, dict(request.vars), request))
         return pb.NewEnvironmentReply(
             environment=convert.pending_environment(env_id, workflow_name(workflow), dict(request.vars)),
             public=request.public,
             timestamp=convert.now_ms(),
         )
 
-    async def _create_in_background(self, env_id: str, workflow: str, user_vars: dict[str, str]) -> None:
+    async def _create_in_background(
+        self, env_id: str, workflow: str, user_vars: dict[str, str], request: pb.NewEnvironmentRequest
+    ) -> None:
+        """The original's asynchronous creation ends with one event without a transition: state
+        ERROR and message "cannot create new environment" (which GUIs wait for) on failure,
+        "created new environment" on success."""
+        user = convert.request_user(request.request_user)
+        template = WorkflowTemplateRef(name=workflow_name(workflow), path=workflow, public=request.public)
         try:
-            await self._create(env_id, workflow, user_vars)
+            env = await self._create(env_id, workflow, user_vars, request.public, user)
         except Exception as exc:
-            self.public.pop(env_id, None)
             log.warning("environment %s: asynchronous creation failed: %s", env_id, exc)
+            self._announce(
+                env_id,
+                "ERROR",
+                "",
+                "",
+                message=CANNOT_CREATE,
+                error=str(exc),
+                user=user,
+                template=template,
+            )
+            return
+        self._announce(env_id, env.state, "", "", message="created new environment")
+        if request.auto_transition:
+            await self._run_to_end(env, "autoTransition")
 
     def _background(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -357,42 +459,55 @@ class ControlService:
             raise invalid(
                 "id is empty: choose a subscription id and pass it to Subscribe to follow the cycle"
             )
-        if request.id in self.streams.auto:
-            raise invalid(f"subscription id {request.id!r} is already in use; choose another one")
         workflow = self._validate_new(request.workflow_template)
         env_id = new_environment_id()
-        auto = self.streams.register_auto(request.id, env_id)
-        self.public[env_id] = True
-        self._background(self._auto_cycle(request.id, env_id, workflow, dict(request.vars), auto))
+        try:
+            auto = self.streams.register_auto(request.id, env_id)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        user = convert.request_user(request.request_user)
+        self._background(self._auto_cycle(request.id, env_id, workflow, dict(request.vars), auto, user))
         return pb.NewAutoEnvironmentReply(timestamp=convert.now_ms())
 
     async def _auto_cycle(
-        self, subscription_id: str, env_id: str, workflow: str, user_vars: dict[str, str], auto: Any
+        self,
+        subscription_id: str,
+        env_id: str,
+        workflow: str,
+        user_vars: dict[str, str],
+        auto: AutoSubscription,
+        user: RequestUser | None,
     ) -> None:
-        """DEPLOY, CONFIGURE, START; when the tasks end the run (END_OF_STREAM) or it fails, tear down."""
-        env: Environment | None = None
+        """DEPLOY, CONFIGURE, then one run to its end (see `_run_to_end`)."""
         try:
-            env = await self._create(env_id, workflow, user_vars)
+            env = await self._create(env_id, workflow, user_vars, True, user)
+        except Exception as exc:
+            log.warning("auto environment %s (subscription %s) failed: %s", env_id, subscription_id, exc)
+            self._announce(env_id, states.DONE, DESTROY, DONE_ERROR, error=str(exc))
+        else:
+            await self._run_to_end(env, f"auto environment (subscription {subscription_id})")
+        finally:
+            self.streams.release_auto(subscription_id, auto)
+
+    async def _run_to_end(self, env: Environment, why: str) -> None:
+        """START_ACTIVITY, wait for the run to end by itself (END_OF_STREAM of every task, or an
+        error), then tear down, as the original's auto-transitioner does. Stops quietly if the
+        environment is destroyed from outside meanwhile."""
+        try:
             watch: Subscription = self.core.events.subscribe()
             try:
-                await env.transition(states.START_ACTIVITY)
-                while env.state == states.RUNNING:
+                await env.transition(states.START_ACTIVITY, wait=True)
+                while env.state == states.RUNNING and env.id in self.core._registry:
                     await watch.next()
             finally:
                 watch.close()
-            await self._destroy(env)
+            if env.id in self.core._registry:
+                await self._destroy(env, wait=True)
         except Exception as exc:
-            log.warning("auto environment %s (subscription %s) failed: %s", env_id, subscription_id, exc)
-            if env is not None and env.state != states.DONE:
+            log.warning("environment %s: %s failed: %s", env.id, why, exc)
+            if env.id in self.core._registry:
                 with contextlib.suppress(Exception):
-                    await self._destroy(env)
-            elif env is None:
-                self._announce(env_id, states.DONE, DESTROY, DONE_ERROR, error=str(exc))
-        finally:
-            self.public.pop(env_id, None)
-            if not auto.claimed:
-                auto.close()
-                self.streams.auto.pop(subscription_id, None)
+                    await self._destroy(env, wait=True)
 
     async def control_environment(self, request: pb.ControlEnvironmentRequest) -> pb.ControlEnvironmentReply:
         try:
@@ -408,7 +523,9 @@ class ControlService:
         if not request.id:
             raise invalid("id is empty: name the environment to control")
         env = self.core.environment(request.id)
-        result = await env.transition(event)
+        user = convert.request_user(request.request_user)
+        # Waits for a transition under way (bounded by the request's deadline, which grpclib enforces).
+        result = await env.transition(event, wait=True, user=user)
         duration_ms = int(result.duration_s * 1000)
         return pb.ControlEnvironmentReply(
             id=env.id,
@@ -421,6 +538,9 @@ class ControlService:
         )
 
     async def destroy_environment(self, request: pb.DestroyEnvironmentRequest) -> pb.DestroyEnvironmentReply:
+        """As in the original, a RUNNING environment is destroyed with or without
+        `allowInRunningState` (the original then forces its teardown; aliecs stops the run first,
+        so end-of-run hooks and run events are not lost)."""
         if request.keep_tasks:
             raise invalid(
                 "keepTasks is not supported: aliecs has no pool of idle tasks to keep them in; "
@@ -428,11 +548,12 @@ class ControlService:
             )
         env = self.core.environment(request.id)
         if env.state == states.RUNNING and not request.allow_in_running_state:
-            raise failed_precondition(
-                f"environment {env.id} is RUNNING (run {env.run_number}): stop it first "
-                f"(`coconut env control {env.id} -e STOP_ACTIVITY`) or pass --allow-in-running-state"
+            log.warning(
+                "environment %s: destroyed while RUNNING without allowInRunningState, stopping run %s first",
+                env.id,
+                env.run_number,
             )
-        killed = await self._destroy(env)
+        killed = await self._destroy(env, wait=True, user=convert.request_user(request.request_user))
         return pb.DestroyEnvironmentReply(
             cleanup_tasks_reply=pb.CleanupTasksReply(killed_tasks=killed, timestamp=convert.now_ms()),
             timestamp=convert.now_ms(),
@@ -449,7 +570,7 @@ class ControlService:
         for env in await self.core.environments():
             for task in env.tasks:
                 if task.id == request.task_id:
-                    return pb.GetTaskReply(task=convert.task_info(task, env.id), timestamp=convert.now_ms())
+                    return pb.GetTaskReply(task=convert.task_info(task, env), timestamp=convert.now_ms())
         raise UnknownTaskError(f"no task with id {request.task_id!r}")
 
     async def cleanup_tasks(self, request: pb.CleanupTasksRequest) -> pb.CleanupTasksReply:
@@ -519,6 +640,10 @@ class ControlServer:
 
     async def start(self) -> None:
         await self.audit.start()
+        if (
+            self.core.start_event is not None
+        ):  # published before this log existed, as the original's first event
+            self.audit.record(self.core.start_event)
         await self.server.start(self.host, self.requested_port)
 
     async def close(self) -> None:

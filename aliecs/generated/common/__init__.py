@@ -10,6 +10,45 @@ from typing import Optional
 import betterproto
 
 
+class SpecialUserId(betterproto.Enum):
+    """
+    Requesters that are not people: automatic operations name one of these as the user's id.
+    """
+
+    INVALID = 0
+    LHC = 60
+    TIMER = 65
+
+
+class BeamMode(betterproto.Enum):
+    """
+    LHC beam modes as the accelerator publishes them; UNKNOWN and LOST_BEAMS are derived values.
+    """
+
+    UNKNOWN = 0
+    SETUP = 1
+    ABORT = 2
+    INJECTION_PROBE_BEAM = 3
+    INJECTION_SETUP_BEAM = 4
+    INJECTION_PHYSICS_BEAM = 5
+    PREPARE_RAMP = 6
+    RAMP = 7
+    FLAT_TOP = 8
+    SQUEEZE = 9
+    ADJUST = 10
+    STABLE_BEAMS = 11
+    LOST_BEAMS = 12
+    UNSTABLE_BEAMS = 13
+    BEAM_DUMP_WARNING = 14
+    BEAM_DUMP = 15
+    RAMP_DOWN = 16
+    CYCLING = 17
+    RECOVERY = 18
+    INJECT_AND_DUMP = 19
+    CIRCULATE_AND_DUMP = 20
+    NO_BEAM = 21
+
+
 @dataclass(eq=False, repr=False)
 class User(betterproto.Message):
     """
@@ -31,3 +70,17 @@ class WorkflowTemplateInfo(betterproto.Message):
     description: str = betterproto.string_field(2)
     path: str = betterproto.string_field(3)
     public: bool = betterproto.bool_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class BeamInfo(betterproto.Message):
+    """
+    The state of the beams: fill, scheme, type and mode, with the stable-beams period (ms).
+    """
+
+    stable_beams_start: int = betterproto.int64_field(1)
+    stable_beams_end: int = betterproto.int64_field(2)
+    fill_number: int = betterproto.int32_field(3)
+    filling_scheme_name: str = betterproto.string_field(4)
+    beam_type: str = betterproto.string_field(5)
+    beam_mode: "BeamMode" = betterproto.enum_field(6)

@@ -57,6 +57,9 @@ class EvEnvironmentEvent(betterproto.Message):
         9, betterproto.TYPE_STRING, betterproto.TYPE_STRING
     )
     last_request_user: "_common__.User" = betterproto.message_field(10)
+    workflow_template_info: "_common__.WorkflowTemplateInfo" = (
+        betterproto.message_field(11)
+    )
 
 
 @dataclass(eq=False, repr=False)
@@ -125,10 +128,17 @@ class EvRunEvent(betterproto.Message):
     error: str = betterproto.string_field(4)
     transition: str = betterproto.string_field(5)
     transition_status: "OpStatus" = betterproto.enum_field(6)
-    vars: Dict[str, str] = betterproto.map_field(
-        7, betterproto.TYPE_STRING, betterproto.TYPE_STRING
-    )
     last_request_user: "_common__.User" = betterproto.message_field(8)
+
+
+@dataclass(eq=False, repr=False)
+class EvBeamModeEvent(betterproto.Message):
+    """
+    A change of the LHC beam mode (published by another system; carried as is).
+    """
+
+    timestamp: int = betterproto.int64_field(1)
+    beam_info: "_common__.BeamInfo" = betterproto.message_field(2)
 
 
 @dataclass(eq=False, repr=False)
@@ -156,3 +166,4 @@ class Event(betterproto.Message):
     core_start_event: "EvMetaEventCoreStart" = betterproto.message_field(
         103, group="Payload"
     )
+    beam_mode_event: "EvBeamModeEvent" = betterproto.message_field(200, group="Payload")

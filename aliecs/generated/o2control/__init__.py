@@ -36,6 +36,13 @@ class ControlEnvironmentRequestOptype(betterproto.Enum):
     RESET = 4
     GO_ERROR = 5
     DEPLOY = 6
+    RECOVER = 100
+    """
+    aliecs extensions, numbers the original does not use (its clients never send them):
+     the original declares these events in its state machine but cannot run them.
+    """
+
+    EXIT = 101
 
 
 class EnvironmentOperationOptype(betterproto.Enum):
@@ -112,6 +119,7 @@ class TeardownReply(betterproto.Message):
 class GetEnvironmentsRequest(betterproto.Message):
     show_all: bool = betterproto.bool_field(1)
     show_task_infos: bool = betterproto.bool_field(2)
+    show_detailed_integrated_services: bool = betterproto.bool_field(3)
 
 
 @dataclass(eq=False, repr=False)

@@ -24,10 +24,10 @@ from aliecs.api import Core
 from aliecs.events import EnvironmentEvent
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
-from aliecs.pytest_plugin import isolated_nodes, wait_for, wait_for_environment_state
 from aliecs.server import ControlClient, ControlServer
 from aliecs.server.auth import TokenRequiredError
 from aliecs.server.rolepath import matches
+from aliecs.testing import isolated_nodes, wait_for, wait_for_environment_state
 from tests.conftest import GitRepoBuilder, RepoBuilder, process_args
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(90)]

@@ -65,6 +65,7 @@ class TaskActor(AsyncioActor):
         self.process: Any = None
         self.executor: Any = None
         self.controllable = True
+        self._published_error = ""
 
     # -- publishing ------------------------------------------------------------------------------
 
@@ -75,6 +76,10 @@ class TaskActor(AsyncioActor):
             changed = True
         if status is not None and status != self.record.status:
             self.record.status = status
+            changed = True
+        error = self.record.error if self.record.state == "ERROR" else ""
+        if error != self._published_error:  # a more precise reason arrived after the state change
+            self._published_error = error
             changed = True
         if changed:
             self.role_record.state = self.record.state
@@ -94,6 +99,7 @@ class TaskActor(AsyncioActor):
                     class_name=record.class_name,
                     path=record.role_path,
                     critical=record.critical,
+                    error=error,
                 )
             )
 
@@ -188,7 +194,8 @@ class TaskActor(AsyncioActor):
             self.environment.tell(TaskDied(self.record.id, description, self.record.critical))
         elif isinstance(message, DeviceEvent):
             if message.type == "TASK_INTERNAL_ERROR":
-                self.record.error = "the task reported an internal error"
+                if self.record.state != "ERROR" or not self.record.error:  # keep the task's own words
+                    self.record.error = "the task reported an internal error"
                 self._set(state="ERROR")
             self.environment.tell(TaskDeviceEvent(self.record.id, message.type, self.record.critical))
         elif isinstance(message, BasicTaskTerminated):

@@ -20,6 +20,7 @@ _EXPORTS = {
     "TaskError": "aliecs.errors",
     "TransitionError": "aliecs.errors",
     "UnknownEnvironmentError": "aliecs.errors",
+    "UnknownTaskError": "aliecs.errors",
     "UnknownWorkflowError": "aliecs.errors",
     "RoleTree": "aliecs.model",
     "TaskInfo": "aliecs.model",
@@ -39,6 +40,7 @@ __all__ = [
     "TransitionError",
     "TransitionResult",
     "UnknownEnvironmentError",
+    "UnknownTaskError",
     "UnknownWorkflowError",
 ]
 
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
         TaskError,
         TransitionError,
         UnknownEnvironmentError,
+        UnknownTaskError,
         UnknownWorkflowError,
     )
     from aliecs.model import RoleTree, TaskInfo, TransitionResult

@@ -19,6 +19,7 @@ from aliecs.errors import (
     InvalidTransitionError,
     TransitionError,
     UnknownEnvironmentError,
+    UnknownTaskError,
     UnknownWorkflowError,
 )
 from aliecs.workflow.errors import TemplateError
@@ -29,10 +30,6 @@ from aliecs.workflow.repos import (
     UnknownRepositoryError,
     UnknownRevisionError,
 )
-
-
-class UnknownTaskError(AliecsError):
-    """No task with this id in any environment."""
 
 
 def status_for(exc: BaseException) -> tuple[Status, str]:

@@ -199,6 +199,8 @@ class ProcessActor(AsyncioActor):
             if not self.process.alive or await self.process.wait(0.2) is not None:
                 raise TaskTransitionError(self._crash_message(f"died during {event}")) from exc
             raise TaskTransitionError(str(exc)) from exc
+        if result.state == "ERROR" and result.error:  # the process said why (OCC library trailers)
+            raise TaskTransitionError(f"task went to ERROR: {result.error}")
         return result.state
 
     async def kill(

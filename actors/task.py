@@ -76,6 +76,7 @@ class TaskActor(AsyncioActor):
         self.event_seq = 0
         self.event_fails_step = False
         self.early_death = ""
+        self._published_error = ""
 
     # -- publishing ------------------------------------------------------------------------------
 
@@ -86,6 +87,10 @@ class TaskActor(AsyncioActor):
             changed = True
         if status is not None and status != self.record.status:
             self.record.status = status
+            changed = True
+        error = self.record.error if self.record.state == "ERROR" else ""
+        if error != self._published_error:  # a more precise reason arrived after the state change
+            self._published_error = error
             changed = True
         if changed:
             self.role_record.state = self.record.state
@@ -105,6 +110,7 @@ class TaskActor(AsyncioActor):
                     class_name=record.class_name,
                     path=record.role_path,
                     critical=record.critical,
+                    error=error,
                 )
             )
 
@@ -210,7 +216,8 @@ class TaskActor(AsyncioActor):
         elif isinstance(message, DeviceEvent):
             if message.type == "TASK_INTERNAL_ERROR":
                 self.event_seq, self.event_fails_step = message.seq, True
-                self.record.error = "the task reported an internal error"
+                if self.record.state != "ERROR" or not self.record.error:  # keep the task's own words
+                    self.record.error = "the task reported an internal error"
                 self._set(state="ERROR")
             self.environment.tell(TaskDeviceEvent(self.record.id, message.type, self.record.critical))
         elif isinstance(message, BasicTaskTerminated):

@@ -1,6 +1,7 @@
 """aliecs: a Python experiment control system modelled on ALICE's AliECS.
 
-The public API for harnesses: `Core.embedded()`, `Environment`, `TaskInfo`, and the errors.
+The public API for harnesses: `Core.embedded()`, `Environment`, `TaskInfo`, `DirectoryRepository`
+and the errors (waits and test helpers: `aliecs.testing`).
 Names are imported lazily: task processes import `aliecs.occ` and must not pay for the whole core.
 """
 
@@ -12,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Core": "aliecs.api",
     "Environment": "aliecs.api",
+    "DirectoryRepository": "aliecs.workflow.repository",
     "AliecsError": "aliecs.errors",
     "EnvironmentBusyError": "aliecs.errors",
     "InvalidTransitionError": "aliecs.errors",
     "TaskError": "aliecs.errors",
     "TransitionError": "aliecs.errors",
     "UnknownEnvironmentError": "aliecs.errors",
+    "UnknownTaskError": "aliecs.errors",
     "UnknownWorkflowError": "aliecs.errors",
     "RoleTree": "aliecs.model",
     "TaskInfo": "aliecs.model",
@@ -27,6 +30,7 @@ _EXPORTS = {
 __all__ = [
     "AliecsError",
     "Core",
+    "DirectoryRepository",
     "Environment",
     "EnvironmentBusyError",
     "InvalidTransitionError",
@@ -36,6 +40,7 @@ __all__ = [
     "TransitionError",
     "TransitionResult",
     "UnknownEnvironmentError",
+    "UnknownTaskError",
     "UnknownWorkflowError",
 ]
 
@@ -48,9 +53,11 @@ if TYPE_CHECKING:
         TaskError,
         TransitionError,
         UnknownEnvironmentError,
+        UnknownTaskError,
         UnknownWorkflowError,
     )
     from aliecs.model import RoleTree, TaskInfo, TransitionResult
+    from aliecs.workflow.repository import DirectoryRepository
 
 
 def __getattr__(name: str) -> Any:

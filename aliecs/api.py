@@ -28,7 +28,7 @@ from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
 from aliecs.environment.fsm import normalize_event
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
-from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
+from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError, UnknownTaskError
 from aliecs.events import (
     AUDIT_FILE,
     CoreStartEvent,
@@ -44,6 +44,7 @@ from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.integration import Plugin, builtin_plugins
 from aliecs.model import EnvironmentRecord, RoleTree, TaskCommand, TaskInfo, TransitionResult
 from aliecs.statedir import make_private_dir
+from aliecs.tasklog import DEFAULT_CHUNK, LogChunk, read_chunk
 from aliecs.workflow.repos import RepoManager
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
 from aliecs.workflow.template import Workflow, load_workflow
@@ -484,6 +485,23 @@ class Core:
     def tasks(self) -> list[TaskInfo]:
         """Every task of every environment (a snapshot; no message is sent)."""
         return [task.info() for record, _ref in self._registry.values() for task in record.tasks.values()]
+
+    def task(self, task_id: str) -> tuple[TaskInfo, str]:
+        """The task with this id and the id of its environment (a snapshot)."""
+        for record, _ref in self._registry.values():
+            task = record.tasks.get(task_id)
+            if task is not None:
+                return task.info(), record.id
+        raise UnknownTaskError(f"no task with id {task_id!r}")
+
+    async def task_log(self, task_id: str, offset: int = 0, max_bytes: int = DEFAULT_CHUNK) -> LogChunk:
+        """A chunk of the task's output (stdout and stderr) from byte `offset` (negative: from the
+        end); read on with `offset=chunk.next_offset`. `TaskInfo.error` says why a task failed; the
+        log says what it printed on the way."""
+        task, _env_id = self.task(task_id)
+        if not task.log_path:
+            return LogChunk("", 0, "", 0, 0)
+        return await asyncio.to_thread(read_chunk, task.log_path, offset, max_bytes)
 
     def environment(self, env_id: str) -> Environment:
         entry = self._registry.get(env_id)

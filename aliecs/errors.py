@@ -21,6 +21,10 @@ class UnknownEnvironmentError(AliecsError):
     """No environment with this id is known to the core."""
 
 
+class UnknownTaskError(AliecsError):
+    """No task with this id in any environment."""
+
+
 class InvalidTransitionError(AliecsError):
     """The event is not allowed from the environment's current state; nothing was changed."""
 

@@ -78,6 +78,7 @@ class TaskEvent:
     path: str
     critical: bool = True
     timestamp_ns: int = field(default_factory=now_ns)
+    error: str = ""  # why the task went to ERROR (its own words, or how its process ended)
 
 
 @dataclass(frozen=True)

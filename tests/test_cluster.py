@@ -28,7 +28,7 @@ from aliecs.cluster.ports import (
 )
 from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure
 from aliecs.durations import parse_duration
-from aliecs.pytest_plugin import isolated_nodes
+from aliecs.testing import isolated_nodes
 
 
 def test_default_nodes_have_disjoint_port_ranges() -> None:

@@ -23,8 +23,8 @@ import pytest
 import pytest_asyncio
 
 from aliecs.generated import events as events_pb
-from aliecs.pytest_plugin import isolated_nodes
 from aliecs.server import ControlClient
+from aliecs.testing import isolated_nodes
 from tests.conftest import GitRepoBuilder, pid_alive, process_args
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(120)]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aliecs.api import Core
-from aliecs.pytest_plugin import isolated_nodes
+from aliecs.testing import isolated_nodes
 from aliecs.workflow.repos import (
     RepositoryError,
     RepositoryFetchError,

@@ -27,7 +27,7 @@ from aliecs.occ import (
     next_state,
     parse_address,
 )
-from aliecs.occ.server import Broadcast, SubscriberOverflowError
+from aliecs.occ.server import ERROR_DETAIL_LIMIT, Broadcast, SubscriberOverflowError, error_detail
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -242,9 +242,19 @@ async def test_failing_callback_goes_to_error_and_emits_internal_error(
         assert (result.state, result.ok, result.trigger) == ("ERROR", False, "DEVICE_ERROR")
         assert await anext(events) == "TASK_INTERNAL_ERROR"
     assert task.last_error is not None and "on_start raised RuntimeError: start exploded" in task.last_error
+    # the reason travels with the reply (trailing metadata), so the controller can show it
+    assert result.error == "on_start raised RuntimeError: start exploded"
     assert (await client.get_state())[0] == "ERROR"
     recovered = await client.transition("ERROR", "RECOVER")
-    assert (recovered.state, recovered.ok) == ("STANDBY", True)
+    assert (recovered.state, recovered.ok, recovered.error) == ("STANDBY", True, "")
+
+
+def test_error_detail_is_bounded_utf8() -> None:
+    long = "é" * 5000
+    detail = error_detail(long)
+    assert len(detail) <= ERROR_DETAIL_LIMIT and detail.endswith(b"...")
+    assert detail[:-3].decode("utf-8")  # cut on a character boundary
+    assert error_detail("HV channel 3 tripped") == b"HV channel 3 tripped"
 
 
 async def test_failing_exit_callback_does_not_reach_done(

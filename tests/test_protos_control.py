@@ -305,9 +305,31 @@ def descriptors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, descripto
     return {f.package: f for f in files.file}
 
 
+#: aliecs's own additions: numbered from EXTENSION_FIRST so they never meet a field of the original.
+EXTENSION_FIRST = 1000
+EXTENSION_FIELDS: dict[str, dict[str, tuple[int, int]]] = {
+    "EnvironmentInfo": {"error": (1000, S), "lastRunNumber": (1001, U32)},
+    "ShortTaskInfo": {"error": (1000, S)},
+    "Ev_TaskEvent": {"error": (1000, S)},
+}
+EXTENSION_RPCS = {"GetTaskLog": ("GetTaskLogRequest", "GetTaskLogReply")}
+
+
 def fields(file: descriptor_pb2.FileDescriptorProto, name: str) -> dict[str, tuple[int, int]]:
+    """The fields of message `name` that the original has too (below EXTENSION_FIRST)."""
+    return {k: v for k, v in all_fields(file, name).items() if v[0] < EXTENSION_FIRST}
+
+
+def all_fields(file: descriptor_pb2.FileDescriptorProto, name: str) -> dict[str, tuple[int, int]]:
     (message,) = [m for m in file.message_type if m.name == name]
     return {f.name: (f.number, f.type) for f in message.field}
+
+
+def test_extensions_are_the_listed_ones(descriptors: dict[str, descriptor_pb2.FileDescriptorProto]) -> None:
+    for file in (descriptors["o2control"], descriptors["events"]):
+        for message in file.message_type:
+            extra = {k: v for k, v in all_fields(file, message.name).items() if v[0] >= EXTENSION_FIRST}
+            assert extra == EXTENSION_FIELDS.get(message.name, {}), message.name
 
 
 def test_packages_and_imports(descriptors: dict[str, descriptor_pb2.FileDescriptorProto]) -> None:
@@ -372,7 +394,7 @@ def test_service(descriptors: dict[str, descriptor_pb2.FileDescriptorProto]) -> 
         m.name: (m.input_type.removeprefix(".o2control."), m.output_type.removeprefix(".o2control."))
         for m in service.method
     }
-    assert rpcs == RPCS
+    assert rpcs == {**RPCS, **EXTENSION_RPCS}
     streaming = {m.name for m in service.method if m.server_streaming}
     assert streaming == {"Subscribe"} and not any(m.client_streaming for m in service.method)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aliecs.api import Core
-from aliecs.pytest_plugin import wait_for_environment_state, wait_for_task_states
+from aliecs.testing import wait_for_environment_state, wait_for_task_states
 from aliecs.workflow.repository import TemplateRepository
 from tests.conftest import RepoBuilder
 

@@ -7,8 +7,11 @@ is checked for its status code and an actionable message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -24,11 +27,13 @@ from aliecs.api import Core
 from aliecs.events import EnvironmentEvent
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
-from aliecs.pytest_plugin import isolated_nodes, wait_for, wait_for_environment_state
 from aliecs.server import ControlClient, ControlServer
 from aliecs.server.auth import TokenRequiredError
 from aliecs.server.rolepath import matches
+from aliecs.testing import isolated_nodes, wait_for, wait_for_environment_state
 from tests.conftest import GitRepoBuilder, RepoBuilder, process_args
+
+BIN = Path(sys.executable).parent
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(90)]
 
@@ -58,6 +63,10 @@ class Harness:
     def __init__(self, core: Core, server: ControlServer, client: ControlClient) -> None:
         self.core, self.server, self.client = core, server, client
         self.stub = client.stub
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
 
     async def new(self, **vars: str) -> pb.EnvironmentInfo:
         reply = await self.stub.new_environment(
@@ -265,13 +274,81 @@ async def test_error_codes_are_actionable(harness: Harness) -> None:
 
 async def test_failed_transition_lists_task_errors(harness: Harness) -> None:
     env = await harness.new(slow_args="--fail-on START")
-    message = await expect_status(
-        harness.control(env.id, Op.START_ACTIVITY), Status.ABORTED, "START_ACTIVITY failed", "group.slow"
-    )
-    assert "ERROR" in message
-    got = await harness.stub.get_environment(pb.GetEnvironmentRequest(id=env.id))
-    assert got.environment.state == "ERROR"
-    await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id, force=True))
+    events: list[events_pb.Event] = []
+
+    async def collect() -> None:
+        async for event in harness.client.subscribe(""):
+            events.append(event)
+
+    stream = asyncio.ensure_future(collect())
+    await until(lambda: harness.core.events.subscribers > 0, "the subscription")
+    reason = "on_start raised RuntimeError: fake failure in START (--fail-on)"
+    try:
+        message = await expect_status(
+            harness.control(env.id, Op.START_ACTIVITY),
+            Status.ABORTED,
+            "START_ACTIVITY failed",
+            "group.slow",
+            reason,  # the device's own words, not just "task went to ERROR"
+        )
+        assert "ERROR" in message
+        got = await harness.stub.get_environment(pb.GetEnvironmentRequest(id=env.id))
+        assert got.environment.state == "ERROR"
+        assert reason in got.environment.error
+        (failed,) = [task for task in got.environment.tasks if task.error]
+        assert failed.name.endswith("group.slow") and reason in failed.error
+        await until(lambda: any(reason in e.error for e in payloads(events, "task_event")), "the task event")
+        assert any(reason in e.error for e in payloads(events, "environment_event"))
+        # the task's output, as `coconut task log` reads it: the OCC library logged the exception
+        log = await harness.stub.get_task_log(pb.GetTaskLogRequest(task_id=failed.task_id))
+        assert "fake failure in START" in log.data and log.environment_id == env.id
+        assert log.next_offset == len(log.data.encode()) and log.task_active
+        await expect_status(
+            harness.stub.get_task_log(pb.GetTaskLogRequest(task_id="nope")), Status.NOT_FOUND, "nope"
+        )
+        # the same through coconut: env show names the failed task and why, task log prints its output
+        shown = await coconut(harness, "env", "show", env.id)
+        assert reason in shown and f"coconut task log {failed.task_id}" in shown, shown
+        printed = await coconut(harness, "task", "log", failed.task_id)
+        assert "fake failure in START" in printed
+        # -f follows until the task's process is gone (here: destroyed with its environment)
+        follower = await asyncio.create_subprocess_exec(
+            str(BIN / "coconut"), "--endpoint", harness.endpoint, "task", "log", "-f", failed.task_id,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert follower.stdout is not None
+        first = await asyncio.wait_for(follower.stdout.readline(), 30)
+        assert first, "coconut task log -f printed nothing"
+        await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id, force=True))
+        await asyncio.wait_for(follower.communicate(), 30)
+        assert follower.returncode == 0
+    finally:
+        stream.cancel()
+        with contextlib.suppress(GRPCError):
+            await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id, force=True))
+
+
+async def coconut(harness: Harness, *args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "coconut"), "--endpoint", harness.endpoint, "--nocolor", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, f"coconut {' '.join(args)} failed:\n{out.decode()}{err.decode()}"
+    return out.decode()
+
+
+async def test_crashed_task_shows_its_last_output(harness: Harness) -> None:
+    env = await harness.new(slow_args="--crash-on START")
+    try:
+        message = await expect_status(
+            harness.control(env.id, Op.START_ACTIVITY), Status.ABORTED, "START_ACTIVITY failed", "group.slow"
+        )
+        assert "last output:" in message and "aliecs-fake-task" in message, message
+        got = await harness.stub.get_environment(pb.GetEnvironmentRequest(id=env.id))
+        assert "last output:" in got.environment.error
+    finally:
+        await harness.stub.destroy_environment(pb.DestroyEnvironmentRequest(id=env.id, force=True))
 
 
 async def test_concurrent_transition_waits_for_the_running_one(harness: Harness) -> None:

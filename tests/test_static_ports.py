@@ -13,7 +13,7 @@ import pytest
 
 from aliecs import Core, TransitionError
 from aliecs.cluster.ports import static_port_free
-from aliecs.pytest_plugin import isolated_nodes
+from aliecs.testing import isolated_nodes
 from tests.conftest import FAKE_TASK, RepoBuilder
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")

@@ -9,6 +9,7 @@ be reached, 2 bad usage, 130 interrupted.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from rich.text import Text
 from rich.tree import Tree
@@ -275,12 +277,33 @@ def _env_block(out: Output, env: pb.EnvironmentInfo, public: bool | None = None)
     if public is not None:
         pairs.append(("public", public))
     pairs += [
-        ("run number", env.current_run_number or "-"),
+        ("run number", _run_number_text(env)),
         ("number of hosts", env.number_of_hosts),
         ("number of tasks", f"{env.number_of_tasks} ({env.number_of_active_tasks} active)"),
         ("detectors", ", ".join(env.included_detectors) or "none"),
     ]
+    if env.error:
+        pairs.append(("error", Text(env.error, style="red")))
     out.block(pairs)
+    failed = [task for task in env.tasks if task.error]
+    for task in failed:
+        out.print(
+            Text(
+                f"task {task.name} [{task.task_id}] on {task.deployment_info.hostname or '-'}: ", style="bold"
+            )
+        )
+        out.print(Text("  " + task.error, style="red"))
+    if failed:
+        out.print(f"(their output: coconut task log TASK_ID; e.g. coconut task log {failed[0].task_id})")
+
+
+def _run_number_text(env: pb.EnvironmentInfo) -> str:
+    """The current run, or the last one once it ended (a STOP keeps its number readable)."""
+    if env.current_run_number:
+        return str(env.current_run_number)
+    if env.last_run_number:
+        return f"- (last run: {env.last_run_number})"
+    return "-"
 
 
 @environment.command("create")
@@ -401,6 +424,9 @@ def _task_rows(tasks: list[pb.ShortTaskInfo]) -> list[tuple[Any, ...]]:
         for t in tasks
     ]
 
+
+#: How often `task log -f` asks for new output.
+FOLLOW_INTERVAL = 0.5
 
 TASK_COLUMNS = [
     "task id",
@@ -623,6 +649,52 @@ def task_list(ctx: click.Context) -> None:
 
 
 add_aliases(task, "list", "ls", "l")
+
+
+@task.command("log")
+@click.argument("task_id")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing new output until the task ends (Ctrl-C stops)."
+)
+@click.option(
+    "-n",
+    "--bytes",
+    "tail_bytes",
+    default=16384,
+    show_default=True,
+    help="Start this many bytes before the end (0: from the beginning).",
+)
+@click.pass_context
+def task_log(ctx: click.Context, task_id: str, follow: bool, tail_bytes: int) -> None:
+    """Print a task's output (stdout and stderr), optionally following it."""
+    out = settings(ctx).out
+
+    async def read(client: ControlClient) -> None:
+        offset = -abs(tail_bytes) if tail_bytes else 0
+        seen = False
+        while True:
+            try:
+                reply = await client.stub.get_task_log(pb.GetTaskLogRequest(task_id=task_id, offset=offset))
+            except GRPCError as exc:
+                if seen and exc.status == Status.NOT_FOUND:  # destroyed with its environment meanwhile
+                    out.errors.print(f"(task {task_id} is gone)")
+                    return
+                raise
+            seen = True
+            if reply.data:
+                click.echo(reply.data, nl=False)
+            offset = reply.next_offset
+            if not reply.data and (not follow or not reply.task_active):
+                if not reply.path:
+                    out.errors.print(f"(task {task_id} has no output file)")
+                break
+            if not reply.data:
+                await asyncio.sleep(FOLLOW_INTERVAL)  # poll: the log is a file that grows
+
+    call(ctx, read)
+
+
+add_aliases(task, "log", "logs")
 
 
 @task.command("clean")

@@ -32,7 +32,7 @@ from aliecs.occ.errors import (
     OccStreamOverflowError,
     OccUnreachableError,
 )
-from aliecs.occ.server import DEFAULT_CONTROL_PORT
+from aliecs.occ.server import DEFAULT_CONTROL_PORT, ERROR_DETAIL_LIMIT, ERROR_DETAIL_METADATA
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -51,6 +51,14 @@ class TransitionResult:
     ok: bool
     trigger: str
     event: str
+    #: Why the process ended in ERROR, in its own words (e.g. the callback's exception), when it says.
+    error: str = ""
+
+
+def _decode_detail(value: Any) -> str:
+    """The error detail of a failed transition: bounded text on one line per reason."""
+    data = value if isinstance(value, bytes) else str(value).encode()
+    return data[:ERROR_DETAIL_LIMIT].decode("utf-8", "replace").strip()
 
 
 def enum_name(value: Any) -> str:
@@ -165,14 +173,22 @@ class OccClient:
             transition_event=event,
             arguments=[occ_pb.ConfigEntry(key=str(k), value=str(v)) for k, v in (args or {}).items()],
         )
+        trailers: dict[str, Any] = {}
         reply = await self._unary(
-            "Transition", request, occ_pb.TransitionReply, timeout, what=f"{event} from {src_state}"
+            "Transition",
+            request,
+            occ_pb.TransitionReply,
+            timeout,
+            what=f"{event} from {src_state}",
+            trailers=trailers,
         )
+        detail = trailers.get(ERROR_DETAIL_METADATA, b"")
         return TransitionResult(
             state=reply.state,
             ok=reply.ok,
             trigger=enum_name(reply.trigger),
             event=reply.transition_event,
+            error=_decode_detail(detail) if not reply.ok else "",
         )
 
     async def _unary(
@@ -182,7 +198,9 @@ class OccClient:
         reply_type: type[T],
         deadline: float | None,
         what: str = "",
+        trailers: dict[str, Any] | None = None,
     ) -> T:
+        """One unary call; `trailers`, when given, receives the reply's trailing metadata."""
         limit = self.timeout if deadline is None else deadline
         with self._translate(rpc, limit, what):
             async with self._get_channel().request(
@@ -190,6 +208,9 @@ class OccClient:
             ) as stream:
                 await stream.send_message(request, end=True)
                 reply = await stream.recv_message()
+                if trailers is not None and reply is not None:
+                    await stream.recv_trailing_metadata()
+                    trailers.update(stream.trailing_metadata or {})
         if reply is None:
             raise OccError(f"{rpc} on {self.address}: the process closed the call without a reply")
         return reply

@@ -74,6 +74,11 @@ log = logging.getLogger("aliecs.occ")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_CONTROL_PORT = 47100
 CONTROL_PORT_ENV = "OCC_CONTROL_PORT"
+#: Trailing metadata of a Transition reply that ended in ERROR: why (UTF-8, at most ERROR_DETAIL_LIMIT
+#: bytes). The TransitionReply message has no room for it and must stay wire-compatible with the
+#: original; a client that does not know this key ignores it.
+ERROR_DETAIL_METADATA = "aliecs-error-detail-bin"
+ERROR_DETAIL_LIMIT = 2048
 
 #: Exit code of :func:`run` when the control port cannot be bound.
 EXIT_PORT_UNAVAILABLE = 1
@@ -598,8 +603,9 @@ class OccTask:
             reply = await self._transition_shielded(request.src_state, request.transition_event, args)
             await stream.send_message(reply)
             # Trailers are sent here rather than by grpclib after we return, so that shutting down
-            # after EXIT cannot cut the reply short.
-            await stream.send_trailing_metadata()
+            # after EXIT cannot cut the reply short. A failed transition says why in them.
+            detail = None if reply.ok or not self.last_error else error_detail(self.last_error)
+            await stream.send_trailing_metadata(metadata={ERROR_DETAIL_METADATA: detail} if detail else None)
         finally:
             if self._state is DONE:
                 self._finished.set()
@@ -741,6 +747,14 @@ def run(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(serve(handler, port=port, host=host, stop_signals=stop_signals))
+
+
+def error_detail(reason: str) -> bytes:
+    """`reason` as bounded UTF-8 for the trailing metadata of a failed transition."""
+    data = reason.encode("utf-8", "replace")
+    if len(data) <= ERROR_DETAIL_LIMIT:
+        return data
+    return data[: ERROR_DETAIL_LIMIT - 3].decode("utf-8", "ignore").encode() + b"..."
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -34,6 +34,7 @@ def short_task(task: TaskInfo) -> pb.ShortTaskInfo:
         sandbox_stdout=task.log_path,
         claimable=False,
         critical=task.critical,
+        error=task.error,
     )
 
 
@@ -103,6 +104,8 @@ def environment_info(env: Environment, with_tasks: bool = True) -> pb.Environmen
         current_transition=env.current_transition,
         number_of_active_tasks=sum(1 for task in tasks if task.status == "ACTIVE"),
         number_of_inactive_tasks=sum(1 for task in tasks if task.status == "INACTIVE"),
+        error=env.error,
+        last_run_number=env.last_run_number,
     )
 
 

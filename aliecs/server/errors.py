@@ -20,6 +20,7 @@ from aliecs.errors import (
     InvalidTransitionError,
     TransitionError,
     UnknownEnvironmentError,
+    UnknownTaskError,
     UnknownWorkflowError,
 )
 from aliecs.workflow.errors import TemplateError
@@ -32,10 +33,6 @@ from aliecs.workflow.repos import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class UnknownTaskError(AliecsError):
-    """No task with this id in any environment."""
 
 
 def status_for(exc: BaseException) -> tuple[Status, str]:

@@ -158,6 +158,7 @@ class ControlService:
             h("GetTasks", self.get_tasks, pb.GetTasksRequest, pb.GetTasksReply),
             h("GetTask", self.get_task, pb.GetTaskRequest, pb.GetTaskReply),
             h("CleanupTasks", self.cleanup_tasks, pb.CleanupTasksRequest, pb.CleanupTasksReply),
+            h("GetTaskLog", self.get_task_log, pb.GetTaskLogRequest, pb.GetTaskLogReply),
             h("GetRoles", self.get_roles, pb.GetRolesRequest, pb.GetRolesReply),
             h(
                 "GetWorkflowTemplates",
@@ -572,6 +573,19 @@ class ControlService:
                 if task.id == request.task_id:
                     return pb.GetTaskReply(task=convert.task_info(task, env), timestamp=convert.now_ms())
         raise UnknownTaskError(f"no task with id {request.task_id!r}")
+
+    async def get_task_log(self, request: pb.GetTaskLogRequest) -> pb.GetTaskLogReply:
+        """aliecs extension: a bounded chunk of a task's output file (`coconut task log [-f]`)."""
+        task, env_id = self.core.task(request.task_id)
+        chunk = await self.core.task_log(request.task_id, request.offset, request.max_bytes)
+        return pb.GetTaskLogReply(
+            task_id=task.id,
+            path=chunk.path,
+            data=chunk.data,
+            next_offset=chunk.next_offset,
+            task_active=task.status == "ACTIVE",
+            environment_id=env_id,
+        )
 
     async def cleanup_tasks(self, request: pb.CleanupTasksRequest) -> pb.CleanupTasksReply:
         """Kill idle tasks. Every aliecs task belongs to an environment (none is idle), so nothing is

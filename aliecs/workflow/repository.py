@@ -44,8 +44,8 @@ class TemplateRepository(Protocol):
 class DirectoryRepository:
     """A configuration repository read straight from a directory (the packaged `templates/`)."""
 
-    def __init__(self, root: Path, name: str | None = None, revision: str = "local") -> None:
-        self.root = root
+    def __init__(self, root: Path | str, name: str | None = None, revision: str = "local") -> None:
+        self.root = Path(root)
         self.name = name or str(root)
         self.revision = revision
 

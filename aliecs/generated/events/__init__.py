@@ -83,6 +83,7 @@ class EvTaskEvent(betterproto.Message):
     traits: "Traits" = betterproto.message_field(7)
     environment_id: str = betterproto.string_field(8)
     path: str = betterproto.string_field(9)
+    error: str = betterproto.string_field(1000)
 
 
 @dataclass(eq=False, repr=False)

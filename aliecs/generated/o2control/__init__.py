@@ -157,6 +157,12 @@ class EnvironmentInfo(betterproto.Message):
     current_transition: str = betterproto.string_field(16)
     number_of_active_tasks: int = betterproto.int32_field(17)
     number_of_inactive_tasks: int = betterproto.int32_field(18)
+    error: str = betterproto.string_field(1000)
+    """
+    aliecs extensions, numbered from 1000 to stay clear of the original's fields:
+    """
+
+    last_run_number: int = betterproto.uint32_field(1001)
 
 
 @dataclass(eq=False, repr=False)
@@ -315,6 +321,7 @@ class ShortTaskInfo(betterproto.Message):
     sandbox_stdout: str = betterproto.string_field(9)
     claimable: bool = betterproto.bool_field(10)
     critical: bool = betterproto.bool_field(11)
+    error: str = betterproto.string_field(1000)
 
 
 @dataclass(eq=False, repr=False)
@@ -345,6 +352,27 @@ class GetTaskRequest(betterproto.Message):
 class GetTaskReply(betterproto.Message):
     task: "TaskInfo" = betterproto.message_field(1)
     timestamp: int = betterproto.int64_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class GetTaskLogRequest(betterproto.Message):
+    """
+    aliecs extension: read a task's output file from `offset`; a negative offset counts from the end.
+    """
+
+    task_id: str = betterproto.string_field(1)
+    offset: int = betterproto.int64_field(2)
+    max_bytes: int = betterproto.uint32_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class GetTaskLogReply(betterproto.Message):
+    task_id: str = betterproto.string_field(1)
+    path: str = betterproto.string_field(2)
+    data: str = betterproto.string_field(3)
+    next_offset: int = betterproto.int64_field(4)
+    task_active: bool = betterproto.bool_field(5)
+    environment_id: str = betterproto.string_field(6)
 
 
 @dataclass(eq=False, repr=False)
@@ -783,6 +811,23 @@ class ControlStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def get_task_log(
+        self,
+        get_task_log_request: "GetTaskLogRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "GetTaskLogReply":
+        return await self._unary_unary(
+            "/o2control.Control/GetTaskLog",
+            get_task_log_request,
+            GetTaskLogReply,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def get_roles(
         self,
         get_roles_request: "GetRolesRequest",
@@ -1067,6 +1112,11 @@ class ControlBase(ServiceBase):
     ) -> "CleanupTasksReply":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def get_task_log(
+        self, get_task_log_request: "GetTaskLogRequest"
+    ) -> "GetTaskLogReply":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def get_roles(self, get_roles_request: "GetRolesRequest") -> "GetRolesReply":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -1224,6 +1274,13 @@ class ControlBase(ServiceBase):
     ) -> None:
         request = await stream.recv_message()
         response = await self.cleanup_tasks(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_task_log(
+        self, stream: "grpclib.server.Stream[GetTaskLogRequest, GetTaskLogReply]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.get_task_log(request)
         await stream.send_message(response)
 
     async def __rpc_get_roles(
@@ -1402,6 +1459,12 @@ class ControlBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 CleanupTasksRequest,
                 CleanupTasksReply,
+            ),
+            "/o2control.Control/GetTaskLog": grpclib.const.Handler(
+                self.__rpc_get_task_log,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetTaskLogRequest,
+                GetTaskLogReply,
             ),
             "/o2control.Control/GetRoles": grpclib.const.Handler(
                 self.__rpc_get_roles,

@@ -26,6 +26,7 @@ from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
 from aliecs.events import CoreStartEvent, EventBus
 from aliecs.integration import Plugin
+from aliecs.locks import LockTable
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
 from aliecs.workflow.repos import RepoManager
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
@@ -77,6 +78,24 @@ class Environment:
         return self._record.error
 
     @property
+    def created_ms(self) -> int:
+        return self._record.created_ms
+
+    @property
+    def user_vars(self) -> dict[str, str]:
+        """The variables given at creation (a copy)."""
+        return dict(self._record.user_vars)
+
+    @property
+    def run_start_ms(self) -> int:
+        """When the current (or last) run's START_ACTIVITY began, ms since the epoch (0: never)."""
+        return self._record.run_start_time_ms
+
+    @property
+    def task_count(self) -> int:
+        return len(self._record.tasks)
+
+    @property
     def tasks(self) -> list[TaskInfo]:
         return [record.info() for record in self._record.tasks.values()]
 
@@ -117,6 +136,7 @@ class Environment:
                 await self._ref.proxy().destroy(allow_running)
             finally:
                 await self._core._manager.proxy().forget(self.id)
+                self._core.locks.forget(self.id)
 
     def _check_alive(self, what: str) -> None:
         if self.id not in self._core._registry:
@@ -162,6 +182,7 @@ class Core:
         self.executor_class = executor_class
         self.plugins = plugins
         self.events = EventBus()
+        self.locks = LockTable()  # which operator controls which environment (front ends enforce it)
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         if nodes is None or isinstance(nodes, int):
             self.nodes = default_nodes(nodes or 1)

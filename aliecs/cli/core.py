@@ -1,4 +1,5 @@
-"""`aliecs-core`: the control system as a long-running process, serving the gRPC control API.
+"""`aliecs-core`: the control system as a long-running process, serving the gRPC control API and
+the web page with its REST API (127.0.0.1:8080 by default, `--http-port`).
 
 It runs the embedded local cluster and `o2control.Control` (on 127.0.0.1:32102 by default) until
 SIGTERM or SIGINT, then shuts down in order, one printed line per step: stop accepting requests,
@@ -22,6 +23,7 @@ from aliecs.runtime import run
 from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenRequiredError
 from aliecs.server.service import DEFAULT_HOST, DEFAULT_PORT
+from aliecs.web import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, WebServer
 
 EXIT_USAGE = 2
 
@@ -50,11 +52,18 @@ async def _wind_down(env: Environment) -> None:
 
 
 async def _serve(
-    state_dir: Path, nodes: int, inventory: Path | None, host: str, port: int, token: str | None
+    state_dir: Path,
+    nodes: int,
+    inventory: Path | None,
+    host: str,
+    port: int,
+    token: str | None,
+    http: tuple[str, int] = (DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT),
 ) -> int:
     async with Core.embedded(state_dir=state_dir, nodes=inventory or nodes) as core:
         try:
             server = ControlServer(core, host=host, port=port, token=token)
+            web = WebServer(core, host=http[0], port=http[1], token=token)
         except TokenRequiredError as exc:
             say(f"error: {exc}")
             return EXIT_USAGE
@@ -73,13 +82,23 @@ async def _serve(
         except OSError as exc:
             say(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}")
             return 1
+        # -- the web page and REST API (aliecs.web) --
+        try:
+            await web.start()
+        except OSError as exc:
+            say(f"error: cannot listen on {http[0]}:{http[1]} for the web page: {exc.strerror or exc}")
+            await server.close()
+            return 1
         names = ", ".join(node.hostname for node in core.nodes)
         say(f"local cluster with nodes {names}; state in {core.state_dir}")
         say(f"audit log {server.audit.path}")
         auth = "token required" if token else "no token: loopback only"
         say(f"control API listening on {host}:{server.port} ({auth}); pid {os.getpid()}")
+        say(f"web page and REST API at {web.url} (open it in a browser; Ctrl-C stops the core)")
         await stop.wait()
         say(f"{received[0]} received, shutting down")
+        say("closing the web page: no new requests, event streams ended")
+        await web.close()
         say("closing the control API: no new requests, event streams ended")
         await server.service.close()
         server.server.close()
@@ -111,6 +130,18 @@ async def _serve(
     help=f"Bearer token clients must send (required off loopback; env {TOKEN_ENV}).",
 )
 @click.option("--mesos", metavar="URL", default=None, help="Mesos master (not available yet).")
+# -- the web page and REST API (aliecs.web) --
+@click.option(
+    "--http-host", default=DEFAULT_HTTP_HOST, show_default=True, help="Address of the web page and REST API."
+)
+@click.option(
+    "--http-port",
+    type=int,
+    envvar="ALIECS_HTTP_PORT",
+    default=DEFAULT_HTTP_PORT,
+    show_default=True,
+    help="Port of the web page and REST API (0: any free port; env ALIECS_HTTP_PORT).",
+)
 def command(
     state_dir: Path | None,
     host: str,
@@ -119,6 +150,8 @@ def command(
     inventory: Path | None,
     token: str | None,
     mesos: str | None,
+    http_host: str,
+    http_port: int,
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
     if mesos:
@@ -128,7 +161,13 @@ def command(
             err=True,
         )
         sys.exit(EXIT_USAGE)
-    sys.exit(run(_serve(state_dir or default_state_dir(), nodes, inventory, host, port, token)))
+    sys.exit(
+        run(
+            _serve(
+                state_dir or default_state_dir(), nodes, inventory, host, port, token, (http_host, http_port)
+            )
+        )
+    )
 
 
 def main() -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -380,3 +383,20 @@ async def test_tokens_origins_and_host_names(tmp_path: Path, repo: RepoBuilder) 
             assert response.status == 403 and "loopback" in (await response.json())["error"]
     with pytest.raises(TokenRequiredError, match="without a token"):
         WebServer(server.core, host="0.0.0.0", port=0)
+
+
+async def test_the_readme_example_runs(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (example,) = [block for block in blocks if "WebServer(core" in block]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        example,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "ALIECS_STATE_DIR": str(tmp_path / "state")},
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, out.decode()
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/ \['node00', 'node01'\]\n", out.decode()), out.decode()

@@ -26,7 +26,7 @@ from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
 from aliecs.events import CoreStartEvent, EventBus
 from aliecs.integration import Plugin
-from aliecs.locks import LockTable
+from aliecs.locks import Lock, LockTable
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
 from aliecs.workflow.repos import RepoManager
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
@@ -90,6 +90,11 @@ class Environment:
     def run_start_ms(self) -> int:
         """When the current (or last) run's START_ACTIVITY began, ms since the epoch (0: never)."""
         return self._record.run_start_time_ms
+
+    @property
+    def controlled_by(self) -> Lock | None:
+        """The operator lock on this environment (who may change it from a front end), if any."""
+        return self._core.locks.holder(self.id)
 
     @property
     def task_count(self) -> int:

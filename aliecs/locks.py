@@ -13,14 +13,18 @@ open in another room); the previous holder sees the change like everyone else.
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aliecs.errors import AliecsError
 
 MAX_OPERATOR = 64
+# gRPC clients (coconut) see the holder in EnvironmentInfo.integratedServicesData under this key,
+# as JSON {"operator", "since_ms"}: the wire format stays the original's.
+SERVICE_KEY = "aliecs.lock"
 _SESSION = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 
 
@@ -114,6 +118,21 @@ class LockTable:
     def _notify(self, env_id: str, lock: Lock | None) -> None:
         for listener in list(self._listeners):
             listener(env_id, lock)
+
+
+def as_service_data(lock: Lock | None) -> dict[str, str]:
+    if lock is None:
+        return {}
+    return {SERVICE_KEY: json.dumps({"operator": lock.operator, "since_ms": lock.since_ms})}
+
+
+def describe_service_data(data: Mapping[str, str]) -> str:
+    """ "alice since 17:03:12" from EnvironmentInfo.integratedServicesData ("" when nobody holds it)."""
+    try:
+        lock = json.loads(data.get(SERVICE_KEY, "") or "null")
+        return f"{lock['operator']} since {_clock(int(lock['since_ms']))}" if lock else ""
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def _clock(ms: int) -> str:

@@ -25,6 +25,7 @@ from rich.tree import Tree
 from aliecs.cli.coconut_output import Output, event_line, format_ms, role_tree, state_text
 from aliecs.cli.coconut_template import expand as expand_command
 from aliecs.generated import o2control as pb
+from aliecs.locks import describe_service_data
 from aliecs.runtime import run
 from aliecs.server.auth import TOKEN_ENV
 from aliecs.server.client import DEFAULT_ENDPOINT, ControlClient
@@ -247,6 +248,7 @@ def _env_block(out: Output, env: pb.EnvironmentInfo, public: bool | None = None)
         ("created", format_ms(env.created_when)),
         ("state", state_text(env.state)),
         ("transition", env.current_transition or "-"),
+        ("controlled by", describe_service_data(env.integrated_services_data) or "nobody"),
     ]
     if public is not None:
         pairs.append(("public", public))

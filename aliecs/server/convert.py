@@ -6,6 +6,7 @@ import time
 
 from aliecs.api import Environment
 from aliecs.generated import o2control as pb
+from aliecs.locks import as_service_data
 from aliecs.model import RoleTree, TaskInfo
 from aliecs.workflow.template import Role, Workflow
 
@@ -54,6 +55,7 @@ def environment_info(env: Environment, with_tasks: bool = True) -> pb.Environmen
         current_transition=env.current_transition,
         number_of_active_tasks=sum(1 for task in tasks if task.status == "ACTIVE"),
         number_of_inactive_tasks=sum(1 for task in tasks if task.status == "INACTIVE"),
+        integrated_services_data=as_service_data(env.controlled_by),
     )
 
 

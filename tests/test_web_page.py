@@ -18,11 +18,17 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from aliecs.errors import TransitionError
 from aliecs.web import WebServer
 from tests.conftest import RepoBuilder
 from tests.web_helpers import web_core
 
-pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(120)]
+# One browser for the module (launching Chromium costs about a second), hence one event loop.
+pytestmark = [
+    pytest.mark.usefixtures("no_leaked_processes"),
+    pytest.mark.timeout(120),
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "gui.png"
@@ -38,13 +44,13 @@ def chromium_installed() -> None:
         pytest.skip(message)
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def server(tmp_path: Path, repo: RepoBuilder) -> AsyncIterator[WebServer]:
     async with web_core(tmp_path, repo) as running:
         yield running
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM))
@@ -126,7 +132,7 @@ async def test_states_change_live_without_reloading(server: WebServer, browser: 
     page = await open_page(browser, server, "carol")
     await page.evaluate("window.notReloaded = true")
     env = await server.core.new_environment(
-        "shift", {"readouts": "1", "readout_args": "--latency CONFIGURE=2"}
+        "shift", {"readouts": "1", "readout_args": "--latency CONFIGURE=2 --fail-on START"}
     )
     row = page.locator(f"#envs tr[data-env='{env.id}']")
     await expect(row.locator(".state")).to_have_text("DEPLOYED")  # appeared by itself
@@ -138,9 +144,16 @@ async def test_states_change_live_without_reloading(server: WebServer, browser: 
     await expect(page.locator("#env-state")).to_have_text("CONFIGURED")
     await expect(page.locator("#tasks .task-state")).to_have_text(["CONFIGURED"])
     await expect(page.locator("#progress")).to_be_hidden()
-    await env.transition("START_ACTIVITY")
-    await expect(page.locator("#env-state")).to_have_text("RUNNING")
-    await expect(row.locator(".run-number")).to_have_text(str(env.run_number))
+    with pytest.raises(TransitionError):
+        await env.transition("START_ACTIVITY")  # the task fails: the environment goes to ERROR
+    await expect(page.locator("#env-state")).to_have_text("ERROR")
+    await expect(row.locator(".state")).to_have_text("ERROR")
+    await expect(page.locator("#env-error")).to_contain_text("START: task went to ERROR")
+    await expect(page.locator("#runs tbody tr .outcome")).to_have_text(["error"])
+    assert await buttons(page) == ["RECOVER"]  # the only way out of ERROR
+    await page.click("#lock-take")
+    await click_transition(page, "RECOVER", "DEPLOYED")
+    assert await buttons(page) == ["CONFIGURE", "EXIT"]
     assert await page.evaluate("window.notReloaded") is True
     await env.destroy()
     await expect(row).to_have_count(0)

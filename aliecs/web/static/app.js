@@ -691,7 +691,8 @@ async function route() {
 
 async function start() {
   const info = await api("GET", "/api/info");
-  $("core-info").textContent = `${info.product} ${info.version} · ${info.nodes.length} node(s) · ${info.framework_id}`;
+  $("core-info").textContent = `${info.product} ${info.version} · nodes ${info.nodes.map((n) => n.hostname).join(", ")}`;
+  $("core-info").title = `state directory ${info.state_dir}`;
   await loadList();
   await route();
   connect();

@@ -1,5 +1,6 @@
-"""`make gui` as a newcomer uses it: it starts a core with the web page and prints the address;
-Ctrl-C (SIGINT to the terminal's process group) stops everything, tasks included."""
+"""The web page from the command line: `make gui` as a newcomer uses it (it prints the address;
+Ctrl-C, SIGINT to the terminal's process group, stops everything, tasks included), and
+`aliecs-core`'s --http-host/--http-port rules."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -79,3 +81,28 @@ async def test_make_gui_prints_the_address_and_ctrl_c_leaves_nothing(tmp_path: P
         if process.returncode is None:
             os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
+
+
+async def run_core(*args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "aliecs-core"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_the_web_page_off_loopback_needs_a_token_and_a_free_port(tmp_path: Path) -> None:
+    code, out = await run_core("--state-dir", str(tmp_path / "a"), "--port", "0", "--http-host", "0.0.0.0")
+    assert code == 2 and "refusing to listen on 0.0.0.0 without a token" in out, out
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out = await run_core(
+            "--state-dir", str(tmp_path / "b"), "--port", "0", "--http-port", str(port)
+        )
+    assert code == 1 and f"cannot listen on 127.0.0.1:{port} for the web page" in out, out

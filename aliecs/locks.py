@@ -29,7 +29,11 @@ _SESSION = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 
 
 class LockError(AliecsError):
-    """The caller does not hold the environment's lock (or gave an unusable name or session)."""
+    """The caller does not hold the environment's lock."""
+
+
+class LockRequestError(LockError):
+    """An unusable operator name or session id (a bad request, not a conflict)."""
 
 
 @dataclass(frozen=True)
@@ -45,16 +49,16 @@ Listener = Callable[[str, "Lock | None"], None]
 
 def check_session(session: str) -> str:
     if not _SESSION.match(session or ""):
-        raise LockError("session id must be 8-128 characters of letters, digits, '-' or '_'")
+        raise LockRequestError("session id must be 8-128 characters of letters, digits, '-' or '_'")
     return session
 
 
 def check_operator(operator: str) -> str:
     name = " ".join((operator or "").split())
     if not name:
-        raise LockError("operator name is empty: say who takes control (e.g. your name)")
+        raise LockRequestError("operator name is empty: say who takes control (e.g. your name)")
     if len(name) > MAX_OPERATOR or not name.isprintable():
-        raise LockError(f"operator name must be printable and at most {MAX_OPERATOR} characters")
+        raise LockRequestError(f"operator name must be printable and at most {MAX_OPERATOR} characters")
     return name
 
 

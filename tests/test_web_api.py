@@ -22,7 +22,7 @@ import pytest_asyncio
 
 from aliecs.events import EnvironmentEvent
 from aliecs.server.auth import TokenRequiredError
-from aliecs.web import WebServer
+from aliecs.web import WebServer, live
 from aliecs.web.openapi import document
 from tests.conftest import RepoBuilder, pid_alive
 from tests.web_helpers import Operator, web_core
@@ -209,6 +209,11 @@ async def test_locks_keep_other_operators_out(server: WebServer, http: aiohttp.C
     assert "controlled by alice" in (await bob.lock(env_id, 423))["error"]
     assert (await bob.call("DELETE", f"/api/environments/{env_id}/lock", 423))["status"] == 423
     assert (await bob.call("DELETE", f"/api/environments/{env_id}", 423))["status"] == 423
+    nameless = await bob.call("POST", f"/api/environments/{env_id}/lock", 400, json={"operator": " "})
+    assert "operator" in nameless["error"]
+    bob.session = "bad session!"
+    assert "session id" in (await bob.lock(env_id, 400))["error"]
+    bob.session = "bob-session-id"
 
     await alice.call("DELETE", f"/api/environments/{env_id}/lock")
     nobody = await alice.transition(env_id, "CONFIGURE", 423)
@@ -317,13 +322,18 @@ async def test_live_events_filtered_by_environment(server: WebServer, http: aioh
     await alice.call("DELETE", f"/api/environments/{other}")
 
 
-async def test_closing_the_server_ends_event_streams(tmp_path: Path, repo: RepoBuilder) -> None:
+async def test_event_streams_are_bounded_and_end_when_the_server_closes(
+    tmp_path: Path, repo: RepoBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "MAX_STREAMS", 1)
     async with (
         web_core(tmp_path, repo) as server,
         aiohttp.ClientSession() as http,
         http.get(server.url + "api/events") as response,
     ):
         stream = EventStream(response)
+        async with http.get(server.url + "api/events") as second:
+            assert second.status == 503 and "too many event streams" in (await second.json())["error"]
         await server.close()  # closing twice (again on leaving web_core) is harmless
         assert await stream.next(timeout=10) is None
 

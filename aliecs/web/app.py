@@ -20,6 +20,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from aliecs.api import Core
 from aliecs.server.auth import check_listen, is_loopback
@@ -62,7 +63,7 @@ def _check_token(request: web.Request, token: str) -> None:
         raise Unauthorized("wrong token for this core")
 
 
-def guard(loopback: bool) -> web.middleware:  # type: ignore[valid-type]
+def guard(loopback: bool) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/api/"):

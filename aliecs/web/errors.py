@@ -23,7 +23,7 @@ from aliecs.errors import (
     UnknownEnvironmentError,
     UnknownWorkflowError,
 )
-from aliecs.locks import LockError
+from aliecs.locks import LockError, LockRequestError
 from aliecs.server.errors import UnknownTaskError
 from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.repos import (
@@ -63,6 +63,7 @@ _STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (Unauthorized, 401),
     (Forbidden, 403),
     (UnsupportedMediaType, 415),
+    (LockRequestError, 400),
     (LockError, 423),
     (UnknownEnvironmentError, 404),
     (UnknownTaskError, 404),

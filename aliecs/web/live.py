@@ -33,6 +33,7 @@ routes = web.RouteTableDef()
 
 KEEPALIVE = 15.0
 QUEUE_LIMIT = 10_000
+MAX_STREAMS = 64  # open event streams per server (each is a bus subscriber)
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -79,6 +80,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     if ctx.closing.is_set():
         raise web.HTTPServiceUnavailable(text="the core is shutting down")
+    if len(ctx.streams) >= MAX_STREAMS:
+        raise web.HTTPServiceUnavailable(text=f"too many event streams open (at most {MAX_STREAMS})")
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )

@@ -56,7 +56,7 @@ def errors(*codes: int) -> dict[str, Any]:
         415: "request body is not JSON",
         423: "the environment is controlled by someone else (or by nobody): take its lock first",
         502: "the transition failed in the tasks or hooks; the environment is now in `state` (ERROR)",
-        503: "tasks could not be placed on any node",
+        503: "tasks could not be placed on any node; or, for event streams, too many open or shutting down",
     }
     return {str(code): answer(reasons[code], ref("Error")) for code in codes}
 
@@ -402,7 +402,7 @@ PATHS: dict[str, Any] = {
             "parameters": [query("environment", "only this environment's events")],
             "responses": {
                 "200": {"description": "event stream", "content": {"text/event-stream": {"schema": S}}},
-                **errors(400),
+                **errors(400, 503),
             },
         },
     },

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench protos lint typecheck clean
+.PHONY: setup browser demo gui test bench protos lint typecheck clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,18 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/python -m aliecs.demo
 
-test: setup
+# The web page's tests drive Debian's Chromium (never a browser downloaded by playwright): installed
+# with apt when missing (CI runs as root on a clean machine).
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+# A core with two simulated nodes and the web page; it prints the page's address. Ctrl-C stops it.
+GUI_PORT ?= 8080
+gui: setup
+	$(BIN)/aliecs-core --nodes 2 --http-port $(GUI_PORT) $(GUI_ARGS)
+
+test: setup browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup

@@ -42,6 +42,7 @@ from aliecs.events import (
 from aliecs.executor.link import ExecutorLink
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.integration import Plugin, builtin_plugins
+from aliecs.locks import Lock, LockTable
 from aliecs.model import EnvironmentRecord, RoleTree, TaskCommand, TaskInfo, TransitionResult
 from aliecs.statedir import make_private_dir
 from aliecs.tasklog import DEFAULT_CHUNK, LogChunk, read_chunk
@@ -105,6 +106,29 @@ class Environment:
     @property
     def error(self) -> str:
         return self._record.error
+
+    @property
+    def created_ms(self) -> int:
+        return self._record.created_ms
+
+    @property
+    def user_vars(self) -> dict[str, str]:
+        """The variables given at creation (a copy)."""
+        return dict(self._record.user_vars)
+
+    @property
+    def run_start_ms(self) -> int:
+        """When the current (or last) run's START_ACTIVITY began, ms since the epoch (0: never)."""
+        return self._record.run_start_time_ms
+
+    @property
+    def controlled_by(self) -> Lock | None:
+        """The operator lock on this environment (who may change it from a front end), if any."""
+        return self._core.locks.holder(self.id)
+
+    @property
+    def task_count(self) -> int:
+        return len(self._record.tasks)
 
     @property
     def tasks(self) -> list[TaskInfo]:
@@ -181,6 +205,7 @@ class Environment:
                 await self._ref.proxy().destroy(allow_running)
             finally:
                 await self._core._manager.proxy().forget(self.id)
+                self._core.locks.forget(self.id)
 
     def _check_alive(self, what: str) -> None:
         if self.id not in self._core._registry:
@@ -246,6 +271,7 @@ class Core:
         # Environments are journaled when they can outlive this core (see `outlive_core`).
         self.journal: Journal | None = None
         self.events = EventBus(stamp=self._stamp)
+        self.locks = LockTable()  # which operator controls which environment (front ends enforce it)
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         if nodes is None or isinstance(nodes, int):
             self.nodes = default_nodes(nodes or 1)

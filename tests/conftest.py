@@ -13,6 +13,10 @@ from dulwich.repo import Repo
 
 from aliecs.workflow.repository import DirectoryRepository
 
+# Cores started by tests (aliecs-core subprocesses) serve their web page on a free port, never on the
+# fixed default 8080 that other cores on this machine may hold.
+os.environ.setdefault("ALIECS_HTTP_PORT", "0")
+
 FAKE_TASK = """\
 name: fake
 control:

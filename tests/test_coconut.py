@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import betterproto
 import pytest
 import pytest_asyncio
@@ -305,3 +306,21 @@ async def test_repositories_and_an_environment_at_a_revision(
     assert "repository 1 removed; default repository: aliecs/templates" in await coconut(
         core, "repo", "del", "1"
     )
+
+
+async def test_coconut_shows_who_controls_an_environment_from_the_web_page(core: CoreProcess) -> None:
+    line = await core.read_until("web page and REST API at")
+    match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+    assert match, line
+    url, session = match.group(1), {"X-Aliecs-Session": "coconut-lock-test"}
+    async with aiohttp.ClientSession() as http:
+        body = {"workflow": "copypush", "vars": {"last_sink": "0"}, "operator": "alice"}
+        async with http.post(url + "api/environments", json=body, headers=session) as response:
+            env = await response.json()
+            assert response.status == 201, env
+        shown = await coconut(core, "env", "show", env["id"])
+        assert re.search(r"^controlled by:\s+alice since \d\d:\d\d:\d\d$", shown, re.M), shown
+        async with http.delete(url + f"api/environments/{env['id']}/lock", headers=session) as response:
+            assert response.status == 200
+        assert field(await coconut(core, "env", "show", env["id"]), "controlled by") == "nobody"
+    await coconut(core, "env", "destroy", env["id"])

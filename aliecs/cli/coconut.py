@@ -31,6 +31,7 @@ from aliecs.cli.coconut_output import Output, event_line, format_ms, role_tree, 
 from aliecs.cli.coconut_template import expand as expand_command
 from aliecs.generated import common as common_pb
 from aliecs.generated import o2control as pb
+from aliecs.locks import describe_service_data
 from aliecs.runtime import run
 from aliecs.server.auth import TOKEN_ENV, TokenFileError, resolve_token
 from aliecs.server.client import DEFAULT_ENDPOINT, ControlClient
@@ -273,6 +274,7 @@ def _env_block(out: Output, env: pb.EnvironmentInfo, public: bool | None = None)
         ("created", format_ms(env.created_when)),
         ("state", state_text(env.state)),
         ("transition", env.current_transition or "-"),
+        ("controlled by", describe_service_data(env.integrated_services_data) or "nobody"),
     ]
     if public is not None:
         pairs.append(("public", public))

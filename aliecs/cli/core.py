@@ -1,4 +1,5 @@
-"""`aliecs-core`: the control system as a long-running process, serving the gRPC control API.
+"""`aliecs-core`: the control system as a long-running process, serving the gRPC control API and
+the web page with its REST API (127.0.0.1:8080 by default, `--http-port`).
 
 It runs the embedded local cluster and `o2control.Control` (on 127.0.0.1:32102 by default) until
 SIGTERM or SIGINT, then shuts down in order, one printed line per step: stop accepting requests,
@@ -29,6 +30,7 @@ from aliecs.runtime import run
 from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenFileError, TokenRequiredError, resolve_token
 from aliecs.server.service import DEFAULT_HOST, DEFAULT_PORT
+from aliecs.web import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, WebServer
 
 EXIT_USAGE = 2
 
@@ -64,9 +66,10 @@ async def _serve(
     port: int,
     token: str | None,
     failover_timeout: float,
+    http: tuple[str, int] = (DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT),
 ) -> int:
     try:
-        return await _serve_core(state_dir, nodes, inventory, host, port, token, failover_timeout)
+        return await _serve_core(state_dir, nodes, inventory, host, port, token, failover_timeout, http)
     except RunNumberStoreError as exc:  # a damaged state directory: say which file, no traceback
         say(f"error: {exc}")
         return 1
@@ -80,6 +83,7 @@ async def _serve_core(
     port: int,
     token: str | None,
     failover_timeout: float,
+    http: tuple[str, int],
 ) -> int:
     core = Core.embedded(
         state_dir=state_dir, nodes=inventory or nodes, outlive_core=True, failover_timeout=failover_timeout
@@ -87,6 +91,7 @@ async def _serve_core(
     async with core:
         try:
             server = ControlServer(core, host=host, port=port, token=token)
+            web = WebServer(core, host=http[0], port=http[1], token=token)
         except TokenRequiredError as exc:
             say(f"error: {exc}")
             return EXIT_USAGE
@@ -105,6 +110,13 @@ async def _serve_core(
         except OSError as exc:
             say(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}")
             return 1
+        # -- the web page and REST API (aliecs.web) --
+        try:
+            await web.start()
+        except OSError as exc:
+            say(f"error: cannot listen on {http[0]}:{http[1]} for the web page: {exc.strerror or exc}")
+            await server.close()
+            return 1
         names = ", ".join(node.hostname for node in core.nodes)
         say(f"local cluster with nodes {names}; state in {core.state_dir}")
         for env in await core.environments():
@@ -112,12 +124,14 @@ async def _serve_core(
         say(f"audit log {server.audit.path}")
         auth = "token required" if token else "no token: loopback only"
         say(f"control API listening on {host}:{server.port} ({auth}); pid {os.getpid()}")
+        say(f"web page and REST API at {web.url} (open it in a browser; Ctrl-C stops the core)")
         await stop.wait()
         if received[0] == "SIGUSR1":
             say("SIGUSR1 received: stopping the core, environments keep running")
             await server.service.close()
             server.server.close()
             await server.server.wait_closed()
+            await web.close()
             await server.audit.stop()
             await core.detach()
             say(
@@ -126,6 +140,8 @@ async def _serve_core(
             )
             return 0
         say(f"{received[0]} received, shutting down")
+        say("closing the web page: no new requests, event streams ended")
+        await web.close()
         say("closing the control API: no new requests, event streams ended")
         await server.service.close()
         server.server.close()
@@ -164,6 +180,18 @@ async def _serve_core(
     help="Seconds the executors keep tasks running without this core (after a crash, or SIGUSR1).",
 )
 @click.option("--mesos", metavar="URL", default=None, help="Mesos master (not available yet).")
+# -- the web page and REST API (aliecs.web) --
+@click.option(
+    "--http-host", default=DEFAULT_HTTP_HOST, show_default=True, help="Address of the web page and REST API."
+)
+@click.option(
+    "--http-port",
+    type=int,
+    envvar="ALIECS_HTTP_PORT",
+    default=DEFAULT_HTTP_PORT,
+    show_default=True,
+    help="Port of the web page and REST API (0: any free port; env ALIECS_HTTP_PORT).",
+)
 def command(
     state_dir: Path | None,
     host: str,
@@ -173,6 +201,8 @@ def command(
     token_file: Path | None,
     failover_timeout: float,
     mesos: str | None,
+    http_host: str,
+    http_port: int,
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
     if mesos:
@@ -188,7 +218,9 @@ def command(
         click.echo(f"aliecs-core: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     directory = state_dir or default_state_dir()
-    sys.exit(run(_serve(directory, nodes, inventory, host, port, token, failover_timeout)))
+    sys.exit(
+        run(_serve(directory, nodes, inventory, host, port, token, failover_timeout, (http_host, http_port)))
+    )
 
 
 def main() -> None:

@@ -50,6 +50,17 @@ class _EnvironmentMachine(StateMachine):
     RECOVER = error.to(deployed)
 
 
+_EVENTS_FROM: dict[str, tuple[str, ...]] = {
+    str(state.value): tuple(dict.fromkeys(t.event for t in state.transitions))
+    for state in _EnvironmentMachine.states
+}
+
+
+def events_from(state: str) -> tuple[str, ...]:
+    """The events allowed from `state` (what a GUI offers as buttons); none for unknown states."""
+    return _EVENTS_FROM.get(state, ())
+
+
 def normalize_event(name: str) -> str:
     """Return the canonical event name for what a user typed (case-insensitive, START/STOP aliases)."""
     upper = name.strip().upper()

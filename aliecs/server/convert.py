@@ -9,6 +9,7 @@ from aliecs.api import Environment
 from aliecs.events import RequestUser
 from aliecs.generated import common as common_pb
 from aliecs.generated import o2control as pb
+from aliecs.locks import as_service_data
 from aliecs.model import RoleTree, TaskInfo
 from aliecs.workflow.template import Role, Workflow
 
@@ -106,6 +107,7 @@ def environment_info(env: Environment, with_tasks: bool = True) -> pb.Environmen
         number_of_inactive_tasks=sum(1 for task in tasks if task.status == "INACTIVE"),
         error=env.error,
         last_run_number=env.last_run_number,
+        integrated_services_data=as_service_data(env.controlled_by),
     )
 
 

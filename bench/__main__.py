@@ -31,6 +31,7 @@ SCENARIOS: dict[str, str] = {
     "occ_overhead": "bench.occ_overhead",
     "scale": "bench.scale",
     "start_of_run": "bench.start_of_run",
+    "readopt": "bench.readopt",
     "templates": "bench.templates",
 }
 
@@ -45,6 +46,7 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "template_expand_cold_ms": ("templates", "cold_ms"),
     "template_expand_baseline_ratio": ("templates", "warm_ratio"),
     "start_of_run_2000_overhead_s": ("start_of_run", "overhead_s"),
+    "readopt_2000_s": ("readopt", "restore_s"),
 }
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

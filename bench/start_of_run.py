@@ -35,13 +35,14 @@ from typing import Any
 
 import uvloop
 
-from actors.farm_executor import FarmExecutorActor
 from aliecs.api import Core
 from bench.common import LoopMonitor, median, nodes_for, quiet_logs, write_repository
 from bench.occ_overhead import BareFanOut, same_arguments
 
 #: The design goal: seconds START_ACTIVITY may add beyond the slowest task's START.
 GOAL_S = 1.0
+#: Nodes, each with its executor process (and its farm): the core sends one request per node.
+NODES = 4
 #: DESIGN.md's measured floor of grpclib unary calls on loopback (client and server in one process).
 FLOOR_CALLS_PER_S = 1100
 #: Fixed START latency of every task (seconds): long enough to be a real "slow task", short enough
@@ -53,7 +54,7 @@ QUICK_LATENCY_S = 0.2
 async def measure(tasks: int, rounds: int, latency: float, workdir: Path) -> dict[str, Any]:
     """Deploy and configure N farm tasks of fixed latency, then time START both ways, `rounds` times."""
     repository = write_repository(workdir / "repo", tasks)
-    nodes = nodes_for(tasks)
+    nodes = nodes_for(tasks, NODES)
     core_s: list[float] = []
     bare_s: list[float] = []
     core_cpu: list[float] = []
@@ -63,7 +64,7 @@ async def measure(tasks: int, rounds: int, latency: float, workdir: Path) -> dic
             state_dir=workdir / "state",
             nodes=nodes,
             repository=repository,
-            executor_class=FarmExecutorActor,
+            executor_kind="farm",
         ) as core:
             # `task_args` reaches every task's command line; the farm reads its behaviour from it.
             env = await core.new_environment(

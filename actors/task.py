@@ -150,9 +150,9 @@ class TaskActor(AsyncioActor):
             # before it says. A death or internal error fails the step; a basic task whose work ended
             # badly does not (the environment weighs its BASIC_TASK_TERMINATED on its own).
             if self.event_fails_step or not result.ok:
-                return TaskOutcome(
-                    self.record.id, False, self.record.state, result.error or self.record.error
-                )
+                if not result.ok and result.error:
+                    self.record.error = result.error  # the answer says why, in the task's own words
+                return TaskOutcome(self.record.id, False, self.record.state, self.record.error)
             return TaskOutcome(self.record.id, True, self.record.state)
         if result.pid or not self.controllable:
             self.record.pid = result.pid

@@ -164,9 +164,8 @@ def test_reserve_static_is_all_or_nothing() -> None:
 
 def local_cluster(count: int) -> LocalClusterActor:
     """A scheduler used through its plain methods (not started: placement needs no executors)."""
-    cluster = LocalClusterActor(isolated_nodes(count))
-    cluster.executors = dict.fromkeys(cluster.nodes)
-    return cluster
+    nodes = isolated_nodes(count)
+    return LocalClusterActor(nodes, dict.fromkeys(node.hostname for node in nodes))  # type: ignore[arg-type]
 
 
 def static_request(task_id: str, ports: tuple[int, ...], controllable: bool = False) -> DeployRequest:

@@ -159,7 +159,10 @@ def command(
     tasks_outlive: bool,
     verbose: bool,
 ) -> None:
-    """Run the aliecs executor of one node (serving the core over the executor protocol)."""
+    """Run the aliecs executor of one node (serving the core over the executor protocol).
+
+    The local cluster starts one per node. Launched by a Mesos agent (MESOS_AGENT_ENDPOINT set) it
+    will be the Mesos custom executor; that mode is not available yet."""
     if node is None:
         if os.environ.get("MESOS_AGENT_ENDPOINT"):
             click.echo("aliecs-executor: the Mesos executor mode is not available yet; use --node", err=True)

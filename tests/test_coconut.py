@@ -64,16 +64,17 @@ class CoreProcess:
                     return line
 
 
-@pytest_asyncio.fixture
-async def core(tmp_path: Path) -> AsyncIterator[CoreProcess]:
-    port = free_port()
-    (node,) = isolated_nodes(1)  # ports away from other cores running on this machine
+async def start_core(tmp_path: Path, port: int, *extra: str) -> CoreProcess:
+    """Start `aliecs-core` on `port` with its state in `tmp_path/state` (kept across restarts) and one
+    node whose ports are away from other cores running on this machine; returns once it listens."""
     inventory = tmp_path / "inventory.yaml"
-    inventory.write_text(
-        "nodes:\n  - hostname: localhost\n"
-        f"    control_ports: {node.control_ports.first}-{node.control_ports.last}\n"
-        f"    data_ports: {node.data_ports.first}-{node.data_ports.last}\n"
-    )
+    if not inventory.exists():
+        (node,) = isolated_nodes(1)
+        inventory.write_text(
+            "nodes:\n  - hostname: localhost\n"
+            f"    control_ports: {node.control_ports.first}-{node.control_ports.last}\n"
+            f"    data_ports: {node.data_ports.first}-{node.data_ports.last}\n"
+        )
     process = await asyncio.create_subprocess_exec(
         str(BIN / "aliecs-core"),
         "--state-dir",
@@ -82,6 +83,7 @@ async def core(tmp_path: Path) -> AsyncIterator[CoreProcess]:
         str(port),
         "--inventory",
         str(inventory),
+        *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "NO_COLOR": "1"},
@@ -89,11 +91,33 @@ async def core(tmp_path: Path) -> AsyncIterator[CoreProcess]:
     running = CoreProcess(process, port, tmp_path / "state", [])
     try:
         await running.read_until("control API listening")
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    return running
+
+
+@pytest_asyncio.fixture
+async def core(tmp_path: Path) -> AsyncIterator[CoreProcess]:
+    running = await start_core(tmp_path, free_port())
+    try:
         yield running
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop_or_kill(running)
+
+
+async def stop_or_kill(core: CoreProcess) -> None:
+    """End a core left running by a test: SIGTERM (it tears down its environments, and its executors
+    with their tasks, which would otherwise outlive a SIGKILLed core), SIGKILL if it hangs."""
+    if core.process.returncode is not None:
+        return
+    core.process.terminate()
+    try:
+        await asyncio.wait_for(core.process.wait(), 60)
+    except TimeoutError:
+        core.process.kill()
+        await core.process.wait()
 
 
 async def coconut(core: CoreProcess, *args: str, ok: bool = True) -> str:

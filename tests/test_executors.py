@@ -17,7 +17,7 @@ import pytest
 from aliecs.api import Core
 from aliecs.pytest_plugin import isolated_nodes
 from tests.conftest import executor_pids, pid_alive
-from tests.test_coconut import BIN, CoreProcess, coconut, field, free_port
+from tests.test_coconut import CoreProcess, coconut, field, free_port, start_core, stop_or_kill
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(180)]
 
@@ -29,33 +29,6 @@ async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)  # poll
-
-
-async def start_core(tmp_path: Path, port: int, *extra: str) -> CoreProcess:
-    inventory = tmp_path / "inventory.yaml"
-    if not inventory.exists():
-        (node,) = isolated_nodes(1)
-        inventory.write_text(
-            "nodes:\n  - hostname: localhost\n"
-            f"    control_ports: {node.control_ports.first}-{node.control_ports.last}\n"
-            f"    data_ports: {node.data_ports.first}-{node.data_ports.last}\n"
-        )
-    process = await asyncio.create_subprocess_exec(
-        str(BIN / "aliecs-core"),
-        "--state-dir",
-        str(tmp_path / "state"),
-        "--port",
-        str(port),
-        "--inventory",
-        str(inventory),
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-    core = CoreProcess(process, port, tmp_path / "state", [])
-    await core.read_until("control API listening")
-    return core
 
 
 async def tasks_of(core: CoreProcess) -> dict[str, dict[str, str]]:
@@ -99,9 +72,7 @@ async def test_sigkill_of_the_core_during_a_run_keeps_the_run(tmp_path: Path) ->
         await stop_core(core)
         assert not any(pid_alive(int(t["pid"])) for t in before.values())
     finally:
-        if core.process.returncode is None:
-            core.process.kill()
-            await core.process.wait()
+        await stop_or_kill(core)
 
 
 async def test_executors_kill_their_tasks_when_the_core_stays_away(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from actors.runtime import AsyncioActor
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.executor.orders import HookOutcome, LaunchOrder, TaskResult, TaskStatus, TransitionOrder
 from aliecs.executor.outbox import EventOutbox
-from aliecs.executor.process import AdoptedProcess, ExitInfo, LaunchSpec, process_start_time
+from aliecs.executor.process import ExitInfo, LaunchSpec, TaskProcess, process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class NodeAgent:
             )
             self.outbox.tell(ProcessExited(task_id, _VANISHED, expected=False))
             return
-        process = AdoptedProcess(spec, pid) if alive else None
+        process = TaskProcess.adopt(spec, pid) if alive else None
         ref = await self.executor.proxy().launch(spec, order.control_port, self.outbox, order.controllable)
         held = self.tasks[task_id] = _Held(
             order, ref, pid, entry.get("start_time"), entry.get("state", "STANDBY")

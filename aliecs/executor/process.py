@@ -127,11 +127,12 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class TaskProcess:
     """One running task process. Its stdout and stderr go to a log file whose tail explains crashes."""
 
-    def __init__(self, spec: LaunchSpec, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, spec: LaunchSpec, pid: int) -> None:
         self.spec = spec
-        self._process = process
+        self._pid = pid
+        # Resolved when the process ends; how that is noticed depends on how it was started.
         self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
-        self._watcher = asyncio.ensure_future(self._watch())
+        self._watcher: asyncio.Future[None] | None = None
 
     @classmethod
     async def spawn(cls, spec: LaunchSpec) -> TaskProcess:
@@ -168,16 +169,37 @@ class TaskProcess:
         finally:
             if log is not None:
                 log.close()
-        return cls(spec, process)
+        started = cls(spec, process.pid)
+        started._watcher = asyncio.ensure_future(started._reap(process))
+        return started
 
-    async def _watch(self) -> None:
-        code = await self._process.wait()
+    async def _reap(self, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
         if not self._exit.done():
             self._exit.set_result(ExitInfo(code))
 
+    @classmethod
+    def adopt(cls, spec: LaunchSpec, pid: int) -> TaskProcess:
+        """A task process started by an earlier executor of this node, watched through a pidfd.
+
+        It is not our child, so its exit code cannot be read; its exit is still noticed at once (the
+        pidfd becomes readable) and it is signalled through its process group like any task process."""
+        adopted = cls(spec, pid)
+        loop = asyncio.get_running_loop()
+        fd = os.pidfd_open(pid)
+
+        def gone() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            if not adopted._exit.done():
+                adopted._exit.set_result(ADOPTED_EXIT)
+
+        loop.add_reader(fd, gone)
+        return adopted
+
     @property
     def pid(self) -> int:
-        return self._process.pid
+        return self._pid
 
     @property
     def exit_info(self) -> ExitInfo | None:
@@ -203,7 +225,7 @@ class TaskProcess:
         if not self.alive:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._process.pid, sig)
+            os.killpg(self._pid, sig)
 
     async def terminate(self, term_grace: float = 2.0, int_grace: float = 3.0) -> ExitInfo:
         """SIGTERM, then SIGINT, then SIGKILL to the group, each after its grace period (as the original)."""
@@ -218,7 +240,7 @@ class TaskProcess:
         info = await self._exit
         # Stragglers in the group (a shell's children) must not outlive the task.
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._process.pid, signal.SIGKILL)
+            os.killpg(self._pid, signal.SIGKILL)
         return info
 
     def log_tail(self, lines: int = 5) -> list[str]:
@@ -241,66 +263,6 @@ def process_start_time(pid: int) -> int | None:
 ADOPTED_EXIT = ExitInfo(
     -1, detail="ended (exit code unknown: the process was adopted from an earlier executor)"
 )
-
-
-class AdoptedProcess:
-    """A task process started by an earlier executor of this node, now watched through a pidfd.
-
-    It is not our child, so its exit code cannot be read; its exit is still noticed at once (the pidfd
-    becomes readable) and it is signalled through its process group like any task process."""
-
-    def __init__(self, spec: LaunchSpec, pid: int) -> None:
-        self.spec = spec
-        self._pid = pid
-        self._exit: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
-        self._fd = os.pidfd_open(pid)
-        asyncio.get_running_loop().add_reader(self._fd, self._gone)
-
-    def _gone(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(self._fd)
-        os.close(self._fd)
-        if not self._exit.done():
-            self._exit.set_result(ADOPTED_EXIT)
-
-    @property
-    def pid(self) -> int:
-        return self._pid
-
-    @property
-    def exit_info(self) -> ExitInfo | None:
-        return self._exit.result() if self._exit.done() else None
-
-    @property
-    def alive(self) -> bool:
-        return not self._exit.done()
-
-    def exited(self) -> asyncio.Future[ExitInfo]:
-        return self._exit
-
-    async def wait(self, timeout: float | None = None) -> ExitInfo | None:
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._exit), timeout)
-        except TimeoutError:
-            return None
-
-    def signal_group(self, sig: signal.Signals) -> None:
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._pid, sig)
-
-    async def terminate(self, term_grace: float = 2.0, int_grace: float = 3.0) -> ExitInfo:
-        for sig, grace in ((signal.SIGTERM, term_grace), (signal.SIGINT, int_grace)):
-            if not self.alive:
-                break
-            self.signal_group(sig)
-            if await self.wait(grace) is not None:
-                break
-        self.signal_group(signal.SIGKILL)
-        return await self._exit
-
-    def log_tail(self, lines: int = 5) -> list[str]:
-        return read_log_tail(self.spec.log_path, lines)
 
 
 def read_log_tail(path: Path | None, lines: int = 5) -> list[str]:

@@ -125,7 +125,7 @@ class TaskActor(AsyncioActor):
         self.record.host = placement.hostname
         self.record.control_port = placement.control_port or 0
         self.record.log_path = log_path
-        self.record.executor_id = placement.executor.hostname
+        self.record.executor_id = f"aliecs-executor@{placement.hostname}"
         self.controllable = placement.control_port is not None
         self.link = placement.executor
         self.early_death = ""

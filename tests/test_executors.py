@@ -52,6 +52,8 @@ async def test_sigkill_of_the_core_during_a_run_keeps_the_run(tmp_path: Path) ->
         run_number = field(shown, "run number")
         before = await tasks_of(core)
         assert len(before) == 4 and all(t["state"] == "RUNNING" for t in before.values())
+        # Each task names the executor that runs it (deploymentInfo.executorId) and its pid.
+        assert {t["deploymentInfo"]["executorId"] for t in before.values()} == {"aliecs-executor@localhost"}
 
         core.process.kill()  # SIGKILL: no teardown, no goodbye
         await core.process.wait()

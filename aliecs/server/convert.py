@@ -30,7 +30,9 @@ def short_task(task: TaskInfo) -> pb.ShortTaskInfo:
         status=task.status,
         state=task.state,
         class_name=task.class_name,
-        deployment_info=pb.TaskDeploymentInfo(hostname=task.host, agent_id=task.host, executor_id=task.host),
+        deployment_info=pb.TaskDeploymentInfo(
+            hostname=task.host, agent_id=task.host, executor_id=task.executor_id or task.host
+        ),
         pid=str(task.pid) if task.pid else "",
         sandbox_stdout=task.log_path,
         claimable=False,

@@ -4,7 +4,7 @@ Every string, list and map of a request is bounded so that no client can make th
 search or echo unbounded text. The limits are generous for real use and named in the error, so a
 client that hits one knows which field and what to change:
 
-- ids and names (environment, task and subscription ids, variable names): `MAX_ID` characters;
+- ids (environment, task and subscription ids) and variable names: `MAX_ID` characters;
   the original's ids are 11-character strings and task ids UUIDs;
 - any other text (template references, repository URLs, path patterns have their own limit in
   `rolepath`): `MAX_TEXT`;
@@ -29,7 +29,7 @@ MAX_VARS = 1000
 MAX_VAR_VALUE = 64 * 1024
 MAX_ITEMS = 10_000
 
-_ID_FIELDS = frozenset({"id", "env_id", "task_id", "task_ids", "name", "environment_id"})
+_ID_FIELDS = frozenset({"id", "env_id", "task_id", "task_ids", "environment_id"})
 
 
 def check_request(request: betterproto.Message) -> None:

@@ -4,8 +4,8 @@ Environments send batches through a link (one call per node per step) and regist
 as the listener of that task's events (exits, device events). Two kinds:
 
 - `RemoteLink`, the default: the executor is its own process (`aliecs-executor`) reached over the
-  executor protocol. It keeps a heartbeat: an executor that does not answer within the heartbeat
-  interval is reported at once (its tasks are told they are lost, naming the node); when it answers
+  executor protocol. It keeps a heartbeat: an executor that misses three heartbeats in a row (one a
+  second) is reported (its tasks are told they are lost, naming the node); when it answers
   again (same process after a stall, or a restarted one that adopted the tasks) the link reconciles:
   tasks still running are reported alive again, the others lost for good. Events come on one stream
   with sequence numbers and are acknowledged, so a reconnect replays what was missed.
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 # Extra time on top of a batch's own deadline before the core stops waiting for the executor.
 _RPC_MARGIN = 5.0
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
+# Heartbeats missed in a row before an executor is declared unreachable and its tasks lost.
+MISSED_HEARTBEATS = 3
 
 
 class ExecutorLink:
@@ -302,6 +304,10 @@ class RemoteLink(ExecutorLink):
             await self._call("acknowledge", pb.AckRequest(seq), self.heartbeat_interval * 5)
 
     async def _heartbeat(self) -> None:
+        """One heartbeat per interval, each with the interval as deadline. An executor is declared
+        unreachable after `MISSED_HEARTBEATS` in a row (a few seconds): one late answer from an
+        executor busy with thousands of tasks on a loaded machine must not cost a run."""
+        missed = 0
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             if self._restarted is not None:
@@ -314,10 +320,15 @@ class RemoteLink(ExecutorLink):
                 if self.will_restart is not None and self.will_restart():
                     self.restarting()
                     continue
-                if self.reachable:
+                missed += 1
+                if self.reachable and missed >= MISSED_HEARTBEATS:
                     self.reachable = False
-                    self._lost_all(f"executor of node {self.hostname} unreachable: {exc}")
+                    self._lost_all(
+                        f"executor of node {self.hostname} unreachable "
+                        f"({missed} heartbeats of {self.heartbeat_interval:g}s missed): {exc}"
+                    )
                 continue
+            missed = 0
             if not self.reachable or reply.executor_id != self.executor_id:
                 await self.reconcile()
 

@@ -431,7 +431,7 @@ def env_show(ctx: click.Context, env_id: str, show_tasks: bool, show_workflow: b
         out.table(TASK_COLUMNS, _task_rows(env.tasks), title=f"tasks ({len(env.tasks)})")
     if show_workflow:
         out.print(Text("workflow:", style="bold"))
-        out.print(role_tree(reply.workflow, {t.task_id: t for t in env.tasks}))
+        out.print(role_tree(reply.workflow, {t.task_id: t for t in env.tasks}, env.state))
 
 
 add_aliases(environment, "show", "get", "s", "g")

@@ -118,8 +118,16 @@ def role_label(role: pb.RoleInfo) -> Text:
     return label
 
 
-def role_tree(root: pb.RoleInfo, tasks: Mapping[str, pb.ShortTaskInfo] | None = None) -> Tree:
-    tree = Tree(role_label(root))
+def role_tree(
+    root: pb.RoleInfo, tasks: Mapping[str, pb.ShortTaskInfo] | None = None, environment_state: str = ""
+) -> Tree:
+    """The role tree; the root is the environment, so it shows the environment's state (its tasks'
+    aggregate can differ: DEPLOYED environments have STANDBY tasks) with the aggregate beside it."""
+    label = role_label(root)
+    if environment_state and environment_state != root.state:
+        label = role_label(pb.RoleInfo(name=root.name, state=environment_state, status=root.status))
+        label.append(f"  (tasks {root.state or 'UNKNOWN'})", style="dim")
+    tree = Tree(label)
 
     def visit(node: pb.RoleInfo, branch: Tree) -> None:
         for child in node.roles:

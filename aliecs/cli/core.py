@@ -21,6 +21,7 @@ from aliecs.environment import fsm as states
 from aliecs.runtime import run
 from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenRequiredError
+from aliecs.server.corelog import LEVELS, TransitionLog, configure_logging
 from aliecs.server.service import DEFAULT_HOST, DEFAULT_PORT
 
 EXIT_USAGE = 2
@@ -50,9 +51,19 @@ async def _wind_down(env: Environment) -> None:
 
 
 async def _serve(
-    state_dir: Path, nodes: int, inventory: Path | None, host: str, port: int, token: str | None
+    state_dir: Path,
+    nodes: int,
+    inventory: Path | None,
+    host: str,
+    port: int,
+    token: str | None,
+    log_level: str = "INFO",
 ) -> int:
+    # Logging: a file in the state directory and one line per transition (see aliecs.server.corelog).
+    log_path = configure_logging(log_level, state_dir)
     async with Core.embedded(state_dir=state_dir, nodes=inventory or nodes) as core:
+        transition_log = TransitionLog(core.events)
+        transition_log.start()
         try:
             server = ControlServer(core, host=host, port=port, token=token)
         except TokenRequiredError as exc:
@@ -76,6 +87,7 @@ async def _serve(
         names = ", ".join(node.hostname for node in core.nodes)
         say(f"local cluster with nodes {names}; state in {core.state_dir}")
         say(f"audit log {server.audit.path}")
+        say(f"log file {log_path} (level {log_level.upper()})")
         auth = "token required" if token else "no token: loopback only"
         say(f"control API listening on {host}:{server.port} ({auth}); pid {os.getpid()}")
         await stop.wait()
@@ -89,6 +101,7 @@ async def _serve(
         await asyncio.gather(*(_wind_down(env) for env in envs))
         say("stopping the actor tree and executors")
         await server.audit.stop()
+        await transition_log.stop()
     say("stopped, no task left")
     return 0
 
@@ -111,6 +124,13 @@ async def _serve(
     help=f"Bearer token clients must send (required off loopback; env {TOKEN_ENV}).",
 )
 @click.option("--mesos", metavar="URL", default=None, help="Mesos master (not available yet).")
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Log level (stderr and <state dir>/logs/aliecs-core.log).",
+)
 def command(
     state_dir: Path | None,
     host: str,
@@ -119,6 +139,7 @@ def command(
     inventory: Path | None,
     token: str | None,
     mesos: str | None,
+    log_level: str,
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
     if mesos:
@@ -128,7 +149,7 @@ def command(
             err=True,
         )
         sys.exit(EXIT_USAGE)
-    sys.exit(run(_serve(state_dir or default_state_dir(), nodes, inventory, host, port, token)))
+    sys.exit(run(_serve(state_dir or default_state_dir(), nodes, inventory, host, port, token, log_level)))
 
 
 def main() -> None:

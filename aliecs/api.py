@@ -29,7 +29,7 @@ from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord, RoleTree, TaskInfo, TransitionResult
 from aliecs.tasklog import DEFAULT_CHUNK, LogChunk, read_chunk
 from aliecs.workflow.repos import RepoManager
-from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
+from aliecs.workflow.repository import DirectoryRepository, TemplateNotFoundError, TemplateRepository
 from aliecs.workflow.template import Workflow, load_workflow
 
 
@@ -286,7 +286,13 @@ class Core:
             repository, name = self.repository, workflow
         else:
             repository, name = self.repos.resolve(workflow)
-        return load_workflow(repository, name, variables, resolver=self.repos.resolver)
+        try:
+            return load_workflow(repository, name, variables, resolver=self.repos.resolver)
+        except TemplateNotFoundError as exc:
+            elsewhere = [] if "/" in workflow else self.repos.elsewhere(name.partition("@")[0])
+            if not elsewhere:
+                raise
+            raise TemplateNotFoundError(f"{exc}; it exists as {' and '.join(elsewhere)}") from None
 
     async def environments(self) -> list[Environment]:
         return self._handles()

@@ -310,6 +310,17 @@ async def test_repositories_and_an_environment_at_a_revision(
         (path, "v1", "solo"),
     }
 
+    # a workflow of another repository, named without it: the error says where it is
+    missing = await coconut(core, "env", "create", "-w", "solo", ok=False)
+    assert f"it exists as {path}/workflows/solo" in missing, missing
+    # non-public templates are hidden, and the listing says so
+    versioned_repo.commit(
+        {"workflows/hidden.yaml": "name: hidden\nroles:\n  - {name: a, task: {load: fake}}\n"}, "x"
+    )
+    await coconut(core, "repo", "refresh", "1")
+    hidden = await coconut(core, "template", "list", f"{path}@master")
+    assert "solo" in hidden and "hidden" not in hidden and "(1 non-public template(s) not shown" in hidden
+
     created = await coconut(core, "env", "create", "-w", f"{path}/workflows/solo@master")
     env_id = field(created, "environment id")
     assert field(created, "state") == "CONFIGURED"

@@ -733,12 +733,20 @@ def template_list(
     async def ask(client: ControlClient) -> pb.GetWorkflowTemplatesReply:
         return await client.stub.get_workflow_templates(request)
 
-    async def main() -> pb.GetWorkflowTemplatesReply:
+    async def main() -> tuple[pb.GetWorkflowTemplatesReply, int]:
         async with ControlClient(conf.endpoint, token=conf.token, timeout=10) as client:
-            return await ask(client)
+            reply = await ask(client)
+            if all_workflows or out.json:
+                return reply, 0
+            # say how many non-public templates the listing leaves out, rather than nothing
+            request.all_workflows = True
+            everything = await ask(client)
+            return reply, len(everything.workflow_templates) - len(reply.workflow_templates)
 
+    hidden = 0
     try:
-        templates = run(main()).workflow_templates
+        reply, hidden = run(main())
+        templates = reply.workflow_templates
     except (OSError, StreamTerminatedError):
         repository = default_repository()
         out.errors.print(f"(no core at {conf.endpoint}: listing the local repository {repository.root})")
@@ -753,8 +761,11 @@ def template_list(
     if out.json:
         out.dump(templates)
         return
+    hint = f"({hidden} non-public template(s) not shown; -a lists them)" if hidden > 0 else ""
     if not templates:
-        out.print("no workflow templates found")
+        out.print("no public workflow templates found" if hidden else "no workflow templates found")
+        if hint:
+            out.print(hint)
         return
     tree = Tree(Text("workflow templates", style="bold"))
     repos: dict[str, Tree] = {}
@@ -772,6 +783,8 @@ def template_list(
             label.append(f"  {info.description}", style="dim")
         rev_branch.add(label)
     out.print(tree)
+    if hint:
+        out.print(hint)
 
 
 # `template expand` lives in its own module: offline expansion, no core needed.

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -30,6 +31,7 @@ from aliecs.generated import o2control as pb
 from aliecs.server import ControlClient, ControlServer
 from aliecs.server.auth import TokenRequiredError
 from aliecs.server.rolepath import matches
+from aliecs.server.streams import is_destroyed
 from aliecs.testing import isolated_nodes, wait_for, wait_for_environment_state
 from tests.conftest import GitRepoBuilder, RepoBuilder, process_args
 
@@ -411,6 +413,45 @@ async def test_auto_environment_streams_its_whole_cycle(harness: Harness) -> Non
         assert step in steps
     assert steps[-1] == ("DESTROY", "DONE_OK")
     assert harness.core._handles() == []
+
+
+async def test_auto_environment_says_what_it_waits_for_and_stops_when_the_client_leaves(
+    harness: Harness,
+) -> None:
+    """`coconut env create -a` on a run that never ends by itself: it says what the run waits for,
+    and Ctrl-C stops the cycle on the core (the environment is destroyed, no task left)."""
+    events = harness.core.events.subscribe()
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "coconut"), "--endpoint", harness.endpoint, "--nocolor",
+        "env", "create", "-w", "fakes", "-a",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                line = (await process.stdout.readline()).decode()
+                assert line, "coconut ended before the run started"
+                if "AUTO" in line:
+                    break
+        assert "ends when all 2 task(s) have reported END_OF_STREAM" in line, line
+        (env,) = harness.core._handles()
+        assert env.state == "RUNNING"
+        process.send_signal(signal.SIGINT)
+        _out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert "Ctrl-C stops the sequence" in err.decode()
+        assert "interrupted: the core stops the auto sequence" in err.decode()
+        stopped = False
+        async with asyncio.timeout(30):
+            while not is_destroyed(event := await events.next(), env.id):
+                if isinstance(event, EnvironmentEvent) and event.transition == "AUTO" and event.error:
+                    stopped = "the client left" in event.error
+        assert stopped and harness.core._handles() == []
+    finally:
+        events.close()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def test_client_leaving_mid_subscribe_is_cleaned_up(harness: Harness) -> None:

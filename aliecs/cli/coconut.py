@@ -320,10 +320,22 @@ def env_create(
             await client.stub.new_auto_environment(
                 pb.NewAutoEnvironmentRequest(workflow_template=workflow, vars=user_vars, id=subscription)
             )
+            if not out.json:
+                out.errors.print(
+                    "auto sequence: DEPLOY, CONFIGURE, START, then the run lasts until its tasks end it"
+                )
+                out.errors.print(
+                    "(Ctrl-C stops the sequence: the core then stops the run and destroys the environment)"
+                )
             async for event in client.subscribe(subscription):
                 out.dump(event) if out.json else out.print(event_line(event))
 
-        call(ctx, run_auto)
+        try:
+            call(ctx, run_auto)
+        except SystemExit as exc:
+            if exc.code == EXIT_INTERRUPTED:
+                out.errors.print("interrupted: the core stops the auto sequence and destroys its environment")
+            raise
         return
     request = pb.NewEnvironmentRequest(workflow_template=workflow, vars=user_vars, public=public)
 

@@ -158,6 +158,8 @@ def event_line(event: events_pb.Event) -> Text:
             line.append(f" run {payload.run_number}")
         if payload.error:
             line.append(f" error: {payload.error}", style="red")
+        elif payload.transition == "AUTO" and payload.message:
+            line.append(f" {payload.message}", style="dim")
     elif kind == "task_event":
         line.append("task ", style="bold")
         line.append(f"{payload.name} ")

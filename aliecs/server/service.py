@@ -24,7 +24,15 @@ from grpclib.server import Server, Stream
 from actors.manager import new_environment_id
 from aliecs.api import Core, Environment
 from aliecs.environment import fsm as states
-from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, Subscription
+from aliecs.events import (
+    DONE_ERROR,
+    DONE_OK,
+    ONGOING,
+    STARTED,
+    EnvironmentEvent,
+    SubscriberOverflow,
+    Subscription,
+)
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
 from aliecs.server import convert
@@ -64,6 +72,19 @@ def _version() -> str:
         return version("aliecs")
     except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
         return "0.0.0"
+
+
+AUTO = "AUTO"  # the environment events of an auto cycle's own steps (waiting, stopped)
+
+
+def _waiting_message(env: Environment) -> str:
+    """What an auto cycle waits for once the run is going: said to the operator, not guessed."""
+    tasks = [task for task in env.tasks if task.status == "ACTIVE"]
+    return (
+        f"auto: run {env.run_number} is going; it ends when all {len(tasks)} task(s) have reported "
+        "END_OF_STREAM (basic tasks: exited), then the environment is torn down. "
+        "A subscriber that leaves stops the cycle."
+    )
 
 
 def workflow_name(template: str) -> str:
@@ -353,17 +374,22 @@ class ControlService:
     async def _auto_cycle(
         self, subscription_id: str, env_id: str, workflow: str, user_vars: dict[str, str], auto: Any
     ) -> None:
-        """DEPLOY, CONFIGURE, START; when the tasks end the run (END_OF_STREAM) or it fails, tear down."""
+        """DEPLOY, CONFIGURE, START; when the tasks end the run (END_OF_STREAM) or it fails, tear down.
+
+        If the client that subscribed to the cycle goes away, the cycle stops there (STOP, then
+        teardown) and says so in an event, rather than running on unattended."""
         env: Environment | None = None
         try:
             env = await self._create(env_id, workflow, user_vars)
-            watch: Subscription = self.core.events.subscribe()
-            try:
+            if not auto.abandoned.is_set():
                 await env.transition(states.START_ACTIVITY)
-                while env.state == states.RUNNING:
-                    await watch.next()
-            finally:
-                watch.close()
+                self._announce(env_id, env.state, AUTO, ONGOING, message=_waiting_message(env))
+                await self._run_ends_or_client_leaves(env, auto.abandoned)
+            if auto.abandoned.is_set():
+                log.info("auto environment %s: its subscriber left; stopping the cycle", env_id)
+                self._announce(
+                    env_id, env.state, AUTO, DONE_ERROR, error="the client left: auto sequence stopped"
+                )
             await self._destroy(env)
         except Exception as exc:
             log.warning("auto environment %s (subscription %s) failed: %s", env_id, subscription_id, exc)
@@ -377,6 +403,25 @@ class ControlService:
             if not auto.claimed:
                 auto.close()
                 self.streams.auto.pop(subscription_id, None)
+
+    async def _run_ends_or_client_leaves(self, env: Environment, abandoned: asyncio.Event) -> None:
+        """Wait while `env` is RUNNING (its tasks end the run), or until `abandoned` is set."""
+        watch: Subscription = self.core.events.subscribe()
+        gone = asyncio.ensure_future(abandoned.wait())
+        try:
+            while env.state == states.RUNNING and not gone.done():
+                event = asyncio.ensure_future(watch.next())
+                await asyncio.wait({gone, event}, return_when=asyncio.FIRST_COMPLETED)
+                if not event.done():
+                    event.cancel()
+                elif (error := event.exception()) is not None:
+                    if not isinstance(error, SubscriberOverflow):
+                        return  # the event bus is closing: the server is shutting down
+                    watch.close()
+                    watch = self.core.events.subscribe()
+        finally:
+            gone.cancel()
+            watch.close()
 
     async def control_environment(self, request: pb.ControlEnvironmentRequest) -> pb.ControlEnvironmentReply:
         try:

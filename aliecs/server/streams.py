@@ -9,6 +9,7 @@ destroyed; Subscribe with an empty id streams everything.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from aliecs.events import EnvironmentEvent, Event, EventBus, Subscription
@@ -28,12 +29,18 @@ def is_destroyed(event: Event, env_id: str) -> bool:
 
 
 class AutoSubscription:
-    """Events of one auto-environment, buffered until its subscriber reads them."""
+    """Events of one auto-environment, buffered until its subscriber reads them.
+
+    `abandoned` is set when the subscriber leaves before the cycle is over (Ctrl-C in `coconut env
+    create -a`): the cycle then stops its run and tears the environment down rather than running on
+    with nobody watching."""
 
     def __init__(self, bus: EventBus, env_id: str) -> None:
         self.env_id = env_id
         self.subscription = bus.subscribe()
         self.claimed = False
+        self.finished = False
+        self.abandoned = asyncio.Event()
 
     async def events(self) -> AsyncIterator[Event]:
         async for event in self.subscription:
@@ -41,6 +48,7 @@ class AutoSubscription:
                 continue
             yield event
             if is_destroyed(event, self.env_id):
+                self.finished = True
                 return
 
     def close(self) -> None:
@@ -72,6 +80,8 @@ class Streams:
                 self.live.discard(auto.subscription)
                 auto.close()
                 self.auto.pop(subscription_id, None)
+                if not auto.finished:
+                    auto.abandoned.set()
             return
         subscription = self.bus.subscribe()
         self.live.add(subscription)

@@ -25,6 +25,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from aliecs.api import Core
+from aliecs.cli.coconut_progress import with_progress
 from aliecs.events import EnvironmentEvent
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
@@ -452,6 +453,29 @@ async def test_auto_environment_says_what_it_waits_for_and_stops_when_the_client
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_coconut_progress_shows_deadline_tasks_and_teardown_steps(harness: Harness) -> None:
+    """What coconut's spinner shows, from the environment's events (`coconut_progress`)."""
+    env = await harness.new(slow_args="--latency CONFIGURE=2.5 --latency RESET=1.5", configure_timeout="45s")
+    await harness.control(env.id, Op.RESET)  # created CONFIGURED: back to DEPLOYED to watch CONFIGURE
+    shown: list[str] = []
+    request = pb.ControlEnvironmentRequest(id=env.id, type=Op.CONFIGURE)
+    reply = await with_progress(
+        harness.client, env.id, "CONFIGURE", shown.append, lambda: harness.stub.control_environment(request)
+    )
+    assert reply.state == "CONFIGURED"
+    assert shown[0].startswith("CONFIGURE: 0.0s of 45s deadline")  # the workflow's configure_timeout
+    assert any("tasks 1 CONFIGURED / 1 pending · waiting for fakes.group.slow" in text for text in shown), (
+        shown
+    )
+    shown.clear()
+    destroy = pb.DestroyEnvironmentRequest(id=env.id)
+    await with_progress(
+        harness.client, env.id, "DESTROY", shown.append, lambda: harness.stub.destroy_environment(destroy)
+    )
+    # the teardown's steps (RESET, then EXIT) and the tasks it waits for
+    assert any("step EXIT" in text and "waiting for" in text for text in shown), shown
 
 
 async def test_client_leaving_mid_subscribe_is_cleaned_up(harness: Harness) -> None:

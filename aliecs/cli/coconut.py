@@ -25,7 +25,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from aliecs.cli.coconut_output import Output, event_line, format_ms, role_tree, state_text
+from aliecs.cli.coconut_progress import with_progress
 from aliecs.cli.coconut_template import expand as expand_command
+from aliecs.environment.fsm import normalize_event
 from aliecs.generated import o2control as pb
 from aliecs.runtime import run
 from aliecs.server.auth import TOKEN_ENV
@@ -472,8 +474,10 @@ def env_control(ctx: click.Context, env_id: str, event: str) -> None:
     request = pb.ControlEnvironmentRequest(id=env_id, type=Optype(TRANSITIONS[name]))
 
     async def control(client: ControlClient) -> pb.ControlEnvironmentReply:
-        with out.waiting(f"transition {name} in progress..."):
-            return await client.stub.control_environment(request)
+        with out.waiting(f"transition {name} in progress...") as show:
+            return await with_progress(
+                client, env_id, normalize_event(name), show, lambda: client.stub.control_environment(request)
+            )
 
     reply = call(ctx, control)
     if out.json:
@@ -523,8 +527,10 @@ def env_destroy(
     )
 
     async def destroy(client: ControlClient) -> pb.DestroyEnvironmentReply:
-        with out.waiting(f"destroying environment {env_id}..."):
-            return await client.stub.destroy_environment(request)
+        with out.waiting(f"destroying environment {env_id}...") as show:
+            return await with_progress(
+                client, env_id, "DESTROY", show, lambda: client.stub.destroy_environment(request)
+            )
 
     reply = call(ctx, destroy)
     if out.json:

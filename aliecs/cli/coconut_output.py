@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -60,11 +60,14 @@ class Output:
         self.json = fmt == "json"
 
     @contextmanager
-    def waiting(self, message: str) -> Iterator[None]:
-        """A spinner while a long request runs (only on a terminal, and never with -o json)."""
-        status = self.console.status(message) if self.spinner and not self.json else nullcontext()
-        with status:
-            yield
+    def waiting(self, message: str) -> Iterator[Callable[[str], None] | None]:
+        """A spinner while a long request runs (only on a terminal, and never with -o json); gives a
+        function that replaces its text (progress), or None when no spinner is shown."""
+        if not self.spinner or self.json:
+            yield None
+            return
+        with self.console.status(message) as status:
+            yield lambda text: status.update(text)
 
     def print(self, *items: Any) -> None:
         self.console.print(*items)

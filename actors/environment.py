@@ -34,6 +34,7 @@ from aliecs.environment import fsm as states
 from aliecs.environment.fsm import EnvironmentStateMachine, normalize_event
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
+from aliecs.environment.timeouts import DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_TIMEOUTS
 from aliecs.errors import InvalidTransitionError, TaskError, TransitionError
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, EventBus, RunEvent
 from aliecs.executor.link import ExecutorLink
@@ -55,10 +56,6 @@ from aliecs.workflow.template import Channel, Role, Workflow
 
 log = logging.getLogger(__name__)
 
-# Transition deadlines (seconds) unless the workflow or the user sets `<event>_timeout`.
-DEFAULT_TIMEOUTS = {states.DEPLOY: 90.0, states.CONFIGURE: 120.0}
-DEFAULT_TIMEOUT = 90.0
-DEFAULT_STARTUP_TIMEOUT = 30.0
 # Grace on top of a deadline before the environment stops waiting for a task actor's answer.
 _FAN_OUT_MARGIN = 5.0
 

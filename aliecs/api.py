@@ -47,7 +47,7 @@ from aliecs.model import EnvironmentRecord, RoleTree, TaskCommand, TaskInfo, Tra
 from aliecs.statedir import make_private_dir
 from aliecs.tasklog import DEFAULT_CHUNK, LogChunk, read_chunk
 from aliecs.workflow.repos import RepoManager
-from aliecs.workflow.repository import DirectoryRepository, TemplateRepository
+from aliecs.workflow.repository import DirectoryRepository, TemplateNotFoundError, TemplateRepository
 from aliecs.workflow.template import Workflow, load_workflow
 
 log = logging.getLogger(__name__)
@@ -503,7 +503,13 @@ class Core:
             repository, name = self.repository, workflow
         else:
             repository, name = self.repos.resolve(workflow)
-        return load_workflow(repository, name, variables, resolver=self.repos.resolver)
+        try:
+            return load_workflow(repository, name, variables, resolver=self.repos.resolver)
+        except TemplateNotFoundError as exc:
+            elsewhere = [] if "/" in workflow else self.repos.elsewhere(name.partition("@")[0])
+            if not elsewhere:
+                raise
+            raise TemplateNotFoundError(f"{exc}; it exists as {' and '.join(elsewhere)}") from None
 
     async def environments(self) -> list[Environment]:
         return self._handles()

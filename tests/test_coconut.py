@@ -194,8 +194,12 @@ async def test_full_cycle_with_coconut_against_a_real_core(core: CoreProcess) ->
 
         stopped = await coconut(core, "env", "ctl", env_id, "-e", "STOP")
         assert field(stopped, "state") == "CONFIGURED" and field(stopped, "run number") == "-"
+        assert field(await coconut(core, "env", "show", env_id), "run number") == f"- (last run: {run})"
         reset = await coconut(core, "env", "t", env_id, "-e", "RESET")
         assert field(reset, "state") == "DEPLOYED"
+        tree = await coconut(core, "env", "show", env_id, "-w")
+        # the root is the environment: DEPLOYED like the header, with its tasks' aggregate beside it
+        assert "[ DEPLOYED ] copypush  ACTIVE  (tasks STANDBY)" in tree, tree
 
         destroyed = await coconut(core, "env", "destroy", env_id)
         assert f"teardown complete for environment {env_id}: 4 task(s) killed" in destroyed
@@ -234,6 +238,18 @@ async def test_full_cycle_with_coconut_against_a_real_core(core: CoreProcess) ->
 
     core.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(core.process.wait(), 30) == 0
+    # the core's own log: one line per transition, with its duration and run number
+    log = (core.state_dir / "logs" / "aliecs-core.log").read_text()
+    for line in (
+        rf"environment {env_id}: CONFIGURE DONE_OK in [0-9.]+s \(DEPLOYED -> CONFIGURED\)",
+        rf"environment {env_id}: START_ACTIVITY DONE_OK in [0-9.]+s \(CONFIGURED -> RUNNING\), run {run}",
+        rf"environment {env_id}: STOP_ACTIVITY DONE_OK in [0-9.]+s \(RUNNING -> CONFIGURED\), run {run}",
+        rf"environment {env_id}: DESTROY DONE_OK",
+    ):
+        assert re.search(line, log), (line, log)
+    assert core.process.stdout is not None
+    assert "INFO aliecs.core: environment" in (await core.process.stdout.read()).decode()  # and on stderr
+    assert (core.state_dir / "logs" / "aliecs-core.log").stat().st_mode & 0o777 == 0o600
     audit = [json.loads(line) for line in (core.state_dir / "events.jsonl").read_text().splitlines()]
     logged = [r for r in audit if "coreStartEvent" not in r]
     assert len(logged) == len(received)
@@ -320,6 +336,17 @@ async def test_repositories_and_an_environment_at_a_revision(
         ("aliecs/templates", "local", "copypush"),
         (path, "v1", "solo"),
     }
+
+    # a workflow of another repository, named without it: the error says where it is
+    missing = await coconut(core, "env", "create", "-w", "solo", ok=False)
+    assert f"it exists as {path}/workflows/solo" in missing, missing
+    # non-public templates are hidden, and the listing says so
+    versioned_repo.commit(
+        {"workflows/hidden.yaml": "name: hidden\nroles:\n  - {name: a, task: {load: fake}}\n"}, "x"
+    )
+    await coconut(core, "repo", "refresh", "1")
+    hidden = await coconut(core, "template", "list", f"{path}@master")
+    assert "solo" in hidden and "hidden" not in hidden and "(1 non-public template(s) not shown" in hidden
 
     created = await coconut(core, "env", "create", "-w", f"{path}/workflows/solo@master")
     env_id = field(created, "environment id")

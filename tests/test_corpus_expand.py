@@ -29,7 +29,10 @@ from bench.corpus_setup import (
     write_jit_exports,
 )
 
-pytestmark = pytest.mark.skipif(not corpus_available(), reason="corpus not available")
+pytestmark = pytest.mark.skipif(
+    not corpus_available(),
+    reason="corpus not found beside the clone (../shared/corpus; see README, Development)",
+)
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,9 @@ from aliecs.workflow.functions import base_function_scope
 from aliecs.workflow.yamlsource import PublicVar, load_yaml, to_plain
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "controlworkflows"
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS}")
+needs_corpus = pytest.mark.skipif(
+    not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS} (see README, Development)"
+)
 
 
 @dataclass(frozen=True)

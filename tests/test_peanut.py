@@ -168,3 +168,13 @@ async def test_state_stream(fake_task: FakeTask) -> None:
         out = await asyncio.wait_for(proc.stdout.read(), 10.0)
         assert out.decode().split() == ["CONFIGURED", "DONE"]
         assert await asyncio.wait_for(proc.wait(), 10.0) == 0
+
+
+async def test_a_stream_client_leaving_is_not_logged_by_the_device(fake_task: FakeTask) -> None:
+    async with peanut_following("--addr", fake_task.address, "event-stream") as proc:
+        proc.kill()  # the client goes away mid-stream (Ctrl-C, a closed terminal)
+        await proc.wait()
+    async with fake_task.client() as client:  # the device still answers, then leaves cleanly
+        await client.transition("STANDBY", "EXIT")
+    assert fake_task.proc.wait(10) == 0
+    assert "Request was cancelled" not in fake_task.log(), fake_task.log()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from occ_helpers import FakeTaskLauncher
-from textual.widgets import Log, Static
+from textual.widgets import Button, RichLog, Static
 
 from aliecs.cli.peanut_tui import UNREACHABLE, ConfigError, PeanutApp, flatten, load_config
 
@@ -67,12 +67,47 @@ async def test_buttons_drive_the_process_and_config_is_pushed_at_configure(tmp_p
             await until(lambda: app.state in ("DONE", UNREACHABLE), "EXIT")
             assert await task.wait_exit() == 0
             await until(lambda: app.state == UNREACHABLE, "the poll to notice the process is gone")
-            lines = "\n".join(app.query_one("#log", Log).lines)
+            lines = "\n".join(app.messages)
             assert "CONFIGURE with 2 argument(s): STANDBY -> CONFIGURED" in lines and "FAILED" not in lines
             await pilot.press("q")
         requests = [json.loads(line) for line in record.read_text().splitlines()]
         configure = next(r for r in requests if r["event"] == "CONFIGURE")
         assert configure["args"] == {"chans.data.0.address": "tcp://127.0.0.1:5555", "rate": "5"}
         assert all(r["args"] == {} for r in requests if r["event"] != "CONFIGURE")
+    finally:
+        launcher.kill_all()
+
+
+async def test_allowed_buttons_keys_device_events_and_full_errors(tmp_path: Path) -> None:
+    launcher = FakeTaskLauncher(tmp_path)
+    try:
+        task = launcher.start("--end-of-stream-after", "0", "--fail-on", "STOP")
+        await task.wait_serving()
+        app = PeanutApp(task.client(), poll_seconds=0.1)
+        async with app.run_test(size=(60, 30)) as pilot:
+            await until(lambda: app.state == "STANDBY" and app.events_subscribed, "the first poll")
+
+            def enabled() -> set[str]:
+                return {b.id.removeprefix("do-") for b in app.query(Button) if b.id and not b.disabled}
+
+            assert enabled() == {"CONFIGURE", "EXIT"}
+            await pilot.press("s")  # START is not possible from STANDBY: nothing is sent
+            await until(lambda: "START is not possible from STANDBY" in app.messages, "the refusal")
+            assert app.state == "STANDBY"
+            await pilot.press("c")
+            await until(lambda: app.state == "CONFIGURED", "CONFIGURE by key")
+            assert enabled() == {"RESET", "START", "EXIT"}
+            await pilot.press("s")
+            await until(lambda: "device event: END_OF_STREAM" in app.messages, "the device event")
+            assert enabled() == {"STOP"}
+            await pilot.press("t")
+            await until(lambda: app.state == "ERROR", "the failing STOP")
+            (failed,) = [m for m in app.messages if m.startswith("STOP")]
+            assert "fake failure in STOP (--fail-on)" in failed and len(failed) > 60
+            # the log wraps it on a 60-column screen: every word is on screen, none cut off
+            shown = " ".join(strip.text for strip in app.query_one("#log", RichLog).lines)
+            assert "".join(failed.split()) in "".join(shown.split())
+            assert enabled() == {"RECOVER", "EXIT"}
+            await pilot.press("q")
     finally:
         launcher.kill_all()

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -24,12 +25,14 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from aliecs.api import Core
+from aliecs.cli.coconut_progress import with_progress
 from aliecs.events import EnvironmentEvent
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
 from aliecs.server import ControlClient, ControlServer
 from aliecs.server.auth import TokenRequiredError
 from aliecs.server.rolepath import matches
+from aliecs.server.streams import is_destroyed
 from aliecs.testing import isolated_nodes, wait_for, wait_for_environment_state
 from tests.conftest import GitRepoBuilder, RepoBuilder, process_args
 
@@ -406,6 +409,68 @@ async def test_auto_environment_streams_its_whole_cycle(harness: Harness) -> Non
         assert step in steps
     assert steps[-1] == ("DESTROY", "DONE_OK")
     assert harness.core._handles() == []
+
+
+async def test_auto_environment_says_what_it_waits_for_and_stops_when_the_client_leaves(
+    harness: Harness,
+) -> None:
+    """`coconut env create -a` on a run that never ends by itself: it says what the run waits for,
+    and Ctrl-C stops the cycle on the core (the environment is destroyed, no task left)."""
+    events = harness.core.events.subscribe()
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "coconut"), "--endpoint", harness.endpoint, "--nocolor",
+        "env", "create", "-w", "fakes", "-a",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                line = (await process.stdout.readline()).decode()
+                assert line, "coconut ended before the run started"
+                if "AUTO" in line:
+                    break
+        assert "ends when all 2 task(s) have reported END_OF_STREAM" in line, line
+        (env,) = harness.core._handles()
+        assert env.state == "RUNNING"
+        process.send_signal(signal.SIGINT)
+        _out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert "Ctrl-C stops the sequence" in err.decode()
+        assert "interrupted: the core stops the auto sequence" in err.decode()
+        stopped = False
+        async with asyncio.timeout(30):
+            while not is_destroyed(event := await events.next(), env.id):
+                if isinstance(event, EnvironmentEvent) and event.transition == "AUTO" and event.error:
+                    stopped = "the client left" in event.error
+        assert stopped and harness.core._handles() == []
+    finally:
+        events.close()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_coconut_progress_shows_deadline_tasks_and_teardown_steps(harness: Harness) -> None:
+    """What coconut's spinner shows, from the environment's events (`coconut_progress`)."""
+    env = await harness.new(slow_args="--latency CONFIGURE=2.5 --latency RESET=1.5", configure_timeout="45s")
+    await harness.control(env.id, Op.RESET)  # created CONFIGURED: back to DEPLOYED to watch CONFIGURE
+    shown: list[str] = []
+    request = pb.ControlEnvironmentRequest(id=env.id, type=Op.CONFIGURE)
+    reply = await with_progress(
+        harness.client, env.id, "CONFIGURE", shown.append, lambda: harness.stub.control_environment(request)
+    )
+    assert reply.state == "CONFIGURED"
+    assert shown[0].startswith("CONFIGURE: 0.0s of 45s deadline")  # the workflow's configure_timeout
+    assert any("tasks 1 CONFIGURED / 1 pending · waiting for fakes.group.slow" in text for text in shown), (
+        shown
+    )
+    shown.clear()
+    destroy = pb.DestroyEnvironmentRequest(id=env.id)
+    await with_progress(
+        harness.client, env.id, "DESTROY", shown.append, lambda: harness.stub.destroy_environment(destroy)
+    )
+    # the teardown's steps (RESET, then EXIT) and the tasks it waits for
+    assert any("step EXIT" in text and "waiting for" in text for text in shown), shown
 
 
 async def test_client_leaving_mid_subscribe_is_cleaned_up(harness: Harness) -> None:

@@ -22,7 +22,9 @@ from aliecs.workflow.yamlsource import (
 )
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "controlworkflows"
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS}")
+needs_corpus = pytest.mark.skipif(
+    not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS} (see README, Development)"
+)
 
 
 def corpus_templates() -> list[Path]:

@@ -28,7 +28,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from aliecs.cli.coconut_output import Output, event_line, format_ms, role_tree, state_text
+from aliecs.cli.coconut_progress import with_progress
 from aliecs.cli.coconut_template import expand as expand_command
+from aliecs.environment.fsm import normalize_event
 from aliecs.generated import common as common_pb
 from aliecs.generated import o2control as pb
 from aliecs.locks import describe_service_data
@@ -348,10 +350,22 @@ def env_create(
                     workflow_template=workflow, vars=user_vars, id=subscription, request_user=request_user()
                 )
             )
+            if not out.json:
+                out.errors.print(
+                    "auto sequence: DEPLOY, CONFIGURE, START, then the run lasts until its tasks end it"
+                )
+                out.errors.print(
+                    "(Ctrl-C stops the sequence: the core then stops the run and destroys the environment)"
+                )
             async for event in client.subscribe(subscription):
                 out.dump(event) if out.json else out.print(event_line(event))
 
-        call(ctx, run_auto)
+        try:
+            call(ctx, run_auto)
+        except SystemExit as exc:
+            if exc.code == EXIT_INTERRUPTED:
+                out.errors.print("interrupted: the core stops the auto sequence and destroys its environment")
+            raise
         return
     request = pb.NewEnvironmentRequest(
         workflow_template=workflow, vars=user_vars, public=public, request_user=request_user()
@@ -470,7 +484,7 @@ def env_show(ctx: click.Context, env_id: str, show_tasks: bool, show_workflow: b
         out.table(TASK_COLUMNS, _task_rows(env.tasks), title=f"tasks ({len(env.tasks)})")
     if show_workflow:
         out.print(Text("workflow:", style="bold"))
-        out.print(role_tree(reply.workflow, {t.task_id: t for t in env.tasks}))
+        out.print(role_tree(reply.workflow, {t.task_id: t for t in env.tasks}, env.state))
 
 
 add_aliases(environment, "show", "get", "s", "g")
@@ -499,8 +513,10 @@ def env_control(ctx: click.Context, env_id: str, event: str) -> None:
     )
 
     async def control(client: ControlClient) -> pb.ControlEnvironmentReply:
-        with out.waiting(f"transition {name} in progress..."):
-            return await client.stub.control_environment(request)
+        with out.waiting(f"transition {name} in progress...") as show:
+            return await with_progress(
+                client, env_id, normalize_event(name), show, lambda: client.stub.control_environment(request)
+            )
 
     reply = call(ctx, control)
     if out.json:
@@ -554,8 +570,10 @@ def env_destroy(
     )
 
     async def destroy(client: ControlClient) -> pb.DestroyEnvironmentReply:
-        with out.waiting(f"destroying environment {env_id}..."):
-            return await client.stub.destroy_environment(request)
+        with out.waiting(f"destroying environment {env_id}...") as show:
+            return await with_progress(
+                client, env_id, "DESTROY", show, lambda: client.stub.destroy_environment(request)
+            )
 
     reply = call(ctx, destroy)
     if out.json:
@@ -779,12 +797,20 @@ def template_list(
     async def ask(client: ControlClient) -> pb.GetWorkflowTemplatesReply:
         return await client.stub.get_workflow_templates(request)
 
-    async def main() -> pb.GetWorkflowTemplatesReply:
+    async def main() -> tuple[pb.GetWorkflowTemplatesReply, int]:
         async with ControlClient(conf.endpoint, token=conf.token, timeout=10) as client:
-            return await ask(client)
+            reply = await ask(client)
+            if all_workflows or out.json:
+                return reply, 0
+            # say how many non-public templates the listing leaves out, rather than nothing
+            request.all_workflows = True
+            everything = await ask(client)
+            return reply, len(everything.workflow_templates) - len(reply.workflow_templates)
 
+    hidden = 0
     try:
-        templates = run(main()).workflow_templates
+        reply, hidden = run(main())
+        templates = reply.workflow_templates
     except (OSError, StreamTerminatedError):
         repository = default_repository()
         out.errors.print(f"(no core at {conf.endpoint}: listing the local repository {repository.root})")
@@ -799,8 +825,11 @@ def template_list(
     if out.json:
         out.dump(templates)
         return
+    hint = f"({hidden} non-public template(s) not shown; -a lists them)" if hidden > 0 else ""
     if not templates:
-        out.print("no workflow templates found")
+        out.print("no public workflow templates found" if hidden else "no workflow templates found")
+        if hint:
+            out.print(hint)
         return
     tree = Tree(Text("workflow templates", style="bold"))
     repos: dict[str, Tree] = {}
@@ -818,6 +847,8 @@ def template_list(
             label.append(f"  {info.description}", style="dim")
         rev_branch.add(label)
     out.print(tree)
+    if hint:
+        out.print(hint)
 
 
 add_aliases(template, "list", "ls", "l")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -60,11 +60,14 @@ class Output:
         self.json = fmt == "json"
 
     @contextmanager
-    def waiting(self, message: str) -> Iterator[None]:
-        """A spinner while a long request runs (only on a terminal, and never with -o json)."""
-        status = self.console.status(message) if self.spinner and not self.json else nullcontext()
-        with status:
-            yield
+    def waiting(self, message: str) -> Iterator[Callable[[str], None] | None]:
+        """A spinner while a long request runs (only on a terminal, and never with -o json); gives a
+        function that replaces its text (progress), or None when no spinner is shown."""
+        if not self.spinner or self.json:
+            yield None
+            return
+        with self.console.status(message) as status:
+            yield lambda text: status.update(text)
 
     def print(self, *items: Any) -> None:
         self.console.print(*items)
@@ -118,8 +121,16 @@ def role_label(role: pb.RoleInfo) -> Text:
     return label
 
 
-def role_tree(root: pb.RoleInfo, tasks: Mapping[str, pb.ShortTaskInfo] | None = None) -> Tree:
-    tree = Tree(role_label(root))
+def role_tree(
+    root: pb.RoleInfo, tasks: Mapping[str, pb.ShortTaskInfo] | None = None, environment_state: str = ""
+) -> Tree:
+    """The role tree; the root is the environment, so it shows the environment's state (its tasks'
+    aggregate can differ: DEPLOYED environments have STANDBY tasks) with the aggregate beside it."""
+    label = role_label(root)
+    if environment_state and environment_state != root.state:
+        label = role_label(pb.RoleInfo(name=root.name, state=environment_state, status=root.status))
+        label.append(f"  (tasks {root.state or 'UNKNOWN'})", style="dim")
+    tree = Tree(label)
 
     def visit(node: pb.RoleInfo, branch: Tree) -> None:
         for child in node.roles:
@@ -150,6 +161,8 @@ def event_line(event: events_pb.Event) -> Text:
             line.append(f" run {payload.run_number}")
         if payload.error:
             line.append(f" error: {payload.error}", style="red")
+        elif payload.transition == "AUTO" and payload.message:
+            line.append(f" {payload.message}", style="dim")
     elif kind == "task_event":
         line.append("task ", style="bold")
         line.append(f"{payload.name} ")

@@ -29,6 +29,7 @@ from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.runtime import run
 from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenFileError, TokenRequiredError, resolve_token
+from aliecs.server.corelog import LEVELS, TransitionLog, configure_logging
 from aliecs.server.service import DEFAULT_HOST, DEFAULT_PORT
 from aliecs.web import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, WebServer
 
@@ -67,9 +68,12 @@ async def _serve(
     token: str | None,
     failover_timeout: float,
     http: tuple[str, int] = (DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT),
+    log_level: str = "INFO",
 ) -> int:
     try:
-        return await _serve_core(state_dir, nodes, inventory, host, port, token, failover_timeout, http)
+        return await _serve_core(
+            state_dir, nodes, inventory, host, port, token, failover_timeout, http, log_level
+        )
     except RunNumberStoreError as exc:  # a damaged state directory: say which file, no traceback
         say(f"error: {exc}")
         return 1
@@ -84,11 +88,16 @@ async def _serve_core(
     token: str | None,
     failover_timeout: float,
     http: tuple[str, int],
+    log_level: str,
 ) -> int:
+    # Logging: a file in the state directory and one line per transition (see aliecs.server.corelog).
+    log_path = configure_logging(log_level, state_dir)
     core = Core.embedded(
         state_dir=state_dir, nodes=inventory or nodes, outlive_core=True, failover_timeout=failover_timeout
     )
     async with core:
+        transition_log = TransitionLog(core.events)
+        transition_log.start()
         try:
             server = ControlServer(core, host=host, port=port, token=token)
             web = WebServer(core, host=http[0], port=http[1], token=token)
@@ -122,6 +131,7 @@ async def _serve_core(
         for env in await core.environments():
             say(f"environment {env.id} restored in {env.state} (run {env.run_number or '-'})")
         say(f"audit log {server.audit.path}")
+        say(f"log file {log_path} (level {log_level.upper()})")
         auth = "token required" if token else "no token: loopback only"
         say(f"control API listening on {host}:{server.port} ({auth}); pid {os.getpid()}")
         say(f"web page and REST API at {web.url} (open it in a browser; Ctrl-C stops the core)")
@@ -132,6 +142,7 @@ async def _serve_core(
             server.server.close()
             await server.server.wait_closed()
             await web.close()
+            await transition_log.stop()
             await server.audit.stop()
             await core.detach()
             say(
@@ -151,6 +162,7 @@ async def _serve_core(
         await asyncio.gather(*(_wind_down(env) for env in envs))
         say("stopping the actor tree and executors")
         await server.audit.stop()
+        await transition_log.stop()
     say("stopped, no task left")
     return 0
 
@@ -192,6 +204,13 @@ async def _serve_core(
     show_default=True,
     help="Port of the web page and REST API (0: any free port; env ALIECS_HTTP_PORT).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Log level (stderr and <state dir>/logs/aliecs-core.log).",
+)
 def command(
     state_dir: Path | None,
     host: str,
@@ -203,6 +222,7 @@ def command(
     mesos: str | None,
     http_host: str,
     http_port: int,
+    log_level: str,
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
     if mesos:
@@ -218,9 +238,8 @@ def command(
         click.echo(f"aliecs-core: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     directory = state_dir or default_state_dir()
-    sys.exit(
-        run(_serve(directory, nodes, inventory, host, port, token, failover_timeout, (http_host, http_port)))
-    )
+    http = (http_host, http_port)
+    sys.exit(run(_serve(directory, nodes, inventory, host, port, token, failover_timeout, http, log_level)))
 
 
 def main() -> None:

@@ -1,7 +1,10 @@
 """peanut's interactive mode: drive one OCC process with buttons, as the original's TUI does.
 
-Run `peanut` with no command. One button per transition (CONFIGURE, RESET, START, STOP, RECOVER,
-EXIT); the state is polled every 2 s and shown as CONNECTING, UNREACHABLE or the process's state.
+Run `peanut` with no command. One button and one key per transition (CONFIGURE `c`, RESET `r`,
+START `s`, STOP `t`, RECOVER `v`, EXIT `x`); only the transitions allowed from the current state
+are enabled. The state is polled every 2 s and shown as CONNECTING, UNREACHABLE or the process's
+state; the process's device events (END_OF_STREAM, TASK_INTERNAL_ERROR, ...) are shown as they
+come, and messages (a failed transition's full reason) wrap instead of being cut at the edge.
 A configuration file (YAML or JSON, nested maps flattened to dotted keys, `a: {b: 1}` -> `a.b=1`)
 is pushed as the CONFIGURE arguments: give it with `--config FILE` or load one with `l`. Keys: `n`
 reconnect, `l` load a configuration, `q` quit.
@@ -9,20 +12,24 @@ reconnect, `l` load a configuration, `q` quit.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import ClassVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Button, Footer, Header, Input, Log, Static
+from textual.widgets import Button, Footer, Header, Input, RichLog, Static
 
 from aliecs.cli.peanut_config import ConfigError, flatten, load_config
 from aliecs.occ.client import OccClient
 from aliecs.occ.errors import OccError
+from aliecs.occ.states import allowed_events
 
 #: Button label -> OCC event. GO_ERROR is deliberately absent: peanut cannot trigger it.
 TRANSITIONS = ("CONFIGURE", "RESET", "START", "STOP", "RECOVER", "EXIT")
+#: The key of each transition (shown in the footer).
+KEYS = {"CONFIGURE": "c", "RESET": "r", "START": "s", "STOP": "t", "RECOVER": "v", "EXIT": "x"}
 POLL_SECONDS = 2.0
 CONNECTING = "CONNECTING"
 UNREACHABLE = "UNREACHABLE"
@@ -42,6 +49,7 @@ class PeanutApp(App[None]):
     Button { margin: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(key, f"transition('{name}')", name) for name, key in KEYS.items()),
         Binding("n", "reconnect", "reconnect"),
         Binding("l", "load_config", "load config"),
         Binding("q", "quit", "quit"),
@@ -58,6 +66,9 @@ class PeanutApp(App[None]):
         self.state = CONNECTING
         self.pid = 0
         self.busy = False
+        self.events_subscribed = False
+        #: Every message shown in the log, in full (the widget wraps them to the screen).
+        self.messages: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -65,8 +76,11 @@ class PeanutApp(App[None]):
         with Horizontal(id="buttons"):
             for name in TRANSITIONS:
                 yield Button(name, id=f"do-{name}")
-        yield Input(placeholder="configuration file (YAML or JSON), Enter to load", id="config-path")
-        yield Log(id="log", highlight=False)
+        # disabled while hidden, so it never takes the keys meant for the transitions
+        yield Input(
+            placeholder="configuration file (YAML or JSON), Enter to load", id="config-path", disabled=True
+        )
+        yield RichLog(id="log", wrap=True, highlight=False, markup=False)
         yield Footer()
 
     async def on_mount(self) -> None:
@@ -76,6 +90,7 @@ class PeanutApp(App[None]):
         self._show()
         await self.poll()
         self.set_interval(self.poll_seconds, self.poll)
+        self.run_worker(self.watch_device_events(), exclusive=True)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -83,9 +98,26 @@ class PeanutApp(App[None]):
         pid = f"  pid {self.pid}" if self.pid else ""
         config = f"  config: {len(self.config)} key(s) for the next CONFIGURE" if self.config else ""
         self.query_one("#status", Static).update(f"{self.client.address}  state: {self.state}{pid}{config}")
+        allowed = {str(event) for event in allowed_events(self.state)}
+        for name in TRANSITIONS:
+            self.query_one(f"#do-{name}", Button).disabled = self.busy or name not in allowed
 
     def log_line(self, text: str) -> None:
-        self.query_one("#log", Log).write_line(text)
+        self.messages.append(text)
+        self.query_one("#log", RichLog).write(text)
+
+    async def watch_device_events(self) -> None:
+        """Show the process's device events; resubscribe when the process comes back."""
+        while True:
+            try:
+                async with self.client.subscribe_events(timeout=None) as events:
+                    self.events_subscribed = True
+                    async for name in events:
+                        self.log_line(f"device event: {name}")
+            except OccError:
+                pass
+            self.events_subscribed = False
+            await asyncio.sleep(self.poll_seconds)  # poll: wait for the process to be back
 
     async def poll(self) -> None:
         if self.busy:
@@ -103,19 +135,26 @@ class PeanutApp(App[None]):
         if name in TRANSITIONS:
             await self.transition(name)
 
+    async def action_transition(self, name: str) -> None:
+        if name not in {str(event) for event in allowed_events(self.state)}:
+            self.log_line(f"{name} is not possible from {self.state}")
+            return
+        await self.transition(name)
+
     async def transition(self, name: str) -> None:
         if self.busy:
             self.log_line(f"{name}: a transition is already running")
             return
         args = self.config if name == "CONFIGURE" else {}
         self.busy = True
+        self._show()  # no second transition while this one runs
         try:
             source = self.state
             result = await self.client.transition(source, name, args)
         except OccError as exc:
             self.log_line(f"{name}: {exc}")
         else:
-            verdict = "ok" if result.ok else "FAILED"
+            verdict = "ok" if result.ok else "FAILED" + (f": {result.error}" if result.error else "")
             pushed = f" with {len(args)} argument(s)" if args else ""
             self.log_line(f"{name}{pushed}: {source} -> {result.state} ({result.trigger}) {verdict}")
             self.state = result.state
@@ -132,11 +171,13 @@ class PeanutApp(App[None]):
 
     def action_load_config(self) -> None:
         box = self.query_one("#config-path", Input)
+        box.disabled = False
         box.add_class("visible")
         box.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.input.remove_class("visible")
+        event.input.disabled = True
         if event.value.strip():
             self._load(Path(event.value.strip()).expanduser())
             self._show()

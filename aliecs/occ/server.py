@@ -701,6 +701,10 @@ async def serve(
     The stop signals end the process gracefully (streams closed, port released, exit code 0); pass an
     empty tuple to leave signal handling to the program.
     """
+    grpclib_log = logging.getLogger("grpclib.server")
+    if grpclib_log.level == logging.NOTSET:  # unless the program chose otherwise:
+        # a stream client (peanut, the executor) leaving is routine, not a line in every device log
+        grpclib_log.setLevel(logging.WARNING)
     task = OccTask(handler, host=host, port=port)
     try:
         await task.start()

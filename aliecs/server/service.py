@@ -28,9 +28,11 @@ from aliecs.environment import fsm as states
 from aliecs.events import (
     DONE_ERROR,
     DONE_OK,
+    ONGOING,
     STARTED,
     EnvironmentEvent,
     RequestUser,
+    SubscriberOverflow,
     Subscription,
     WorkflowTemplateRef,
 )
@@ -77,6 +79,19 @@ def _version() -> str:
         return version("aliecs")
     except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
         return "0.0.0"
+
+
+AUTO = "AUTO"  # the environment events of an auto cycle's own steps (waiting, stopped)
+
+
+def _waiting_message(env: Environment) -> str:
+    """What an auto cycle waits for once the run is going: said to the operator, not guessed."""
+    tasks = [task for task in env.tasks if task.status == "ACTIVE"]
+    return (
+        f"auto: run {env.run_number} is going; it ends when all {len(tasks)} task(s) have reported "
+        "END_OF_STREAM (basic tasks: exited), then the environment is torn down. "
+        "A subscriber that leaves stops the cycle."
+    )
 
 
 def workflow_name(template: str) -> str:
@@ -479,29 +494,35 @@ class ControlService:
         auto: AutoSubscription,
         user: RequestUser | None,
     ) -> None:
-        """DEPLOY, CONFIGURE, then one run to its end (see `_run_to_end`)."""
+        """DEPLOY, CONFIGURE, then one run to its end (see `_run_to_end`), stopped early if the
+        client that subscribed to the cycle goes away."""
         try:
             env = await self._create(env_id, workflow, user_vars, True, user)
         except Exception as exc:
             log.warning("auto environment %s (subscription %s) failed: %s", env_id, subscription_id, exc)
             self._announce(env_id, states.DONE, DESTROY, DONE_ERROR, error=str(exc))
         else:
-            await self._run_to_end(env, f"auto environment (subscription {subscription_id})")
+            await self._run_to_end(env, f"auto environment (subscription {subscription_id})", auto.abandoned)
         finally:
             self.streams.release_auto(subscription_id, auto)
 
-    async def _run_to_end(self, env: Environment, why: str) -> None:
+    async def _run_to_end(self, env: Environment, why: str, abandoned: asyncio.Event | None = None) -> None:
         """START_ACTIVITY, wait for the run to end by itself (END_OF_STREAM of every task, or an
-        error), then tear down, as the original's auto-transitioner does. Stops quietly if the
-        environment is destroyed from outside meanwhile."""
+        error), then tear down, as the original's auto-transitioner does. If the client that asked
+        leaves (`abandoned`), the cycle stops there (STOP, then teardown) and says so in an event
+        rather than running on unattended. Stops quietly if the environment is destroyed from
+        outside meanwhile."""
+        abandoned = abandoned or asyncio.Event()
         try:
-            watch: Subscription = self.core.events.subscribe()
-            try:
+            if not abandoned.is_set():
                 await env.transition(states.START_ACTIVITY, wait=True)
-                while env.state == states.RUNNING and env.id in self.core._registry:
-                    await watch.next()
-            finally:
-                watch.close()
+                self._announce(env.id, env.state, AUTO, ONGOING, message=_waiting_message(env))
+                await self._run_ends_or_client_leaves(env, abandoned)
+            if abandoned.is_set():
+                log.info("environment %s: the client of the %s left; stopping the cycle", env.id, why)
+                self._announce(
+                    env.id, env.state, AUTO, DONE_ERROR, error="the client left: auto sequence stopped"
+                )
             if env.id in self.core._registry:
                 await self._destroy(env, wait=True)
         except Exception as exc:
@@ -509,6 +530,25 @@ class ControlService:
             if env.id in self.core._registry:
                 with contextlib.suppress(Exception):
                     await self._destroy(env, wait=True)
+
+    async def _run_ends_or_client_leaves(self, env: Environment, abandoned: asyncio.Event) -> None:
+        """Wait while `env` is RUNNING (its tasks end the run), or until `abandoned` is set."""
+        watch: Subscription = self.core.events.subscribe()
+        gone = asyncio.ensure_future(abandoned.wait())
+        try:
+            while env.state == states.RUNNING and not gone.done():
+                event = asyncio.ensure_future(watch.next())
+                await asyncio.wait({gone, event}, return_when=asyncio.FIRST_COMPLETED)
+                if not event.done():
+                    event.cancel()
+                elif (error := event.exception()) is not None:
+                    if not isinstance(error, SubscriberOverflow):
+                        return  # the event bus is closing: the server is shutting down
+                    watch.close()
+                    watch = self.core.events.subscribe()
+        finally:
+            gone.cancel()
+            watch.close()
 
     async def control_environment(self, request: pb.ControlEnvironmentRequest) -> pb.ControlEnvironmentReply:
         try:

@@ -11,6 +11,7 @@ environment's events until it is destroyed; Subscribe with an empty id streams e
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from grpclib.const import Status
@@ -36,13 +37,18 @@ def is_destroyed(event: Event, env_id: str) -> bool:
 
 class AutoSubscription:
     """Events of one auto-environment, buffered until its subscriber reads them. `env_id` is empty
-    while a subscriber waits for the NewAutoEnvironment that will name it."""
+    while a subscriber waits for the NewAutoEnvironment that will name it.
+
+    `abandoned` is set when the subscriber leaves before the cycle is over (Ctrl-C in `coconut env
+    create -a`): the cycle then stops its run and tears the environment down rather than running on
+    with nobody watching."""
 
     def __init__(self, bus: EventBus, env_id: str) -> None:
         self.env_id = env_id
         self.subscription = bus.subscribe()
         self.claimed = False
         self.finished = False
+        self.abandoned = asyncio.Event()
 
     async def events(self) -> AsyncIterator[Event]:
         async for event in self.subscription:
@@ -50,6 +56,7 @@ class AutoSubscription:
                 continue
             yield event
             if is_destroyed(event, self.env_id):
+                self.finished = True
                 return
 
     def close(self) -> None:
@@ -105,6 +112,8 @@ class Streams:
                 auto.close()
                 if self.auto.get(subscription_id) is auto:
                     del self.auto[subscription_id]
+                if not auto.finished:
+                    auto.abandoned.set()
             return
         subscription = self.bus.subscribe()
         self.live.add(subscription)

@@ -489,6 +489,20 @@ class RepoManager:
             raise RepositoryError(f"{template!r}: expected [repo/{folder}/]name[@revision]")
         return self.repository(None, revision), reference
 
+    def elsewhere(self, name: str) -> list[str]:
+        """Qualified names (`repo/workflows/name`) of workflow `name` in the non-default repositories
+        at their default revisions: what to suggest when an unqualified name is not found."""
+        found = []
+        for info in self.list_repos():
+            if info.identifier == self.default:
+                continue
+            try:
+                if name in self.repository(info.identifier).list_workflows():
+                    found.append(f"{info.identifier}/workflows/{name}")
+            except RepositoryError:
+                continue  # a repository that cannot be read now just gives no suggestion
+        return found
+
     def resolver(
         self, current: TemplateRepository, reference: str, folder: str
     ) -> tuple[TemplateRepository, str]:

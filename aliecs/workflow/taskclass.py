@@ -14,7 +14,7 @@ from typing import Any
 
 from aliecs.cluster.placement import Wants
 from aliecs.workflow.errors import TemplateError
-from aliecs.workflow.render import plain, render_value
+from aliecs.workflow.render import plain, render_value, variables_of
 from aliecs.workflow.repository import SourceFile, TemplateRepository
 from aliecs.workflow.yamlsource import TemplateSourceError, load_yaml, position
 
@@ -252,10 +252,11 @@ def _parse_task_class(source: SourceFile, expected_name: str) -> TaskClass:
         )
 
     def string_map(key: str) -> dict[str, str]:
+        """A map of strings; a `!public` entry gives its `value` (the rest is GUI metadata)."""
         raw = document.get(key) or {}
         if not isinstance(raw, dict):
-            raise TemplateError(f"'{key}' must be a mapping", file=source.path)
-        return {str(k): "" if v is None else str(v) for k, v in raw.items() if not isinstance(v, dict)}
+            raise TemplateError(f"'{key}' must be a mapping", file=source.path, line=line(key))
+        return variables_of(raw)
 
     return TaskClass(
         name=str(document.get("name", expected_name)),

@@ -4,8 +4,8 @@ Environments send batches through a link (one call per node per step) and regist
 as the listener of that task's events (exits, device events). Two kinds:
 
 - `RemoteLink`, the default: the executor is its own process (`aliecs-executor`) reached over the
-  executor protocol. It keeps a heartbeat: an executor that misses three heartbeats in a row (one a
-  second) is reported (its tasks are told they are lost, naming the node); when it answers
+  executor protocol. It keeps a heartbeat: an executor that misses two heartbeats in a row (one a
+  second, each with a 5 s deadline) is reported (its tasks are told they are lost, naming the node); when it answers
   again (same process after a stall, or a restarted one that adopted the tasks) the link reconciles:
   tasks still running are reported alive again, the others lost for good. Events come on one stream
   with sequence numbers and are acknowledged, so a reconnect replays what was missed.
@@ -45,8 +45,11 @@ log = logging.getLogger(__name__)
 # Extra time on top of a batch's own deadline before the core stops waiting for the executor.
 _RPC_MARGIN = 5.0
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
+# How long one heartbeat may take: an executor busy launching thousands of tasks on a loaded machine
+# answers late, and a late answer is not a lost executor.
+HEARTBEAT_DEADLINE = 5.0
 # Heartbeats missed in a row before an executor is declared unreachable and its tasks lost.
-MISSED_HEARTBEATS = 3
+MISSED_HEARTBEATS = 2
 
 
 class ExecutorLink:
@@ -304,8 +307,8 @@ class RemoteLink(ExecutorLink):
             await self._call("acknowledge", pb.AckRequest(seq), self.heartbeat_interval * 5)
 
     async def _heartbeat(self) -> None:
-        """One heartbeat per interval, each with the interval as deadline. An executor is declared
-        unreachable after `MISSED_HEARTBEATS` in a row (a few seconds): one late answer from an
+        """One heartbeat per interval, each with `HEARTBEAT_DEADLINE`. An executor is declared
+        unreachable after `MISSED_HEARTBEATS` in a row (about ten seconds): a late answer from an
         executor busy with thousands of tasks on a loaded machine must not cost a run."""
         missed = 0
         while True:
@@ -314,7 +317,9 @@ class RemoteLink(ExecutorLink):
                 continue  # a restart is under way: `restarted` reconciles
             try:
                 reply = await self._call(
-                    "heartbeat", pb.HeartbeatRequest(self.core_id), self.heartbeat_interval
+                    "heartbeat",
+                    pb.HeartbeatRequest(self.core_id),
+                    max(self.heartbeat_interval, HEARTBEAT_DEADLINE),
                 )
             except ExecutorUnavailableError as exc:
                 if self.will_restart is not None and self.will_restart():
@@ -324,8 +329,7 @@ class RemoteLink(ExecutorLink):
                 if self.reachable and missed >= MISSED_HEARTBEATS:
                     self.reachable = False
                     self._lost_all(
-                        f"executor of node {self.hostname} unreachable "
-                        f"({missed} heartbeats of {self.heartbeat_interval:g}s missed): {exc}"
+                        f"executor of node {self.hostname} unreachable ({missed} heartbeats missed): {exc}"
                     )
                 continue
             missed = 0

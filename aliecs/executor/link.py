@@ -6,9 +6,9 @@ as the listener of that task's events (exits, device events). Two kinds:
 - `RemoteLink`, the default: the executor is its own process (`aliecs-executor`) reached over the
   executor protocol. It keeps a heartbeat: an executor that misses two heartbeats in a row (one a
   second, each with a 5 s deadline) is reported (its tasks are told they are lost, naming the node);
-  when it answers again (same process after a stall, or a restarted one that adopted the tasks) the link reconciles:
-  tasks still running are reported alive again, the others lost for good. Events come on one stream
-  with sequence numbers and are acknowledged, so a reconnect replays what was missed.
+  when it answers again (same process after a stall, or a restarted one that adopted the tasks) the
+  link reconciles: tasks still running are reported alive again, the others lost for good. Events
+  come on one stream with sequence numbers and are acknowledged, so a reconnect replays what was missed.
 - `AgentLink`: the executor agent embedded in the core's process (the in-process fake executors the
   10,000-task scale benchmarks use). Same interface, no transport.
 """

@@ -272,7 +272,7 @@ async def test_templates_repositories_and_info(server: WebServer, http: aiohttp.
     shift = templates[0]
     assert shift["description"] == "a readout chain of fake tasks"
     variables = shift["variables"]
-    assert set(variables) == {"readouts", "qc_enabled", "qc_level"}
+    assert set(variables) == {"readouts", "qc_enabled", "qc_level", "qc_histograms"}
     assert variables["qc_enabled"]["widget"] == "checkBox" and variables["qc_enabled"]["type"] == "bool"
     assert variables["qc_level"]["allowedValues"] == ["basic", "full"]
     assert variables["qc_level"]["visibleIf"] == '$$qc_enabled === "true"'

@@ -89,16 +89,23 @@ async def test_create_from_the_form_and_run_a_whole_cycle_with_the_buttons(
     await expect(page.locator("#template-description")).to_have_text("a readout chain of fake tasks")
     level = page.locator("[data-variable=qc_level]")
     await expect(level).to_be_hidden()  # visibleif: $$qc_enabled === "true"
+    histograms = page.locator("#var-qc_histograms")
     await page.check("#var-qc_enabled")
     await expect(level).to_be_visible()
+    await expect(histograms).to_be_hidden()  # ... && ($$qc_level === "full" || ...)
     await page.select_option("#var-qc_level", "full")
+    await expect(histograms).to_be_visible()
+    await page.fill("#var-readouts", "1")
+    await expect(histograms).to_be_disabled()  # enabledif: $$readouts !== "1"
     await page.fill("#var-readouts", "3")
+    await expect(histograms).to_be_enabled()
     await page.click("#create")
 
     await expect(page).to_have_url(re.compile(r"#/env/\w+$"))
     env_id = page.url.rsplit("/", 1)[1]
     env = server.core.environment(env_id)
     assert env.user_vars["qc_level"] == "full" and env.user_vars["qc_enabled"] == "true"
+    assert env.user_vars["qc_histograms"] == "100" and env.user_vars["readouts"] == "3"
     await expect(page.locator("#env-state")).to_have_text("DEPLOYED")
     await expect(page.locator("#tasks tbody tr")).to_have_count(4)
     await expect(page.locator("#lock-text")).to_contain_text("You (alice) control")

@@ -272,7 +272,7 @@ async def test_templates_repositories_and_info(server: WebServer, http: aiohttp.
     shift = templates[0]
     assert shift["description"] == "a readout chain of fake tasks"
     variables = shift["variables"]
-    assert set(variables) == {"readouts", "qc_enabled", "qc_level"}
+    assert set(variables) == {"readouts", "qc_enabled", "qc_level", "qc_histograms"}
     assert variables["qc_enabled"]["widget"] == "checkBox" and variables["qc_enabled"]["type"] == "bool"
     assert variables["qc_level"]["allowedValues"] == ["basic", "full"]
     assert variables["qc_level"]["visibleIf"] == '$$qc_enabled === "true"'
@@ -369,7 +369,8 @@ def _walk(node: Any) -> list[Any]:
 
 async def test_tokens_origins_and_host_names(tmp_path: Path, repo: RepoBuilder) -> None:
     token = "s3cret-token"
-    async with web_core(tmp_path, repo, token=token) as server, aiohttp.ClientSession() as http:
+    jar = aiohttp.CookieJar(unsafe=True)  # keep cookies of 127.0.0.1, as browsers do
+    async with web_core(tmp_path, repo, token=token) as server, aiohttp.ClientSession(cookie_jar=jar) as http:
         info = server.url + "api/info"
         async with http.get(info) as response:
             assert response.status == 401 and "requires a token" in (await response.json())["error"]

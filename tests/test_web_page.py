@@ -89,16 +89,23 @@ async def test_create_from_the_form_and_run_a_whole_cycle_with_the_buttons(
     await expect(page.locator("#template-description")).to_have_text("a readout chain of fake tasks")
     level = page.locator("[data-variable=qc_level]")
     await expect(level).to_be_hidden()  # visibleif: $$qc_enabled === "true"
+    histograms = page.locator("#var-qc_histograms")
     await page.check("#var-qc_enabled")
     await expect(level).to_be_visible()
+    await expect(histograms).to_be_hidden()  # ... && ($$qc_level === "full" || ...)
     await page.select_option("#var-qc_level", "full")
+    await expect(histograms).to_be_visible()
+    await page.fill("#var-readouts", "1")
+    await expect(histograms).to_be_disabled()  # enabledif: $$readouts !== "1"
     await page.fill("#var-readouts", "3")
+    await expect(histograms).to_be_enabled()
     await page.click("#create")
 
     await expect(page).to_have_url(re.compile(r"#/env/\w+$"))
     env_id = page.url.rsplit("/", 1)[1]
     env = server.core.environment(env_id)
     assert env.user_vars["qc_level"] == "full" and env.user_vars["qc_enabled"] == "true"
+    assert env.user_vars["qc_histograms"] == "100" and env.user_vars["readouts"] == "3"
     await expect(page.locator("#env-state")).to_have_text("DEPLOYED")
     await expect(page.locator("#tasks tbody tr")).to_have_count(4)
     await expect(page.locator("#lock-text")).to_contain_text("You (alice) control")
@@ -148,11 +155,12 @@ async def test_states_change_live_without_reloading(server: WebServer, browser: 
         await env.transition("START_ACTIVITY")  # the task fails: the environment goes to ERROR
     await expect(page.locator("#env-state")).to_have_text("ERROR")
     await expect(row.locator(".state")).to_have_text("ERROR")
-    await expect(page.locator("#env-error")).to_contain_text("START: task went to ERROR")
+    await expect(page.locator("#env-fault")).to_contain_text("START: task went to ERROR")
     await expect(page.locator("#runs tbody tr .outcome")).to_have_text(["error"])
     assert await buttons(page) == ["RECOVER"]  # the only way out of ERROR
     await page.click("#lock-take")
     await click_transition(page, "RECOVER", "DEPLOYED")
+    await expect(page.locator("#env-fault")).to_be_empty()
     assert await buttons(page) == ["CONFIGURE", "EXIT"]
     assert await page.evaluate("window.notReloaded") is True
     await env.destroy()
@@ -185,3 +193,22 @@ async def test_a_lock_held_by_another_session_blocks_the_buttons(server: WebServ
     await bob.click("#transitions button[data-event=CONFIGURE]")
     await expect(alice.locator("#env-state")).to_have_text("CONFIGURED")
     await server.core.environment(env_id).destroy()
+
+
+async def test_a_core_with_a_token_asks_for_it_once(
+    tmp_path: Path, repo: RepoBuilder, browser: Browser
+) -> None:
+    async with web_core(tmp_path, repo, token="shift-token") as server:
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.goto(server.url)
+        await expect(page.locator("#login")).to_be_visible()
+        await page.fill("#login-token", "not-it")
+        await page.click("#login button")
+        await expect(page.locator("#login-error")).to_have_text("wrong token for this core")
+        await page.fill("#login-token", "shift-token")
+        await page.click("#login button")
+        await expect(page.locator("#login")).to_be_hidden()
+        await expect(page.locator("#live")).to_have_text("live")  # the event stream carries the cookie
+        await expect(page.locator("#core-info")).to_contain_text("nodes node00, node01")
+        await context.close()

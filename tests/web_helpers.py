@@ -1,7 +1,8 @@
 """A real core with its web server on a free loopback port, for the REST and browser tests.
 
-The workflow `shift` has public variables of every widget kind the create form renders (an edit
-box, a checkbox, a drop-down shown only when the checkbox is ticked) and real fake-task processes.
+The workflow `shift` has public variables of the widget kinds the create form renders (an edit box,
+a checkbox, a drop-down shown only when the checkbox is ticked, a field whose visibleif combines
+&&, || and parentheses and which an enabledif can grey out) and real fake-task processes.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ defaults:
     values: [basic, full]
     visibleif: $$qc_enabled === "true"
     index: 3
+  qc_histograms: !public
+    value: "100"
+    type: number
+    label: Histograms
+    widget: editBox
+    visibleif: $$qc_enabled === "true" && ($$qc_level === "full" || $$qc_level === "expert")
+    enabledif: $$readouts !== "1"
+    index: 4
   readout_args: ""
 roles:
   - name: "readout{{ it }}"

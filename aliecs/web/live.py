@@ -15,7 +15,6 @@ server ends every stream at once (`Context.close_streams`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -23,8 +22,8 @@ from aiohttp import web
 
 from aliecs.events import Event, SubscriberOverflow
 from aliecs.locks import Lock
-from aliecs.server.events import to_proto
-from aliecs.server.streams import Streams
+from aliecs.server.events import environment_id, to_proto
+from aliecs.server.streams import is_destroyed
 from aliecs.web import render
 from aliecs.web.context import END, context
 from aliecs.web.inputs import text_query
@@ -69,28 +68,39 @@ async def events(request: web.Request) -> web.StreamResponse:
         if not env_id or lock_env == env_id:
             put(lock_json(lock_env, lock))
 
-    async def pump() -> None:
-        try:
-            async with contextlib.aclosing(Streams(ctx.core.events).stream(env_id)) as stream:
-                async for event in stream:
-                    put(event_json(event))
-        except SubscriberOverflow as exc:
-            put(exc)
-        put(END)
-
     if ctx.closing.is_set():
         raise web.HTTPServiceUnavailable(text="the core is shutting down")
     if len(ctx.streams) >= MAX_STREAMS:
         raise web.HTTPServiceUnavailable(text=f"too many event streams open (at most {MAX_STREAMS})")
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
-    await response.prepare(request)
-    await response.write(b": aliecs events\n\n")
+    # Subscribed before the client gets the headers: it sees every event published after it connected.
+    subscription = ctx.core.events.subscribe()
     unsubscribe = ctx.core.locks.subscribe(on_lock)
     ctx.streams.add(put)
+
+    async def pump() -> None:
+        """Bus events (this environment's only, when filtered; after its destruction, the end)."""
+        try:
+            async for event in subscription:
+                if env_id and environment_id(event) != env_id:
+                    continue
+                put(event_json(event))
+                if env_id and is_destroyed(event, env_id):
+                    break
+        except SubscriberOverflow as exc:
+            put(exc)
+        put(END)
+
     pumping = asyncio.create_task(pump(), name="web-events")
     try:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        await response.write(b": aliecs events\n\n")
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), KEEPALIVE)
@@ -109,6 +119,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     finally:
         ctx.streams.discard(put)
         unsubscribe()
+        subscription.close()
         pumping.cancel()
         await asyncio.gather(pumping, return_exceptions=True)
     return response

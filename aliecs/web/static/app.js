@@ -390,7 +390,7 @@ function renderEnv() {
   renderLock(env);
   renderTransitions(env);
   renderProgress(env);
-  if (env && env.error && env.state === "ERROR") $("env-error").textContent = env.error;
+  $("env-fault").textContent = env && env.state === "ERROR" && env.error ? `In ERROR: ${env.error}` : "";
   $("tree").replaceChildren(env && env.tree ? treeNode(env.tree) : h("p", { class: "muted" }, "no role tree"));
   renderTasks();
   renderRuns(env);

@@ -32,6 +32,7 @@ SCENARIOS: dict[str, str] = {
     "scale": "bench.scale",
     "start_of_run": "bench.start_of_run",
     "readopt": "bench.readopt",
+    "core_cost": "bench.core_cost",
     "templates": "bench.templates",
 }
 

@@ -35,7 +35,7 @@ def test_quick_bench_writes_every_headline_key(tmp_path: Path) -> None:
             assert results[key] is None, key
         else:
             assert isinstance(results[key], (int, float)), key
-    assert {"actor_ask", "occ_overhead", "scale", "start_of_run", "templates"} <= set(results)
+    assert {"actor_ask", "occ_overhead", "scale", "soak", "start_of_run", "templates"} <= set(results)
     # Start of run: --quick measures N=100 under the N=2,000 key and says so; both overheads are
     # reported (a START can never beat the tasks' fixed latency, so neither is negative).
     assert results["start_of_run_n"] == 100
@@ -44,3 +44,12 @@ def test_quick_bench_writes_every_headline_key(tmp_path: Path) -> None:
     assert start["bare_overhead_s"] >= 0
     assert isinstance(start["goal_met"], bool) and isinstance(start["bare_goal_met"], bool)
     assert ("skipped" in results["templates"]) is not corpus
+    # Soak: --quick runs 3 full copypush cycles; one sample before them and one after each.
+    soak = results["soak"]
+    assert soak["cycles"] == 3 and soak["warmup_cycles"] == 1
+    assert all(len(values) == 4 for values in soak["series"].values())
+    assert len(soak["loop_stall_ms_per_cycle"]) == 3
+    assert results["soak_rss_growth_per_cycle_bytes"] == soak["rss_growth_per_cycle_bytes"]
+    # Every task process of every cycle is gone once its environment is destroyed.
+    assert soak["series"]["children"][1:] == [0, 0, 0]
+    assert set(soak["flat"]) == {"fds", "threads", "children"}

@@ -15,12 +15,23 @@ this process, which is the core:
 
 Growth per cycle is the least-squares slope over the cycles after the warm-up (the first cycles
 fill caches, pools and allocator arenas once). The plot (`soak.png`) shows the curves.
+
+Two more long-running parts are soaked the same way, bounded and quick:
+- `occ`: the OCC library in a task process (`aliecs-fake-task`), driven through many
+  CONFIGURE/START/STOP/RESET cycles, each also opening and closing a StateStream subscription (as an
+  executor does); the *task process's* RSS and descriptors are sampled.
+- `subscribe`: a control API client that connects, Subscribes, and disconnects, again and again;
+  the core's RSS, descriptors and live event-bus subscribers are sampled (the last must come back
+  to the server's own, the audit log's).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,11 +42,17 @@ from typing import Any
 import uvloop
 
 from aliecs.api import Core
+from aliecs.occ.client import OccClient
+from aliecs.occ.errors import OccError
+from aliecs.server import ControlClient, ControlServer
 from bench.common import LoopMonitor, median, nodes_for, quiet_logs, rss_bytes
 
 #: Cycles of the normal bench run (about a minute and a half here) and of `--quick`.
 DEFAULT_CYCLES = 60
 QUICK_CYCLES = 3
+#: OCC cycles (four transitions and one state stream each) and Subscribe connections: normal, quick.
+OCC_CYCLES = (300, 10)
+SUBSCRIBE_ROUNDS = (300, 10)
 #: The issue's goal: RSS growth per cycle after warm-up, in bytes.
 GOAL_BYTES_PER_CYCLE = 1024
 WORKFLOW = "copypush"
@@ -78,6 +95,123 @@ def child_processes() -> int:
     return count
 
 
+def process_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def growth_of(samples: list[dict[str, int]], warmup: int) -> dict[str, Any]:
+    """Slopes per cycle after the warm-up, and first/last values, of every sampled quantity."""
+    steady = samples[warmup:]
+    return {
+        "cycles": len(samples) - 1,
+        "warmup_cycles": warmup,
+        "growth_per_cycle": {key: round(slope([entry[key] for entry in steady]), 2) for key in samples[0]},
+        "first": samples[0],
+        "after_warmup": steady[0],
+        "last": samples[-1],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def until(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise RuntimeError(f"soak: timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.005)  # poll: nothing announces these conditions
+
+
+async def soak_occ(cycles: int) -> dict[str, Any]:
+    """One `aliecs-fake-task` process driven through `cycles` OCC cycles; its RSS and fds sampled."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aliecs.fake_task",
+        "--control-port",
+        str(port),
+        "--log-level",
+        "WARNING",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    samples: list[dict[str, int]] = []
+    try:
+        async with OccClient("127.0.0.1", port, timeout=10) as client:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while True:
+                try:
+                    await client.get_state(timeout=1)
+                    break
+                except OccError:
+                    if loop.time() > deadline or process.returncode is not None:
+                        raise
+                    await asyncio.sleep(0.05)  # poll: the process is starting its server
+
+            def task_sample() -> dict[str, int]:
+                return {"rss": process_rss(process.pid), "fds": len(os.listdir(f"/proc/{process.pid}/fd"))}
+
+            samples.append(task_sample())
+            for _ in range(cycles):
+                async with client.subscribe_states():
+                    for source, event in (
+                        ("STANDBY", "CONFIGURE"),
+                        ("CONFIGURED", "START"),
+                        ("RUNNING", "STOP"),
+                        ("CONFIGURED", "RESET"),
+                    ):
+                        reply = await client.transition(source, event)
+                        if not reply.ok:
+                            raise RuntimeError(f"soak: the task refused {event} from {source}")
+                samples.append(task_sample())
+            await client.transition("STANDBY", "EXIT")
+        await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    result = growth_of(samples, warmup_cycles(cycles))
+    result["rss_growth_per_cycle_bytes"] = round(result["growth_per_cycle"]["rss"])
+    result["rss_kb"] = [entry["rss"] // 1024 for entry in samples]
+    return result
+
+
+async def soak_subscribe(core: Core, rounds: int) -> dict[str, Any]:
+    """A control API client that connects, Subscribes and disconnects `rounds` times; the core sampled."""
+
+    def core_sample() -> dict[str, int]:
+        return {
+            "rss": rss_bytes(),
+            "heap_blocks": sys.getallocatedblocks(),
+            "fds": len(os.listdir("/proc/self/fd")),
+            "subscribers": core.events.subscribers,
+        }
+
+    async with ControlServer(core, port=0) as server:
+        base = core.events.subscribers  # the server's own: the audit log
+        samples = [core_sample()]
+        for _ in range(rounds):
+            client = ControlClient(f"127.0.0.1:{server.port}", timeout=10)
+            reader = asyncio.ensure_future(anext(aiter(client.subscribe()), None))
+            await until(lambda: core.events.subscribers > base, "the Subscribe stream to register")
+            client.close()  # the client goes away mid-stream, as a closed GUI or CLI does
+            await until(lambda: core.events.subscribers == base, "the server to drop the subscriber")
+            await asyncio.gather(reader, return_exceptions=True)
+            samples.append(core_sample())
+    result = growth_of(samples, warmup_cycles(rounds))
+    result["rss_growth_per_cycle_bytes"] = round(result["growth_per_cycle"]["rss"])
+    result["subscribers_left"] = samples[-1]["subscribers"] - base
+    return result
+
+
 def sample() -> dict[str, int]:
     """One reading of everything that must not grow from one cycle to the next."""
     return {
@@ -100,7 +234,7 @@ async def cycle(core: Core) -> None:
         await env.destroy()
 
 
-async def measure(cycles: int, workdir: Path) -> dict[str, Any]:
+async def measure(cycles: int, workdir: Path, occ_cycles: int, rounds: int) -> dict[str, Any]:
     samples: list[dict[str, int]] = []
     stalls: list[float] = []
     durations: list[float] = []
@@ -114,6 +248,8 @@ async def measure(cycles: int, workdir: Path) -> dict[str, Any]:
                 durations.append(time.perf_counter() - started)
                 stalls.append(round(monitor.max_stall * 1000, 1))
                 samples.append(sample())
+            subscribe = await soak_subscribe(core, rounds)
+    occ = await soak_occ(occ_cycles)
     warmup = warmup_cycles(cycles)
     steady = samples[warmup:]  # samples[k]: after k cycles; the slopes start once the warm-up is done
     series = {key: [entry[key] for entry in samples] for key in samples[0]}
@@ -137,22 +273,26 @@ async def measure(cycles: int, workdir: Path) -> dict[str, Any]:
         # Per sample (index 0: before the first cycle), for the plot.
         "series": series,
         "loop_stall_ms_per_cycle": stalls,
+        "occ": occ,
+        "subscribe": subscribe,
     }
 
 
-async def _measure(cycles: int) -> dict[str, Any]:
+async def _measure(cycles: int, occ_cycles: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aliecs-soak-") as tmp:
         async with quiet_logs():
-            return await measure(cycles, Path(tmp))
+            return await measure(cycles, Path(tmp), occ_cycles, rounds)
 
 
 def run(seconds: float = 2.0, quick: bool = False, cycles: int | None = None) -> dict[str, Any]:
-    """`cycles` full cycles (default 60; 3 with `quick`). `seconds` is not used: N sizes the run."""
+    """`cycles` full cycles (default 60; 3 with `quick`), then the OCC library and Subscribe soaks
+    (300 rounds each; 10 with `quick`). `seconds` is not used: the counts size the run."""
     count = cycles if cycles is not None else QUICK_CYCLES if quick else DEFAULT_CYCLES
     if count < 1:
         raise ValueError(f"soak: the number of cycles must be at least 1, got {count}")
+    occ_cycles, rounds = OCC_CYCLES[quick], SUBSCRIBE_ROUNDS[quick]
     started = time.perf_counter()
-    result = uvloop.run(_measure(count))
+    result = uvloop.run(_measure(count, occ_cycles, rounds))
     result["wall_s"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -160,7 +300,7 @@ def run(seconds: float = 2.0, quick: bool = False, cycles: int | None = None) ->
 def report(result: dict[str, Any]) -> list[tuple[str, str]]:
     growth = result["growth_per_cycle"]
     first, last = result["series"]["rss"][0], result["series"]["rss"][-1]
-    return [
+    rows = [
         ("cycles (warm-up left out of the slopes)", f"{result['cycles']} ({result['warmup_cycles']})"),
         ("median cycle", f"{result['cycle_s']:.2f} s"),
         ("RSS first -> last", f"{first / 2**20:.1f} MB -> {last / 2**20:.1f} MB"),
@@ -176,3 +316,17 @@ def report(result: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("max loop stall", f"{result['max_loop_stall_ms']} ms"),
     ]
+    occ, subscribe = result["occ"], result["subscribe"]
+    rows += [
+        (
+            f"OCC task process: RSS growth per cycle ({occ['cycles']} cycles)",
+            f"{occ['growth_per_cycle']['rss']:,.0f} B "
+            f"(fds {occ['after_warmup']['fds']} -> {occ['last']['fds']})",
+        ),
+        (
+            f"Subscribe connect/disconnect: core RSS per round ({subscribe['cycles']})",
+            f"{subscribe['growth_per_cycle']['rss']:,.0f} B (fds {subscribe['after_warmup']['fds']} -> "
+            f"{subscribe['last']['fds']}, subscribers left {subscribe['subscribers_left']})",
+        ),
+    ]
+    return rows

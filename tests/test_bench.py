@@ -53,3 +53,7 @@ def test_quick_bench_writes_every_headline_key(tmp_path: Path) -> None:
     # Every task process of every cycle is gone once its environment is destroyed.
     assert soak["series"]["children"][1:] == [0, 0, 0]
     assert set(soak["flat"]) == {"fds", "threads", "children"}
+    # The OCC library in a task process (10 cycles) and Subscribe clients (10 connections).
+    assert soak["occ"]["cycles"] == soak["subscribe"]["cycles"] == 10
+    assert soak["subscribe"]["subscribers_left"] == 0
+    assert soak["occ"]["last"]["fds"] <= soak["occ"]["after_warmup"]["fds"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aliecs import Core
+from aliecs import Core, model
 from bench.soak import slope, warmup_cycles
 from tests.conftest import RepoBuilder
 
@@ -57,3 +57,15 @@ def test_warmup_is_a_fifth_of_the_run_but_never_the_whole_of_it() -> None:
     assert warmup_cycles(10) == 2
     assert warmup_cycles(3) == 1
     assert warmup_cycles(2) == 0 and warmup_cycles(1) == 0
+
+
+def test_environment_history_keeps_the_latest_transitions_up_to_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(model, "HISTORY_LIMIT", 3)
+    record = model.EnvironmentRecord(id="e", workflow="w", created_ms=0, user_vars={})
+    for number in range(1, 6):
+        record.history.append(
+            model.TransitionResult("START_ACTIVITY", "CONFIGURED", "RUNNING", 0, 0.1, number)
+        )
+    assert [result.run_number for result in record.history] == [3, 4, 5]

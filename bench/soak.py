@@ -100,10 +100,19 @@ def process_rss(pid: int) -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def growth_of(samples: list[dict[str, int]], warmup: int) -> dict[str, Any]:
-    """Slopes per cycle after the warm-up, and first/last values, of every sampled quantity."""
+def growth_of(
+    samples: list[dict[str, int]], warmup: int, collected: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """Slopes per cycle after the warm-up, and first/last values, of every sampled quantity.
+
+    `collected`, if given, is one more sample of this process taken after an explicit full
+    collection at the end: Python heap blocks above the after-warm-up level there are held for
+    good; growth that a collection takes back was garbage in the oldest generation, waiting for
+    CPython's next full collection (which it starts once that generation has grown by a quarter),
+    so it is bounded.
+    """
     steady = samples[warmup:]
-    return {
+    result = {
         "cycles": len(samples) - 1,
         "warmup_cycles": warmup,
         "growth_per_cycle": {key: round(slope([entry[key] for entry in steady]), 2) for key in samples[0]},
@@ -111,6 +120,17 @@ def growth_of(samples: list[dict[str, int]], warmup: int) -> dict[str, Any]:
         "after_warmup": steady[0],
         "last": samples[-1],
     }
+    if collected is not None:
+        result["after_full_collection"] = collected
+        result["heap_blocks_held"] = collected["heap_blocks"] - steady[0]["heap_blocks"]
+    return result
+
+
+def collected_sample(take: Any) -> dict[str, int]:
+    """`take()` after a full collection (a measuring step: what is garbage, what is held)."""
+    gc.collect()
+    result: dict[str, int] = take()
+    return result
 
 
 def free_port() -> int:
@@ -206,7 +226,7 @@ async def soak_subscribe(core: Core, rounds: int) -> dict[str, Any]:
             await until(lambda: core.events.subscribers == base, "the server to drop the subscriber")
             await asyncio.gather(reader, return_exceptions=True)
             samples.append(core_sample())
-    result = growth_of(samples, warmup_cycles(rounds))
+    result = growth_of(samples, warmup_cycles(rounds), collected_sample(core_sample))
     result["rss_growth_per_cycle_bytes"] = round(result["growth_per_cycle"]["rss"])
     result["subscribers_left"] = samples[-1]["subscribers"] - base
     return result
@@ -248,6 +268,7 @@ async def measure(cycles: int, workdir: Path, occ_cycles: int, rounds: int) -> d
                 durations.append(time.perf_counter() - started)
                 stalls.append(round(monitor.max_stall * 1000, 1))
                 samples.append(sample())
+            collected = collected_sample(sample)
             subscribe = await soak_subscribe(core, rounds)
     occ = await soak_occ(occ_cycles)
     warmup = warmup_cycles(cycles)
@@ -262,6 +283,9 @@ async def measure(cycles: int, workdir: Path, occ_cycles: int, rounds: int) -> d
         "rss_growth_per_cycle_bytes": round(growth["rss"]),
         "heap_blocks_growth_per_cycle": growth["heap_blocks"],
         "gc_objects_growth_per_cycle": growth["gc_objects"],
+        # Python heap blocks still held after a full collection at the end, beyond the warm-up level.
+        "heap_blocks_held": collected["heap_blocks"] - steady[0]["heap_blocks"],
+        "after_full_collection": collected,
         "growth_per_cycle": growth,
         "rss_first_mb": round(samples[0]["rss"] / 2**20, 2),
         "rss_last_mb": round(samples[-1]["rss"] / 2**20, 2),
@@ -310,6 +334,7 @@ def report(result: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("Python heap blocks per cycle", f"{growth['heap_blocks']:+.1f}"),
         ("gc-tracked objects per cycle", f"{growth['gc_objects']:+.1f}"),
+        ("heap blocks held after a full collection", f"{result['heap_blocks_held']:+,}"),
         (
             "fds / threads / children flat",
             " / ".join("yes" if result["flat"][key] else "NO" for key in ("fds", "threads", "children")),
@@ -326,7 +351,8 @@ def report(result: dict[str, Any]) -> list[tuple[str, str]]:
         (
             f"Subscribe connect/disconnect: core RSS per round ({subscribe['cycles']})",
             f"{subscribe['growth_per_cycle']['rss']:,.0f} B (fds {subscribe['after_warmup']['fds']} -> "
-            f"{subscribe['last']['fds']}, subscribers left {subscribe['subscribers_left']})",
+            f"{subscribe['last']['fds']}, subscribers left {subscribe['subscribers_left']}, "
+            f"heap blocks held after a full collection {subscribe['heap_blocks_held']:+,})",
         ),
     ]
     return rows

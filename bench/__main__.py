@@ -136,6 +136,13 @@ def merge_into(path: Path, results: dict[str, dict[str, Any]]) -> dict[str, Any]
     return existing
 
 
+def selected(scenarios: list[str], soak: int | None) -> list[str]:
+    """The scenarios to run: those named, else only the soak if `--soak N` is given, else all."""
+    if scenarios:
+        return scenarios
+    return ["soak"] if soak is not None else list(SCENARIOS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)")
@@ -154,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.soak is not None and args.soak < 1:
         parser.error(f"--soak: the number of cycles must be at least 1, got {args.soak}")
-    names = args.scenarios or (["soak"] if args.soak is not None else list(SCENARIOS))
+    names = selected(args.scenarios, args.soak)
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")

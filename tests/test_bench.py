@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import HEADLINES
+from bench.__main__ import HEADLINES, SCENARIOS, main, selected
 from bench.corpus_setup import corpus_available
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
@@ -57,3 +57,12 @@ def test_quick_bench_writes_every_headline_key(tmp_path: Path) -> None:
     assert soak["occ"]["cycles"] == soak["subscribe"]["cycles"] == 10
     assert soak["subscribe"]["subscribers_left"] == 0
     assert soak["occ"]["last"]["fds"] <= soak["occ"]["after_warmup"]["fds"]
+
+
+def test_soak_option_selects_the_soak_alone_and_rejects_zero_cycles() -> None:
+    assert selected([], 1000) == ["soak"]
+    assert selected([], None) == list(SCENARIOS)
+    assert selected(["scale"], 5) == ["scale"]
+    with pytest.raises(SystemExit) as exited:
+        main(["--soak", "0", "--no-plots"])
+    assert exited.value.code == 2

@@ -272,9 +272,10 @@ async def measure(cycles: int, workdir: Path, occ_cycles: int, rounds: int) -> d
             subscribe = await soak_subscribe(core, rounds)
     occ = await soak_occ(occ_cycles)
     warmup = warmup_cycles(cycles)
-    steady = samples[warmup:]  # samples[k]: after k cycles; the slopes start once the warm-up is done
+    # samples[k]: after k cycles; the slopes start once the warm-up is done.
+    summary = growth_of(samples, warmup, collected)
+    growth, steady, last = summary["growth_per_cycle"], summary["after_warmup"], summary["last"]
     series = {key: [entry[key] for entry in samples] for key in samples[0]}
-    growth = {key: round(slope([entry[key] for entry in steady]), 2) for key in samples[0]}
     return {
         "cycles": cycles,
         "workflow": WORKFLOW,
@@ -284,7 +285,7 @@ async def measure(cycles: int, workdir: Path, occ_cycles: int, rounds: int) -> d
         "heap_blocks_growth_per_cycle": growth["heap_blocks"],
         "gc_objects_growth_per_cycle": growth["gc_objects"],
         # Python heap blocks still held after a full collection at the end, beyond the warm-up level.
-        "heap_blocks_held": collected["heap_blocks"] - steady[0]["heap_blocks"],
+        "heap_blocks_held": summary["heap_blocks_held"],
         "after_full_collection": collected,
         "growth_per_cycle": growth,
         "rss_first_mb": round(samples[0]["rss"] / 2**20, 2),
@@ -292,7 +293,7 @@ async def measure(cycles: int, workdir: Path, occ_cycles: int, rounds: int) -> d
         "goal_bytes_per_cycle": GOAL_BYTES_PER_CYCLE,
         "goal_met": growth["rss"] < GOAL_BYTES_PER_CYCLE,
         # Descriptors, threads, processes: none more at the end than right after the warm-up.
-        "flat": {key: steady[-1][key] <= steady[0][key] for key in ("fds", "threads", "children")},
+        "flat": {key: last[key] <= steady[key] for key in ("fds", "threads", "children")},
         "max_loop_stall_ms": max(stalls) if stalls else 0.0,
         # Per sample (index 0: before the first cycle), for the plot.
         "series": series,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.environment import EnvironmentActor
+from actors.gc_policy import collect_released
 from actors.runtime import AsyncioActor
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
@@ -84,10 +85,13 @@ class EnvironmentManagerActor(AsyncioActor):
             raise UnknownEnvironmentError(f"no environment with id {env_id!r} (known: {known})") from None
 
     async def forget(self, env_id: str) -> None:
-        """Stop an environment's actors once it has been destroyed."""
+        """Stop an environment's actors once it has been destroyed, then free its object graph
+        (see `actors.gc_policy`: only a full collection can, once nothing refers to it)."""
         entry = self.registry.pop(env_id, None)
         if entry is not None:
             await entry[1].stop()
+            del entry
+            collect_released()
 
     def on_child_failure(self, child: Any, exception: BaseException) -> None:
         """An environment actor crashed (a bug): keep the others running, mark it ERROR."""

@@ -7,6 +7,7 @@ a long transition. Snapshots (`TaskInfo`, `RoleTree`) are frozen copies safe to 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,11 @@ from aliecs.events import RequestUser
 
 if TYPE_CHECKING:
     from aliecs.workflow.template import Workflow
+
+#: Transitions kept in an environment's `history`, oldest dropped first: an environment that stays up
+#: for months through thousands of runs must not grow with them (about 0.5 KB per transition). Read
+#: when an environment is created; set `aliecs.model.HISTORY_LIMIT` before to keep more or fewer.
+HISTORY_LIMIT = 1000
 
 UNKNOWN = "UNKNOWN"
 UNDEFINED = "UNDEFINED"
@@ -157,6 +163,10 @@ class TransitionResult:
     warnings: tuple[str, ...] = ()
 
 
+def _bounded_history() -> deque[TransitionResult]:
+    return deque(maxlen=HISTORY_LIMIT)
+
+
 @dataclass
 class EnvironmentRecord:
     id: str
@@ -169,7 +179,7 @@ class EnvironmentRecord:
     current_transition: str = ""
     root: RoleRecord | None = None
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
-    history: list[TransitionResult] = field(default_factory=list)
+    history: deque[TransitionResult] = field(default_factory=_bounded_history)
     error: str = ""
     # Start and end of start-of-run and end-of-run (ms since the epoch) of the current or last run.
     run_start_time_ms: int = 0

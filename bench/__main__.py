@@ -1,7 +1,8 @@
-"""Run the registered benchmarks: `python -m bench [SCENARIO ...] [--quick] [--large] [--output FILE]`.
+"""Run the registered benchmarks: `python -m bench [SCENARIO ...] [--quick] [--large] [--soak N]`.
 
 Each scenario is a module with `run(seconds, quick=..., large=...) -> dict` (the numbers,
-JSON-serialisable; `quick` and `large` are passed only if `run` accepts them) and, optionally,
+JSON-serialisable; `quick`, `large` and `cycles` (`--soak N`: the soak scenario's cycles; given
+alone, it runs the soak scenario only) are passed only if `run` accepts them) and, optionally,
 `report(result) -> list[(label, value)]` for the human table. To add one, write the module and
 register it in `SCENARIOS`. Each scenario runs in a fresh interpreter, so one scenario's memory,
 actors and event loop cannot colour the next one's figures (memory per task in particular).
@@ -30,6 +31,7 @@ SCENARIOS: dict[str, str] = {
     "actor_ask": "bench.actor_ask",
     "occ_overhead": "bench.occ_overhead",
     "scale": "bench.scale",
+    "soak": "bench.soak",
     "start_of_run": "bench.start_of_run",
     "readopt": "bench.readopt",
     "core_cost": "bench.core_cost",
@@ -48,16 +50,20 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "template_expand_baseline_ratio": ("templates", "warm_ratio"),
     "start_of_run_2000_overhead_s": ("start_of_run", "overhead_s"),
     "readopt_2000_s": ("readopt", "restore_s"),
+    "soak_rss_growth_per_cycle_bytes": ("soak", "rss_growth_per_cycle_bytes"),
 }
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
-def run_scenario(name: str, seconds: float, quick: bool = False, large: bool = False) -> dict[str, Any]:
+def run_scenario(
+    name: str, seconds: float, quick: bool = False, large: bool = False, soak: int | None = None
+) -> dict[str, Any]:
     """Run one registered scenario here and stamp its result with when and where it was measured."""
     module = importlib.import_module(SCENARIOS[name])
     accepted = inspect.signature(module.run).parameters
-    options = {key: value for key, value in (("quick", quick), ("large", large)) if key in accepted}
+    given = (("quick", quick), ("large", large), ("cycles", soak))
+    options = {key: value for key, value in given if key in accepted and value is not None}
     result: dict[str, Any] = module.run(seconds=seconds, **options)
     result["measured_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     result["python"] = platform.python_version()
@@ -65,12 +71,13 @@ def run_scenario(name: str, seconds: float, quick: bool = False, large: bool = F
     return result
 
 
-def run_isolated(name: str, seconds: float, quick: bool, large: bool) -> dict[str, Any]:
+def run_isolated(name: str, seconds: float, quick: bool, large: bool, soak: int | None) -> dict[str, Any]:
     """Run one scenario in a fresh interpreter (`--in-process`) and read back its result."""
     with tempfile.TemporaryDirectory(prefix="aliecs-bench-") as tmp:
         out = Path(tmp) / "result.json"
         command = [sys.executable, "-m", "bench", name, "--in-process", "--seconds", str(seconds)]
         command += ["--output", str(out)] + (["--quick"] if quick else []) + (["--large"] if large else [])
+        command += ["--soak", str(soak)] if soak is not None else []
         subprocess.run(command, check=True)
         result: dict[str, Any] = json.loads(out.read_text())[name]
         return result
@@ -132,6 +139,13 @@ def merge_into(path: Path, results: dict[str, dict[str, Any]]) -> dict[str, Any]
     return existing
 
 
+def selected(scenarios: list[str], soak: int | None) -> list[str]:
+    """The scenarios to run: those named, else only the soak if `--soak N` is given, else all."""
+    if scenarios:
+        return scenarios
+    return ["soak"] if soak is not None else list(SCENARIOS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)")
@@ -139,19 +153,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--quick", action="store_true", help="tiny N, a few seconds in all (smoke test)")
     parser.add_argument("--large", action="store_true", help="also N=3,000 OCC tasks (farm)")
+    parser.add_argument(
+        "--soak",
+        type=int,
+        metavar="N",
+        help="cycles of the soak scenario (default 60, 3 with --quick); alone, runs only the soak",
+    )
     parser.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    names = args.scenarios or list(SCENARIOS)
+    if args.soak is not None and args.soak < 1:
+        parser.error(f"--soak: the number of cycles must be at least 1, got {args.soak}")
+    names = selected(args.scenarios, args.soak)
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     seconds = min(args.seconds, 0.3) if args.quick else args.seconds
     if args.in_process:
-        results = {name: run_scenario(name, seconds, args.quick, args.large) for name in names}
+        results = {name: run_scenario(name, seconds, args.quick, args.large, args.soak) for name in names}
         args.output.write_text(json.dumps(results))
         return 0
-    results = {name: run_isolated(name, seconds, args.quick, args.large) for name in names}
+    results = {name: run_isolated(name, seconds, args.quick, args.large, args.soak) for name in names}
     for name, result in results.items():
         print_table(name, result)
     merged = merge_into(args.output, results)

@@ -4,6 +4,8 @@
   its same-run baseline (bare grpclib fan-out for OCC tasks, bare asyncio fan-out in memory).
 - `time_per_layer.png`: for each N, a transition cycle split into what the tasks' gRPC fan-out
   costs at the least (the baseline) and what the control system adds on top.
+- `soak.png`: the soak scenario's samples after every cycle: resident set and Python heap, then
+  descriptors, threads and child processes, then the longest event-loop stall of each cycle.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 LATENCY_PNG = "latency_vs_tasks.png"
 LAYERS_PNG = "time_per_layer.png"
+SOAK_PNG = "soak.png"
 
 
 def draw(results: dict[str, Any], directory: Path) -> list[Path]:
@@ -85,4 +88,40 @@ def draw(results: dict[str, Any], directory: Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    soak = results.get("soak")
+    if isinstance(soak, dict) and soak.get("series"):
+        written.append(draw_soak(plt, soak, directory / SOAK_PNG))
     return written
+
+
+def draw_soak(plt: Any, soak: dict[str, Any], path: Path) -> Path:
+    """Three panels against the cycle number (0: the core before the first cycle)."""
+    series = soak["series"]
+    cycles = list(range(len(series["rss"])))
+    fig, (memory, counts, stalls) = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    memory.plot(cycles, [value / 2**20 for value in series["rss"]], "-", label="RSS (MB)")
+    memory.axvline(soak["warmup_cycles"], color="grey", linestyle=":", label="end of warm-up")
+    memory.set_ylabel("RSS (MB)")
+    heap = memory.twinx()
+    heap.plot(cycles, [value / 1000 for value in series["heap_blocks"]], "--", color="tab:orange")
+    heap.set_ylabel("Python heap blocks (thousands)", color="tab:orange")
+    growth = soak["growth_per_cycle"]
+    memory.set_title(
+        f"Soak: {soak['cycles']} {soak['workflow']} cycles; after warm-up RSS {growth['rss']:+,.0f} B/cycle, "
+        f"heap {growth['heap_blocks']:+.1f} blocks/cycle",
+        fontsize=9,
+    )
+    memory.legend(fontsize=8, loc="lower right")
+    for key in ("fds", "threads", "children"):
+        counts.plot(cycles, series[key], "-", label=key)
+    counts.set_ylabel("count after the cycle")
+    counts.legend(fontsize=8)
+    stalls.plot(cycles[1:], soak["loop_stall_ms_per_cycle"], ".", label="longest stall in the cycle")
+    stalls.set_ylabel("event-loop stall (ms)")
+    stalls.set_xlabel("cycle (create, CONFIGURE, START, STOP, destroy)")
+    for axis in (memory, counts, stalls):
+        axis.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

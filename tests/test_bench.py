@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import HEADLINES
+from bench.__main__ import HEADLINES, SCENARIOS, main, selected
 from bench.corpus_setup import corpus_available
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
@@ -36,7 +36,7 @@ def test_quick_bench_writes_every_headline_key(tmp_path: Path) -> None:
             assert results[key] is None, key
         else:
             assert isinstance(results[key], (int, float)), key
-    assert {"actor_ask", "occ_overhead", "scale", "start_of_run", "templates"} <= set(results)
+    assert {"actor_ask", "occ_overhead", "scale", "soak", "start_of_run", "templates"} <= set(results)
     # Start of run: --quick measures N=100 under the N=2,000 key and says so; both overheads are
     # reported (a START can never beat the tasks' fixed latency, so neither is negative).
     assert results["start_of_run_n"] == 100
@@ -48,3 +48,27 @@ def test_quick_bench_writes_every_headline_key(tmp_path: Path) -> None:
     # Re-adoption after a SIGKILL of the core: the run is back, no task restarted.
     readopt = results["readopt"]
     assert readopt["state"] == "RUNNING" and readopt["run_number_kept"] and readopt["tasks_restarted"] == 0
+    # Soak: --quick runs 3 full copypush cycles; one sample before them and one after each.
+    soak = results["soak"]
+    assert soak["cycles"] == 3 and soak["warmup_cycles"] == 1
+    assert all(len(values) == 4 for values in soak["series"].values())
+    assert len(soak["loop_stall_ms_per_cycle"]) == 3
+    assert results["soak_rss_growth_per_cycle_bytes"] == soak["rss_growth_per_cycle_bytes"]
+    # Every task process of every cycle is gone once its environment is destroyed: what is left
+    # below the core after each cycle is what was there before the first (its executors).
+    children = soak["series"]["children"]
+    assert children[0] > 0 and children[1:] == [children[0]] * 3
+    assert set(soak["flat"]) == {"fds", "threads", "children"}
+    # The OCC library in a task process (10 cycles) and Subscribe clients (10 connections).
+    assert soak["occ"]["cycles"] == soak["subscribe"]["cycles"] == 10
+    assert soak["subscribe"]["subscribers_left"] == 0
+    assert soak["occ"]["last"]["fds"] <= soak["occ"]["after_warmup"]["fds"]
+
+
+def test_soak_option_selects_the_soak_alone_and_rejects_zero_cycles() -> None:
+    assert selected([], 1000) == ["soak"]
+    assert selected([], None) == list(SCENARIOS)
+    assert selected(["scale"], 5) == ["scale"]
+    with pytest.raises(SystemExit) as exited:
+        main(["--soak", "0", "--no-plots"])
+    assert exited.value.code == 2

@@ -82,20 +82,24 @@ class TaskActor(AsyncioActor):
             self.parent.tell(
                 ChildChanged(self.record.id, self.record.state, self.record.status, self.record.critical)
             )
-            record = self.record
-            self.bus.publish(
-                TaskEvent(
-                    environment_id=self.environment_id,
-                    task_id=record.id,
-                    name=record.name,
-                    state=record.state,
-                    status=record.status,
-                    hostname=record.host,
-                    class_name=record.class_name,
-                    path=record.role_path,
-                    critical=record.critical,
-                )
+            self._publish()
+
+    def _publish(self, device_event: str = "") -> None:
+        record = self.record
+        self.bus.publish(
+            TaskEvent(
+                environment_id=self.environment_id,
+                task_id=record.id,
+                name=record.name,
+                state=record.state,
+                status=record.status,
+                hostname=record.host,
+                class_name=record.class_name,
+                path=record.role_path,
+                critical=record.critical,
+                device_event=device_event,
             )
+        )
 
     # -- commands from the environment -----------------------------------------------------------
 
@@ -187,6 +191,7 @@ class TaskActor(AsyncioActor):
             self._set(state="ERROR", status=INACTIVE)
             self.environment.tell(TaskDied(self.record.id, description, self.record.critical))
         elif isinstance(message, DeviceEvent):
+            self._publish(device_event=message.type)  # every END_OF_STREAM is visible to subscribers
             if message.type == "TASK_INTERNAL_ERROR":
                 self.record.error = "the task reported an internal error"
                 self._set(state="ERROR")

@@ -23,6 +23,7 @@ from typing import Any
 from actors.core import CoreActor
 from actors.manager import new_environment_id
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
+from aliecs.environment.autostop import TIMER_USER, AutoStop
 from aliecs.environment.fsm import normalize_event
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
@@ -241,6 +242,7 @@ class Core:
         self._manager: Any = None
         self.run_numbers: RunNumberStore | None = None
         self.start_event: CoreStartEvent | None = None
+        self.auto_stop: AutoStop | None = None
 
     @cached_property
     def repos(self) -> RepoManager:
@@ -290,6 +292,8 @@ class Core:
             self.nodes, self.run_numbers, self.state_dir / "logs", self._registry, self.events, **extra
         )
         _scheduler, self._manager = await self._core.proxy().refs()
+        self.auto_stop = AutoStop(self.events, self._root_variables, self._stop_run)
+        self.auto_stop.start()
         self.start_event = CoreStartEvent(framework_id=str(self.state_dir))
         self.events.publish(self.start_event)
 
@@ -297,9 +301,24 @@ class Core:
         """Destroy every environment (orderly, concurrently), then stop the actor tree."""
         if self._core is None:
             return
+        if self.auto_stop is not None:
+            await self.auto_stop.close()
         await asyncio.gather(*(env.destroy() for env in self._handles()), return_exceptions=True)
         await self._core.stop()
         self._core = None
+
+    def _root_variables(self, env_id: str) -> dict[str, str] | None:
+        entry = self._registry.get(env_id)
+        template = entry[0].template if entry is not None else None
+        return dict(template.root.stack) if template is not None else None
+
+    async def _stop_run(self, env_id: str, run_number: int) -> None:
+        """STOP_ACTIVITY of `run_number` in the name of TIMER, unless that run is over already."""
+        await self._exclusive.wait(env_id)
+        entry = self._registry.get(env_id)
+        if entry is None or entry[0].state != "RUNNING" or entry[0].run_number != run_number:
+            return
+        await Environment(self, *entry).transition("STOP_ACTIVITY", user=TIMER_USER)
 
     def loaded_plugins(self) -> Mapping[str, Plugin]:
         """The integrations `call` roles can use (GetIntegratedServices lists them)."""

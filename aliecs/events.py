@@ -74,6 +74,7 @@ class TaskEvent:
     path: str
     critical: bool = True
     timestamp_ns: int = field(default_factory=now_ns)
+    device_event: str = ""  # END_OF_STREAM, TASK_INTERNAL_ERROR: what the task said, not a state change
 
 
 @dataclass(frozen=True)

@@ -508,3 +508,38 @@ async def test_coconut_aliases_variables_and_request_user(
     await coconut(harness, "env", "t", env.id, "-e", "START")
     await coconut(harness, "env", "d", env.id, "-a")
     assert harness.core._handles() == []
+
+
+# -- 8. automatic run control -------------------------------------------------------------------------
+
+
+async def test_auto_stop_timeout_and_end_of_stream_events(harness: Harness) -> None:
+    env = await harness.new(auto_stop_enabled="true", auto_stop_timeout="1500ms", eos_args=EOS)
+    baseline = harness.core.events.subscribers
+    stream = Stream(harness.client, env.id)
+    await until(lambda: harness.core.events.subscribers > baseline, "the subscriber")
+    run = (await harness.control(env.id, "START_ACTIVITY", user="op@host")).currentRunNumber
+
+    def stopped_by_timer() -> list[Any]:
+        return [
+            e.runEvent
+            for e in list(stream.events)
+            if e.WhichOneof("Payload") == "runEvent"
+            and e.runEvent.transition == "STOP_ACTIVITY"
+            and e.runEvent.transitionStatus == 3
+        ]
+
+    await until(lambda: bool(stopped_by_timer()), "the run to stop by itself", timeout=30)
+    (stop,) = stopped_by_timer()
+    assert stop.runNumber == run and stop.lastRequestUser.name == "TIMER"
+    assert stop.lastRequestUser.externalId == 65
+    assert await harness.state(env.id) == "CONFIGURED"
+    # The readout task reached END_OF_STREAM (the other did not, so that alone stopped nothing).
+    eos = [
+        e.taskEvent
+        for e in stream.events
+        if e.WhichOneof("Payload") == "taskEvent" and e.taskEvent.deviceEvent == "END_OF_STREAM"
+    ]
+    assert [e.path for e in eos] == ["fakes.readout"] and eos[0].state == "RUNNING"
+    await harness.destroy(env.id)
+    await stream.wait_end()

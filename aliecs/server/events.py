@@ -65,6 +65,7 @@ def to_proto(event: ev.Event) -> pb.Event:
             traits=pb.Traits(critical=event.critical),
             environment_id=event.environment_id,
             path=event.path,
+            device_event=event.device_event,
         )
     elif isinstance(event, ev.RoleEvent):
         envelope.role_event = pb.EvRoleEvent(

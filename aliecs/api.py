@@ -11,6 +11,7 @@ async with aliecs.Core.embedded(state_dir=..., nodes=...) as core:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from actors.core import CoreActor
 from actors.manager import new_environment_id
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
 from aliecs.environment.autostop import TIMER_USER, AutoStop
+from aliecs.environment.detectors import DETECTORS, HOSTS, DetectorRegistry
 from aliecs.environment.fsm import normalize_event
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError
@@ -129,6 +131,11 @@ class Environment:
         return self._record.last_request_user
 
     @property
+    def detectors(self) -> list[str]:
+        """The detectors this environment holds (from its `hosts`)."""
+        return self._core.detectors.of(self.id)
+
+    @property
     def workflow_template(self) -> WorkflowTemplateRef:
         """The workflow as environment events describe it (name, description, path, public)."""
         return workflow_template_ref(self._record)
@@ -171,6 +178,7 @@ class Environment:
             try:
                 await self._ref.proxy().destroy(allow_running)
             finally:
+                self._core.detectors.release(self.id)
                 await self._core._manager.proxy().forget(self.id)
 
     def _check_alive(self, what: str) -> None:
@@ -238,6 +246,7 @@ class Core:
         self.repository: TemplateRepository | None = repository
         self._registry: dict[str, tuple[EnvironmentRecord, Any]] = {}
         self._exclusive = _Exclusive()
+        self.detectors = DetectorRegistry(self.nodes)
         self._core: Any = None
         self._manager: Any = None
         self.run_numbers: RunNumberStore | None = None
@@ -369,8 +378,18 @@ class Core:
             raise AliecsError(f"environment id {env_id!r} is already in use")
         variables = {str(key): str(value) for key, value in (vars or {}).items()}
         variables.setdefault("environment_id", env_id)
+        detectors = self.detectors.for_variables(variables)  # `hosts` given with the request
+        if detectors:
+            variables.setdefault(DETECTORS, json.dumps(detectors))
         workflow_tree = await asyncio.to_thread(self._load, workflow, variables)
-        record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
+        if HOSTS not in variables:  # or set by the workflow itself
+            detectors = self.detectors.for_variables(workflow_tree.root.stack)
+        self.detectors.claim(env_id, detectors)  # no await since the check: atomic
+        try:
+            record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
+        except BaseException:
+            self.detectors.release(env_id)
+            raise
         record.public = public
         record.last_request_user = user
         record.requested_workflow = workflow
@@ -383,6 +402,7 @@ class Core:
             try:
                 await ref.proxy().destroy(True)
             finally:
+                self.detectors.release(env_id)
                 await self._manager.proxy().forget(env_id)
             raise
         return handle

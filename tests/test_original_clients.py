@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -543,3 +544,46 @@ async def test_auto_stop_timeout_and_end_of_stream_events(harness: Harness) -> N
     assert [e.path for e in eos] == ["fakes.readout"] and eos[0].state == "RUNNING"
     await harness.destroy(env.id)
     await stream.wait_end()
+
+
+# -- 5. detectors ---------------------------------------------------------------------------------
+
+
+async def test_detectors_from_inventory_and_exclusivity(
+    tmp_path: Path, repo: RepoBuilder, modules: dict[str, ModuleType]
+) -> None:
+    repo.workflow("fakes", FAKES)
+    first, second = isolated_nodes(2)
+    nodes = [replace(first, detectors=("TPC",)), replace(second, detectors=("ITS", "MFT"))]
+    async with (
+        Core.embedded(state_dir=tmp_path / "state", nodes=nodes, repository=repo.repository) as core,
+        ControlServer(core, port=0) as server,
+    ):
+        client = OriginalClient(modules, f"127.0.0.1:{server.port}")
+        try:
+            harness = Harness(core, server, client)
+            pb = harness.pb
+            info = await client.call("GetFrameworkInfo", pb.GetFrameworkInfoRequest())
+            assert list(info.detectorsInInstance) == ["ITS", "MFT", "TPC"] and not info.activeDetectors
+            env = await harness.new(hosts=f'["{first.hostname}"]')
+            assert list(env.includedDetectors) == ["TPC"]
+            assert list((await client.call("GetActiveDetectors", pb.Empty())).detectors) == ["TPC"]
+            assert list((await client.call("GetAvailableDetectors", pb.Empty())).detectors) == ["ITS", "MFT"]
+            both = pb.NewEnvironmentRequest(
+                workflowTemplate="fakes", vars={"hosts": f"{first.hostname},{second.hostname}"}
+            )
+            message = await expect_code(client, "NewEnvironment", both, grpc.StatusCode.FAILED_PRECONDITION)
+            assert "detector TPC is already in use" in message
+            ghost = pb.NewEnvironmentRequest(workflowTemplate="fakes", vars={"hosts": "flp-ghost"})
+            message = await expect_code(client, "NewEnvironment", ghost, grpc.StatusCode.FAILED_PRECONDITION)
+            assert "flp-ghost not in the inventory" in message
+            listed = await client.call("GetEnvironments", pb.GetEnvironmentsRequest(showAll=True))
+            assert [e.id for e in listed.environments] == [env.id]
+            await harness.destroy(env.id)
+            assert list((await client.call("GetAvailableDetectors", pb.Empty())).detectors) == [
+                "ITS",
+                "MFT",
+                "TPC",
+            ]
+        finally:
+            client.close()

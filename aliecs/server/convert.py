@@ -97,6 +97,7 @@ def environment_info(env: Environment, with_tasks: bool = True) -> pb.Environmen
         vars=dict(root.vars) if root is not None else {},
         user_vars={**env._record.user_vars, **runtime_vars(env)},
         number_of_flps=len(hosts),
+        included_detectors=env.detectors,
         description=template.description if template is not None else "",
         number_of_hosts=len(hosts),
         number_of_tasks=len(tasks),

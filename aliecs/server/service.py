@@ -249,14 +249,18 @@ class ControlService:
                 version_str=text,
             ),
             configuration_endpoint=self.configuration_endpoint,
+            detectors_in_instance=self.core.detectors.all(),
+            active_detectors=self.core.detectors.active(),
+            available_detectors=self.core.detectors.available(),
             timestamp=convert.now_ms(),
         )
 
     async def get_active_detectors(self, request: pb.Empty) -> pb.GetActiveDetectorsReply:
-        return pb.GetActiveDetectorsReply(detectors=[], timestamp=convert.now_ms())
+        return pb.GetActiveDetectorsReply(detectors=self.core.detectors.active(), timestamp=convert.now_ms())
 
     async def get_available_detectors(self, request: pb.Empty) -> pb.GetAvailableDetectorsReply:
-        return pb.GetAvailableDetectorsReply(detectors=[], timestamp=convert.now_ms())
+        detectors = self.core.detectors.available()
+        return pb.GetAvailableDetectorsReply(detectors=detectors, timestamp=convert.now_ms())
 
     async def get_integrated_services(self, request: pb.Empty) -> pb.ListIntegratedServicesReply:
         """The loaded plugins; they live in the core's process, so they are always READY."""

@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 # The embedded core forks task processes from this (test) process: grpcio's fork handlers must stay
-# out of those children (they abort in them when the client's threads are busy). Read at import.
+# out of those children (see tests/conftest.py, which sets this before anything imports grpc).
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import grpc

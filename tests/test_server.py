@@ -121,7 +121,8 @@ async def test_framework_info_and_empty_answers(harness: Harness) -> None:
     assert info.environments_count == 0 and info.timestamp > 0
     assert (await harness.stub.get_active_detectors(pb.Empty())).detectors == []
     assert (await harness.stub.get_available_detectors(pb.Empty())).detectors == []
-    assert (await harness.stub.get_integrated_services(pb.Empty())).services == {}
+    services = (await harness.stub.get_integrated_services(pb.Empty())).services
+    assert list(services) == ["testplugin"] and services["testplugin"].connection_state == "READY"
     templates = await harness.stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest(all_workflows=True))
     assert [(t.repo, t.template) for t in templates.workflow_templates] == [("test-repo", "fakes")]
     public = await harness.stub.get_workflow_templates(pb.GetWorkflowTemplatesRequest())

@@ -311,7 +311,7 @@ async def test_auto_environment_destroyed_from_outside_ends_the_stream(harness: 
     await harness.destroy(env.id, allowInRunningState=True)
     steps = environment_steps(await stream.wait_end())
     assert steps[-1] == ("DESTROY", "DONE_OK") and steps.count(("DESTROY", "DONE_OK")) == 1
-    await wait_for(core, lambda: not harness.server.service.auto_tasks, "the cycle to end", 10)
+    await until(lambda: not harness.server.service.auto_tasks, "the cycle to end")
     assert core._handles() == []
 
 
@@ -324,11 +324,13 @@ async def test_auto_transition_runs_one_cycle(harness: Harness, recorder: Record
     )
     env = (await harness.client.call("NewEnvironment", request)).environment
     assert env.state == "CONFIGURED"
-    core = harness.core
-    await wait_for(core, lambda: core._handles() == [], "the cycle to end with the environment destroyed", 30)
-    steps = [(e.transition, e.transition_status) for e in recorder.environment(env.id)]
-    for step in (("START_ACTIVITY", "DONE_OK"), ("STOP_ACTIVITY", "DONE_OK"), ("DESTROY", "DONE_OK")):
-        assert step in steps
+
+    def steps() -> list[tuple[str, str]]:
+        return [(e.transition, e.transition_status) for e in recorder.environment(env.id)]
+
+    await until(lambda: ("DESTROY", "DONE_OK") in steps(), "the cycle to end with a teardown", 30)
+    assert ("START_ACTIVITY", "DONE_OK") in steps() and ("STOP_ACTIVITY", "DONE_OK") in steps()
+    assert harness.core._handles() == []
 
 
 async def test_request_user_is_recorded_and_sent_in_events(harness: Harness) -> None:
@@ -495,7 +497,8 @@ async def test_coconut_aliases_variables_and_request_user(
     await coconut(harness, "repo", "u")
     assert "fakes" in await coconut(harness, "templ", "l", "-a")
     await coconut(harness, "repo", "d", "1")
-    assert path not in await coconut(harness, "repo", "l")
+    listed = await harness.client.call("ListRepos", harness.pb.ListReposRequest())
+    assert [r.name for r in listed.repos] == ["test-repo"]
 
     me = f"{getpass.getuser()}@{socket.gethostname()}"
     created = await coconut(harness, "env", "new", "-w", "fakes", "-e", "slow_args=--log-level INFO,empty=")
@@ -506,9 +509,7 @@ async def test_coconut_aliases_variables_and_request_user(
     (env,) = harness.core._handles()
     assert env.last_request_user is not None and env.last_request_user.name == me
     assert "fakes.readout" in await coconut(harness, "r", "q", env.id, "fakes.*")
-    await coconut(harness, "env", "t", env.id, "-e", "START")
-    await coconut(harness, "env", "d", env.id, "-a")
-    assert harness.core._handles() == []
+    await harness.destroy(env.id)
 
 
 # -- 8. automatic run control -------------------------------------------------------------------------

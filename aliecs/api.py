@@ -127,6 +127,30 @@ class Environment:
         return self._record.public
 
     @property
+    def created_ms(self) -> int:
+        return self._record.created_ms
+
+    @property
+    def user_vars(self) -> dict[str, str]:
+        """The variables given at creation (plus `environment_id`)."""
+        return dict(self._record.user_vars)
+
+    def run_variables(self) -> dict[str, str]:
+        """The run's variables, as the original keeps them on the root role (only those set):
+        `run_number`/`runNumber` during a run, `last_run_number`, and the SOR/EOR times in ms."""
+        record = self._record
+        values = {
+            "run_number": record.run_number,
+            "runNumber": record.run_number,
+            "last_run_number": record.last_run_number,
+            "run_start_time_ms": record.run_start_time_ms,
+            "run_start_completion_time_ms": record.run_start_completion_time_ms,
+            "run_end_time_ms": record.run_end_time_ms,
+            "run_end_completion_time_ms": record.run_end_completion_time_ms,
+        }
+        return {key: str(value) for key, value in values.items() if value}
+
+    @property
     def last_request_user(self) -> RequestUser | None:
         return self._record.last_request_user
 
@@ -332,6 +356,13 @@ class Core:
     def loaded_plugins(self) -> Mapping[str, Plugin]:
         """The integrations `call` roles can use (GetIntegratedServices lists them)."""
         return self.plugins if self.plugins is not None else builtin_plugins()
+
+    def has_environment(self, env_id: str) -> bool:
+        return env_id in self._registry
+
+    async def wait_idle(self, env_id: str) -> None:
+        """Return once no transition or teardown runs on `env_id`."""
+        await self._exclusive.wait(env_id)
 
     def _stamp(self, event: Event) -> Event:
         """Complete environment and run events with who asked for the operation under way and, for

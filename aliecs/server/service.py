@@ -93,7 +93,7 @@ class ControlService:
     def __init__(self, core: Core, instance_name: str = "aliecs") -> None:
         self.core = core
         self.instance_name = instance_name
-        self.streams = Streams(core.events, lambda env_id: env_id in core._registry)
+        self.streams = Streams(core.events, core.has_environment)
         # Where the configuration lives: the state directory (repositories, run numbers).
         self.configuration_endpoint = f"file://{Path(core.state_dir).resolve()}"
         self.auto_tasks: set[asyncio.Task[None]] = set()
@@ -372,7 +372,7 @@ class ControlService:
     ) -> list[pb.ShortTaskInfo]:
         tasks = [convert.short_task(task) for task in env.tasks]
         if wait:  # a transition under way finishes first, as behind the original's mutex
-            await self.core._exclusive.wait(env.id)
+            await self.core.wait_idle(env.id)
         who, template = user or env.last_request_user, env.workflow_template
         self._announce(
             env.id, env.state, DESTROY, STARTED, "destroying environment", user=who, template=template
@@ -484,15 +484,15 @@ class ControlService:
             watch: Subscription = self.core.events.subscribe()
             try:
                 await env.transition(states.START_ACTIVITY, wait=True)
-                while env.state == states.RUNNING and env.id in self.core._registry:
+                while env.state == states.RUNNING and self.core.has_environment(env.id):
                     await watch.next()
             finally:
                 watch.close()
-            if env.id in self.core._registry:
+            if self.core.has_environment(env.id):
                 await self._destroy(env, wait=True)
         except Exception as exc:
             log.warning("environment %s: %s failed: %s", env.id, why, exc)
-            if env.id in self.core._registry:
+            if self.core.has_environment(env.id):
                 with contextlib.suppress(Exception):
                     await self._destroy(env, wait=True)
 

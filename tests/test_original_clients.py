@@ -534,7 +534,7 @@ async def test_auto_stop_timeout_and_end_of_stream_events(harness: Harness) -> N
     await until(lambda: bool(stopped_by_timer()), "the run to stop by itself", timeout=30)
     (stop,) = stopped_by_timer()
     assert stop.runNumber == run and stop.lastRequestUser.name == "TIMER"
-    assert stop.lastRequestUser.externalId == 65
+    assert stop.lastRequestUser.externalId == 65 and not stop.lastRequestUser.HasField("id")
     assert await harness.state(env.id) == "CONFIGURED"
     # The readout task reached END_OF_STREAM (the other did not, so that alone stopped nothing).
     eos = [

@@ -44,12 +44,6 @@ def request_user(user: common_pb.User | None) -> RequestUser | None:
     return RequestUser(name=user.name[:MAX_USER_NAME], id=user.id or 0, external_id=user.external_id or 0)
 
 
-def user_proto(user: RequestUser | None) -> common_pb.User | None:
-    if user is None:
-        return None
-    return common_pb.User(name=user.name, id=user.id, external_id=user.external_id)
-
-
 def user_json(user: RequestUser | None) -> str:
     """The `last_request_user` variable: the user as the original stores it (Go's JSON of
     `common.User`, empty fields left out; `null` when nobody was named)."""

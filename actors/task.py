@@ -98,21 +98,25 @@ class TaskActor(AsyncioActor):
             self.parent.tell(
                 ChildChanged(self.record.id, self.record.state, self.record.status, self.record.critical)
             )
-            record = self.record
-            self.bus.publish(
-                TaskEvent(
-                    environment_id=self.environment_id,
-                    task_id=record.id,
-                    name=record.name,
-                    state=record.state,
-                    status=record.status,
-                    hostname=record.host,
-                    class_name=record.class_name,
-                    path=record.role_path,
-                    critical=record.critical,
-                    error=error,
-                )
+            self._publish()
+
+    def _publish(self, device_event: str = "") -> None:
+        record = self.record
+        self.bus.publish(
+            TaskEvent(
+                environment_id=self.environment_id,
+                task_id=record.id,
+                name=record.name,
+                state=record.state,
+                status=record.status,
+                hostname=record.host,
+                class_name=record.class_name,
+                path=record.role_path,
+                critical=record.critical,
+                error=self._published_error,
+                device_event=device_event,
             )
+        )
 
     # -- results of the environment's per-node batches ---------------------------------------------
 
@@ -214,6 +218,7 @@ class TaskActor(AsyncioActor):
                 log.warning("task %s is running again after: %s", self.record.id, self.record.error)
                 self.adopted(message.pid, message.state)
         elif isinstance(message, DeviceEvent):
+            self._publish(device_event=message.type)  # every END_OF_STREAM is visible to subscribers
             if message.type == "TASK_INTERNAL_ERROR":
                 self.event_seq, self.event_fails_step = message.seq, True
                 if self.record.state != "ERROR" or not self.record.error:  # keep the task's own words

@@ -11,6 +11,7 @@ async with aliecs.Core.embedded(state_dir=..., nodes=...) as core:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -25,6 +26,8 @@ from actors.core import CoreActor
 from actors.manager import new_environment_id
 from aliecs.cluster.executors import InProcessExecutors, LocalExecutors
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
+from aliecs.environment.autostop import TIMER_USER, AutoStop
+from aliecs.environment.detectors import DETECTORS, HOSTS, DetectorRegistry
 from aliecs.environment.fsm import normalize_event
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
@@ -108,15 +111,6 @@ class Environment:
         return self._record.error
 
     @property
-    def created_ms(self) -> int:
-        return self._record.created_ms
-
-    @property
-    def user_vars(self) -> dict[str, str]:
-        """The variables given at creation (a copy)."""
-        return dict(self._record.user_vars)
-
-    @property
     def run_start_ms(self) -> int:
         """When the current (or last) run's START_ACTIVITY began, ms since the epoch (0: never)."""
         return self._record.run_start_time_ms
@@ -158,8 +152,37 @@ class Environment:
         return self._record.public
 
     @property
+    def created_ms(self) -> int:
+        return self._record.created_ms
+
+    @property
+    def user_vars(self) -> dict[str, str]:
+        """The variables given at creation (plus `environment_id`)."""
+        return dict(self._record.user_vars)
+
+    def run_variables(self) -> dict[str, str]:
+        """The run's variables, as the original keeps them on the root role (only those set):
+        `run_number`/`runNumber` during a run, `last_run_number`, and the SOR/EOR times in ms."""
+        record = self._record
+        values = {
+            "run_number": record.run_number,
+            "runNumber": record.run_number,
+            "last_run_number": record.last_run_number,
+            "run_start_time_ms": record.run_start_time_ms,
+            "run_start_completion_time_ms": record.run_start_completion_time_ms,
+            "run_end_time_ms": record.run_end_time_ms,
+            "run_end_completion_time_ms": record.run_end_completion_time_ms,
+        }
+        return {key: str(value) for key, value in values.items() if value}
+
+    @property
     def last_request_user(self) -> RequestUser | None:
         return self._record.last_request_user
+
+    @property
+    def detectors(self) -> list[str]:
+        """The detectors this environment holds (from its `hosts`)."""
+        return self._core.detectors.of(self.id)
 
     @property
     def workflow_template(self) -> WorkflowTemplateRef:
@@ -204,6 +227,7 @@ class Environment:
             try:
                 await self._ref.proxy().destroy(allow_running)
             finally:
+                self._core.detectors.release(self.id)
                 await self._core._manager.proxy().forget(self.id)
                 self._core.locks.forget(self.id)
 
@@ -282,10 +306,12 @@ class Core:
         self.repository: TemplateRepository | None = repository
         self._registry: dict[str, tuple[EnvironmentRecord, Any]] = {}
         self._exclusive = _Exclusive()
+        self.detectors = DetectorRegistry(self.nodes)
         self._core: Any = None
         self._manager: Any = None
         self.run_numbers: RunNumberStore | None = None
         self.start_event: CoreStartEvent | None = None
+        self.auto_stop: AutoStop | None = None
 
     @cached_property
     def repos(self) -> RepoManager:
@@ -368,6 +394,8 @@ class Core:
         _scheduler, self._manager = await self._core.proxy().refs()
         if self.journal is not None:
             await self._restore(links)
+        self.auto_stop = AutoStop(self.events, self._root_variables, self._stop_run)
+        self.auto_stop.start()
         self.start_event = CoreStartEvent(framework_id=str(self.state_dir))
         self.events.publish(self.start_event)
 
@@ -375,6 +403,8 @@ class Core:
         """Destroy every environment (orderly, concurrently), then stop the actor tree."""
         if self._core is None:
             return
+        if self.auto_stop is not None:
+            await self.auto_stop.close()
         await asyncio.gather(*(env.destroy() for env in self._handles()), return_exceptions=True)
         await self._core.stop()
         self._core = None
@@ -415,7 +445,15 @@ class Core:
                 log.error("environment %s cannot be restored (%s): its tasks are killed", entry.env_id, exc)
                 await asyncio.to_thread(self.journal.remove, entry.env_id)
                 continue
-            _record, ref = await self._manager.proxy().add(entry.env_id, workflow, entry.variables)
+            record, ref = await self._manager.proxy().add(entry.env_id, workflow, entry.variables)
+            record.requested_workflow = entry.workflow
+            detectors = self.detectors.for_variables(entry.variables) or self.detectors.for_variables(
+                workflow.root.stack
+            )
+            try:
+                self.detectors.claim(entry.env_id, detectors)
+            except AliecsError as exc:  # the inventory changed while the core was away
+                log.error("environment %s: %s", entry.env_id, exc)
             await ref.proxy().restore(entry.snapshot, running)
             claimed.update(entry.snapshot["task_ids"])
         for hostname, found in self.executors.adopted.items():
@@ -424,9 +462,29 @@ class Core:
                 log.warning("node %s: killing %d task(s) no environment claims", hostname, len(orphans))
                 await links[hostname].kill(orphans)
 
+    def _root_variables(self, env_id: str) -> dict[str, str] | None:
+        entry = self._registry.get(env_id)
+        template = entry[0].template if entry is not None else None
+        return dict(template.root.stack) if template is not None else None
+
+    async def _stop_run(self, env_id: str, run_number: int) -> None:
+        """STOP_ACTIVITY of `run_number` in the name of TIMER, unless that run is over already."""
+        await self._exclusive.wait(env_id)
+        entry = self._registry.get(env_id)
+        if entry is None or entry[0].state != "RUNNING" or entry[0].run_number != run_number:
+            return
+        await Environment(self, *entry).transition("STOP_ACTIVITY", user=TIMER_USER)
+
     def loaded_plugins(self) -> Mapping[str, Plugin]:
         """The integrations `call` roles can use (GetIntegratedServices lists them)."""
         return self.plugins if self.plugins is not None else builtin_plugins()
+
+    def has_environment(self, env_id: str) -> bool:
+        return env_id in self._registry
+
+    async def wait_idle(self, env_id: str) -> None:
+        """Return once no transition or teardown runs on `env_id`."""
+        await self._exclusive.wait(env_id)
 
     def _stamp(self, event: Event) -> Event:
         """Complete environment and run events with who asked for the operation under way and, for
@@ -473,8 +531,18 @@ class Core:
             raise AliecsError(f"environment id {env_id!r} is already in use")
         variables = {str(key): str(value) for key, value in (vars or {}).items()}
         variables.setdefault("environment_id", env_id)
+        detectors = self.detectors.for_variables(variables)  # `hosts` given with the request
+        if detectors:
+            variables.setdefault(DETECTORS, json.dumps(detectors))
         workflow_tree = await asyncio.to_thread(self._load, workflow, variables)
-        record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
+        if HOSTS not in variables:  # or set by the workflow itself
+            detectors = self.detectors.for_variables(workflow_tree.root.stack)
+        self.detectors.claim(env_id, detectors)  # no await since the check: atomic
+        try:
+            record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
+        except BaseException:
+            self.detectors.release(env_id)
+            raise
         record.public = public
         record.last_request_user = user
         record.requested_workflow = workflow
@@ -489,6 +557,7 @@ class Core:
             try:
                 await ref.proxy().destroy(True)
             finally:
+                self.detectors.release(env_id)
                 await self._manager.proxy().forget(env_id)
             raise
         return handle

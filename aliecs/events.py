@@ -79,6 +79,7 @@ class TaskEvent:
     critical: bool = True
     timestamp_ns: int = field(default_factory=now_ns)
     error: str = ""  # why the task went to ERROR (its own words, or how its process ended)
+    device_event: str = ""  # END_OF_STREAM, TASK_INTERNAL_ERROR: what the task said, not a state change
 
 
 @dataclass(frozen=True)

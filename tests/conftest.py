@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+
+# Tests fork task processes from this process while grpcio clients (tests/original_client.py) may
+# have threads running: grpcio's fork handlers must stay out of those children (they abort there).
+# grpcio reads this once, so it is set before any test module can import grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import subprocess
 import sys
 import threading
@@ -17,6 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+# The embedded core forks task processes from this (test) process: grpcio's fork handlers must stay
+# out of those children (see tests/conftest.py, which sets this before anything imports grpc).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import grpc
 

@@ -45,12 +45,16 @@ def test_inventory_yaml(tmp_path: Path) -> None:
     path.write_text(
         "nodes:\n"
         "  - hostname: flp001\n    attributes: {machine_id: flp001}\n"
-        "    cpu: 4\n    control_ports: 31000-31099\n"
-        "  - hostname: flp002\n"
+        "    cpu: 4\n    control_ports: 31000-31099\n    detectors: [TPC, ITS]\n"
+        "  - hostname: flp002\n    detectors: MFT\n"
     )
     nodes = load_inventory(path)
     assert nodes[0].cpu == 4 and nodes[0].control_ports == PortRange(31000, 31099)
     assert nodes[1].attributes == {}
+    assert (nodes[0].detectors, nodes[1].detectors) == (("TPC", "ITS"), ("MFT",))
+    path.write_text("nodes:\n  - hostname: a\n    detectors: [tpc]\n")
+    with pytest.raises(InventoryError, match=r"nodes\[0\]: detector names are upper-case"):
+        load_inventory(path)
     path.write_text("nodes:\n  - hostname: a\n    colour: red\n")
     with pytest.raises(InventoryError, match=r"nodes\[0\]: unknown node keys \['colour'\]"):
         load_inventory(path)

@@ -184,8 +184,8 @@ async def test_full_cycle_with_coconut_against_a_real_core(core: CoreProcess) ->
         run = int(field(started, "run number"))
         assert run > 0 and field(started, "duration").endswith(" ms")
 
-        refused = await coconut(core, "env", "destroy", env_id, ok=False)
-        assert "FAILED_PRECONDITION" in refused and "--allow-in-running-state" in refused
+        refused = await coconut(core, "env", "control", env_id, "-e", "CONFIGURE", ok=False)
+        assert "FAILED_PRECONDITION" in refused and "not allowed from state RUNNING" in refused
         assert "NOT_FOUND" in await coconut(core, "repo", "default", "7", ok=False)
         assert "NOT_FOUND" in await coconut(core, "env", "show", "nope", ok=False)
 
@@ -288,12 +288,12 @@ async def test_unreachable_core_and_bad_usage(tmp_path: Path) -> None:
         "control",
         "x",
         "-e",
-        "EXIT",
+        "BOGUS",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     _out, err = await process.communicate()
-    assert process.returncode == 2 and b"coconut env destroy" in err
+    assert process.returncode == 2 and b"unknown event 'BOGUS'" in err
     mesos = await asyncio.create_subprocess_exec(
         str(BIN / "aliecs-core"),
         "--mesos",

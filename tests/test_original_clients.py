@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -310,7 +311,7 @@ async def test_auto_environment_destroyed_from_outside_ends_the_stream(harness: 
     await harness.destroy(env.id, allowInRunningState=True)
     steps = environment_steps(await stream.wait_end())
     assert steps[-1] == ("DESTROY", "DONE_OK") and steps.count(("DESTROY", "DONE_OK")) == 1
-    await wait_for(core, lambda: not harness.server.service.auto_tasks, "the cycle to end", 10)
+    await until(lambda: not harness.server.service.auto_tasks, "the cycle to end")
     assert core._handles() == []
 
 
@@ -323,11 +324,13 @@ async def test_auto_transition_runs_one_cycle(harness: Harness, recorder: Record
     )
     env = (await harness.client.call("NewEnvironment", request)).environment
     assert env.state == "CONFIGURED"
-    core = harness.core
-    await wait_for(core, lambda: core._handles() == [], "the cycle to end with the environment destroyed", 30)
-    steps = [(e.transition, e.transition_status) for e in recorder.environment(env.id)]
-    for step in (("START_ACTIVITY", "DONE_OK"), ("STOP_ACTIVITY", "DONE_OK"), ("DESTROY", "DONE_OK")):
-        assert step in steps
+
+    def steps() -> list[tuple[str, str]]:
+        return [(e.transition, e.transition_status) for e in recorder.environment(env.id)]
+
+    await until(lambda: ("DESTROY", "DONE_OK") in steps(), "the cycle to end with a teardown", 30)
+    assert ("START_ACTIVITY", "DONE_OK") in steps() and ("STOP_ACTIVITY", "DONE_OK") in steps()
+    assert harness.core._handles() == []
 
 
 async def test_request_user_is_recorded_and_sent_in_events(harness: Harness) -> None:
@@ -494,7 +497,8 @@ async def test_coconut_aliases_variables_and_request_user(
     await coconut(harness, "repo", "u")
     assert "fakes" in await coconut(harness, "templ", "l", "-a")
     await coconut(harness, "repo", "d", "1")
-    assert path not in await coconut(harness, "repo", "l")
+    listed = await harness.client.call("ListRepos", harness.pb.ListReposRequest())
+    assert [r.name for r in listed.repos] == ["test-repo"]
 
     me = f"{getpass.getuser()}@{socket.gethostname()}"
     created = await coconut(harness, "env", "new", "-w", "fakes", "-e", "slow_args=--log-level INFO,empty=")
@@ -505,6 +509,82 @@ async def test_coconut_aliases_variables_and_request_user(
     (env,) = harness.core._handles()
     assert env.last_request_user is not None and env.last_request_user.name == me
     assert "fakes.readout" in await coconut(harness, "r", "q", env.id, "fakes.*")
-    await coconut(harness, "env", "t", env.id, "-e", "START")
-    await coconut(harness, "env", "d", env.id, "-a")
-    assert harness.core._handles() == []
+    await harness.destroy(env.id)
+
+
+# -- 8. automatic run control -------------------------------------------------------------------------
+
+
+async def test_auto_stop_timeout_and_end_of_stream_events(harness: Harness) -> None:
+    env = await harness.new(auto_stop_enabled="true", auto_stop_timeout="1500ms", eos_args=EOS)
+    baseline = harness.core.events.subscribers
+    stream = Stream(harness.client, env.id)
+    await until(lambda: harness.core.events.subscribers > baseline, "the subscriber")
+    run = (await harness.control(env.id, "START_ACTIVITY", user="op@host")).currentRunNumber
+
+    def stopped_by_timer() -> list[Any]:
+        return [
+            e.runEvent
+            for e in list(stream.events)
+            if e.WhichOneof("Payload") == "runEvent"
+            and e.runEvent.transition == "STOP_ACTIVITY"
+            and e.runEvent.transitionStatus == 3
+        ]
+
+    await until(lambda: bool(stopped_by_timer()), "the run to stop by itself", timeout=30)
+    (stop,) = stopped_by_timer()
+    assert stop.runNumber == run and stop.lastRequestUser.name == "TIMER"
+    assert stop.lastRequestUser.externalId == 65 and not stop.lastRequestUser.HasField("id")
+    assert await harness.state(env.id) == "CONFIGURED"
+    # The readout task reached END_OF_STREAM (the other did not, so that alone stopped nothing).
+    eos = [
+        e.taskEvent
+        for e in stream.events
+        if e.WhichOneof("Payload") == "taskEvent" and e.taskEvent.deviceEvent == "END_OF_STREAM"
+    ]
+    assert [e.path for e in eos] == ["fakes.readout"] and eos[0].state == "RUNNING"
+    await harness.destroy(env.id)
+    await stream.wait_end()
+
+
+# -- 5. detectors ---------------------------------------------------------------------------------
+
+
+async def test_detectors_from_inventory_and_exclusivity(
+    tmp_path: Path, repo: RepoBuilder, modules: dict[str, ModuleType]
+) -> None:
+    repo.workflow("fakes", FAKES)
+    first, second = isolated_nodes(2)
+    nodes = [replace(first, detectors=("TPC",)), replace(second, detectors=("ITS", "MFT"))]
+    async with (
+        Core.embedded(state_dir=tmp_path / "state", nodes=nodes, repository=repo.repository) as core,
+        ControlServer(core, port=0) as server,
+    ):
+        client = OriginalClient(modules, f"127.0.0.1:{server.port}")
+        try:
+            harness = Harness(core, server, client)
+            pb = harness.pb
+            info = await client.call("GetFrameworkInfo", pb.GetFrameworkInfoRequest())
+            assert list(info.detectorsInInstance) == ["ITS", "MFT", "TPC"] and not info.activeDetectors
+            env = await harness.new(hosts=f'["{first.hostname}"]')
+            assert list(env.includedDetectors) == ["TPC"]
+            assert list((await client.call("GetActiveDetectors", pb.Empty())).detectors) == ["TPC"]
+            assert list((await client.call("GetAvailableDetectors", pb.Empty())).detectors) == ["ITS", "MFT"]
+            both = pb.NewEnvironmentRequest(
+                workflowTemplate="fakes", vars={"hosts": f"{first.hostname},{second.hostname}"}
+            )
+            message = await expect_code(client, "NewEnvironment", both, grpc.StatusCode.FAILED_PRECONDITION)
+            assert "detector TPC is already in use" in message
+            ghost = pb.NewEnvironmentRequest(workflowTemplate="fakes", vars={"hosts": "flp-ghost"})
+            message = await expect_code(client, "NewEnvironment", ghost, grpc.StatusCode.FAILED_PRECONDITION)
+            assert "flp-ghost not in the inventory" in message
+            listed = await client.call("GetEnvironments", pb.GetEnvironmentsRequest(showAll=True))
+            assert [e.id for e in listed.environments] == [env.id]
+            await harness.destroy(env.id)
+            assert list((await client.call("GetAvailableDetectors", pb.Empty())).detectors) == [
+                "ITS",
+                "MFT",
+                "TPC",
+            ]
+        finally:
+            client.close()

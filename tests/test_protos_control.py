@@ -210,6 +210,7 @@ EVENTS_FIELDS: dict[str, dict[str, tuple[int, int]]] = {
         "traits": (7, M),
         "environmentId": (8, S),
         "path": (9, S),
+        "deviceEvent": (100, S),  # aliecs extension
     },
     "Ev_RoleEvent": {
         "name": (1, S),

@@ -5,6 +5,7 @@ An inventory can be given in code or as YAML:
     nodes:
       - hostname: flp001
         attributes: {machine_id: flp001, machine_type: flp}
+        detectors: [TPC]           # the detectors this node reads out (environments claim them)
         cpu: 8
         memory: 16384
         control_ports: 30000-30999
@@ -13,6 +14,7 @@ An inventory can be given in code or as YAML:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ class NodeSpec:
     memory: float = 65536.0
     control_ports: PortRange = _DEFAULT_CONTROL_PORTS
     data_ports: PortRange = _DEFAULT_DATA_PORTS
+    detectors: tuple[str, ...] = ()
 
 
 class InventoryError(ValueError):
@@ -61,7 +64,7 @@ def default_nodes(count: int = 1) -> list[NodeSpec]:
 def _node_from_mapping(entry: Any, where: str) -> NodeSpec:
     if not isinstance(entry, dict) or "hostname" not in entry:
         raise InventoryError(f"{where}: each node needs at least a 'hostname'")
-    known = {"hostname", "attributes", "cpu", "memory", "control_ports", "data_ports"}
+    known = {"hostname", "attributes", "detectors", "cpu", "memory", "control_ports", "data_ports"}
     unknown = set(entry) - known
     if unknown:
         raise InventoryError(f"{where}: unknown node keys {sorted(unknown)} (known: {sorted(known)})")
@@ -78,9 +81,27 @@ def _node_from_mapping(entry: Any, where: str) -> NodeSpec:
             data_ports=PortRange.parse(str(entry["data_ports"]))
             if "data_ports" in entry
             else defaults.data_ports,
+            detectors=_detectors(entry.get("detectors"), where),
         )
     except ValueError as exc:
         raise InventoryError(f"{where}: {exc}") from exc
+
+
+_DETECTOR = re.compile(r"[A-Z][A-Z0-9]{0,15}")
+
+
+def _detectors(value: Any, where: str) -> tuple[str, ...]:
+    """`[TPC, ITS]` or `TPC,ITS`: upper-case names of up to 16 characters (TPC, ITS, MFT, ...)."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise InventoryError(f"{where}: detectors must be a list of names, e.g. [TPC, ITS]")
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    bad = [name for name in names if not _DETECTOR.fullmatch(name)]
+    if bad:
+        raise InventoryError(f"{where}: detector names are upper-case letters and digits, got {bad[:3]}")
+    return names
 
 
 def load_inventory(path: Path) -> list[NodeSpec]:

@@ -48,12 +48,6 @@ def request_user(user: common_pb.User | None) -> RequestUser | None:
     return RequestUser(name=user.name[:MAX_USER_NAME], id=user.id or 0, external_id=user.external_id or 0)
 
 
-def user_proto(user: RequestUser | None) -> common_pb.User | None:
-    if user is None:
-        return None
-    return common_pb.User(name=user.name, id=user.id, external_id=user.external_id)
-
-
 def user_json(user: RequestUser | None) -> str:
     """The `last_request_user` variable: the user as the original stores it (Go's JSON of
     `common.User`, empty fields left out; `null` when nobody was named)."""
@@ -63,26 +57,11 @@ def user_json(user: RequestUser | None) -> str:
     return json.dumps({key: value for key, value in fields.items() if value}, separators=(",", ":"))
 
 
-def runtime_vars(env: Environment) -> dict[str, str]:
-    """The run variables the original keeps as user variables of the root role."""
-    record = env._record
-    values = {
-        "run_number": record.run_number,
-        "runNumber": record.run_number,
-        "last_run_number": record.last_run_number,
-        "run_start_time_ms": record.run_start_time_ms,
-        "run_start_completion_time_ms": record.run_start_completion_time_ms,
-        "run_end_time_ms": record.run_end_time_ms,
-        "run_end_completion_time_ms": record.run_end_completion_time_ms,
-    }
-    return {key: str(value) for key, value in values.items() if value}
-
-
 def environment_vars(env: Environment) -> dict[str, str]:
     """The root role's whole variable stack (what CREATE events carry)."""
     template = env.template
     stack = dict(template.root.stack) if template is not None else {}
-    return {**stack, **env._record.user_vars, **runtime_vars(env)}
+    return {**stack, **env.user_vars, **env.run_variables()}
 
 
 def environment_info(env: Environment, with_tasks: bool = True) -> pb.EnvironmentInfo:
@@ -92,15 +71,16 @@ def environment_info(env: Environment, with_tasks: bool = True) -> pb.Environmen
     hosts = {task.host for task in tasks if task.host}
     return pb.EnvironmentInfo(
         id=env.id,
-        created_when=env._record.created_ms,
+        created_when=env.created_ms,
         state=env.state,
         tasks=[short_task(task) for task in tasks] if with_tasks else [],
         root_role=root.name if root is not None else env.workflow,
         current_run_number=env.run_number,
         defaults=dict(root.defaults) if root is not None else {},
         vars=dict(root.vars) if root is not None else {},
-        user_vars={**env._record.user_vars, **runtime_vars(env)},
+        user_vars={**env.user_vars, **env.run_variables()},
         number_of_flps=len(hosts),
+        included_detectors=env.detectors,
         description=template.description if template is not None else "",
         number_of_hosts=len(hosts),
         number_of_tasks=len(tasks),

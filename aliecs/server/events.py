@@ -27,7 +27,8 @@ def environment_id(event: ev.Event) -> str:
 
 
 def _user(user: ev.RequestUser) -> common_pb.User:
-    return common_pb.User(name=user.name, id=user.id, external_id=user.external_id)
+    """Unknown ids stay absent (they are optional on the wire), as the original sends them."""
+    return common_pb.User(name=user.name, id=user.id or None, external_id=user.external_id or None)
 
 
 def _template(ref: ev.WorkflowTemplateRef) -> common_pb.WorkflowTemplateInfo:
@@ -66,6 +67,7 @@ def to_proto(event: ev.Event) -> pb.Event:
             environment_id=event.environment_id,
             path=event.path,
             error=event.error,
+            device_event=event.device_event,
         )
     elif isinstance(event, ev.RoleEvent):
         envelope.role_event = pb.EvRoleEvent(

@@ -120,7 +120,7 @@ class ControlService:
         self.core = core
         self.audit = audit
         self.instance_name = instance_name
-        self.streams = Streams(core.events, lambda env_id: env_id in core._registry)
+        self.streams = Streams(core.events, core.has_environment)
         # Where the configuration lives: the state directory (repositories, run numbers).
         self.configuration_endpoint = f"file://{Path(core.state_dir).resolve()}"
         self.auto_tasks: set[asyncio.Task[None]] = set()
@@ -277,6 +277,9 @@ class ControlService:
                 version_str=text,
             ),
             configuration_endpoint=self.configuration_endpoint,
+            detectors_in_instance=self.core.detectors.all(),
+            active_detectors=self.core.detectors.active(),
+            available_detectors=self.core.detectors.available(),
             timestamp=convert.now_ms(),
         )
 
@@ -286,10 +289,11 @@ class ControlService:
         return f"DEGRADED: {problem}" if problem else "CONNECTED"
 
     async def get_active_detectors(self, request: pb.Empty) -> pb.GetActiveDetectorsReply:
-        return pb.GetActiveDetectorsReply(detectors=[], timestamp=convert.now_ms())
+        return pb.GetActiveDetectorsReply(detectors=self.core.detectors.active(), timestamp=convert.now_ms())
 
     async def get_available_detectors(self, request: pb.Empty) -> pb.GetAvailableDetectorsReply:
-        return pb.GetAvailableDetectorsReply(detectors=[], timestamp=convert.now_ms())
+        detectors = self.core.detectors.available()
+        return pb.GetAvailableDetectorsReply(detectors=detectors, timestamp=convert.now_ms())
 
     async def get_integrated_services(self, request: pb.Empty) -> pb.ListIntegratedServicesReply:
         """The loaded plugins; they live in the core's process, so they are always READY."""
@@ -401,7 +405,7 @@ class ControlService:
     ) -> list[pb.ShortTaskInfo]:
         tasks = [convert.short_task(task) for task in env.tasks]
         if wait:  # a transition under way finishes first, as behind the original's mutex
-            await self.core._exclusive.wait(env.id)
+            await self.core.wait_idle(env.id)
         who, template = user or env.last_request_user, env.workflow_template
         self._announce(
             env.id, env.state, DESTROY, STARTED, "destroying environment", user=who, template=template
@@ -523,11 +527,11 @@ class ControlService:
                 self._announce(
                     env.id, env.state, AUTO, DONE_ERROR, error="the client left: auto sequence stopped"
                 )
-            if env.id in self.core._registry:
+            if self.core.has_environment(env.id):
                 await self._destroy(env, wait=True)
         except Exception as exc:
             log.warning("environment %s: %s failed: %s", env.id, why, exc)
-            if env.id in self.core._registry:
+            if self.core.has_environment(env.id):
                 with contextlib.suppress(Exception):
                     await self._destroy(env, wait=True)
 
@@ -536,7 +540,7 @@ class ControlService:
         watch: Subscription = self.core.events.subscribe()
         gone = asyncio.ensure_future(abandoned.wait())
         try:
-            while env.state == states.RUNNING and not gone.done():
+            while env.state == states.RUNNING and self.core.has_environment(env.id) and not gone.done():
                 event = asyncio.ensure_future(watch.next())
                 await asyncio.wait({gone, event}, return_when=asyncio.FIRST_COMPLETED)
                 if not event.done():

@@ -84,6 +84,11 @@ class EvTaskEvent(betterproto.Message):
     environment_id: str = betterproto.string_field(8)
     path: str = betterproto.string_field(9)
     error: str = betterproto.string_field(1000)
+    device_event: str = betterproto.string_field(100)
+    """
+    aliecs extension (a number the original does not use): set when the event reports a device
+     event of the task (END_OF_STREAM, TASK_INTERNAL_ERROR) rather than a state change.
+    """
 
 
 @dataclass(eq=False, repr=False)

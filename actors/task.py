@@ -156,6 +156,7 @@ class TaskActor(AsyncioActor):
             if self.event_fails_step or not result.ok:
                 if not result.ok and result.error:
                     self.record.error = result.error  # the answer says why, in the task's own words
+                    self._set()  # published again with the better reason
                 return TaskOutcome(self.record.id, False, self.record.state, self.record.error)
             return TaskOutcome(self.record.id, True, self.record.state)
         if result.pid or not self.controllable:

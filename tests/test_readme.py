@@ -18,7 +18,11 @@ pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeou
 
 
 def test_the_python_example_runs(tmp_path: Path) -> None:
-    (example,) = [b for b in blocks(ROOT / "README.md") if b.language == "python" and not b.file]
+    (example,) = [
+        b
+        for b in blocks(ROOT / "README.md")
+        if b.language == "python" and not b.file and "new_environment" in b.body
+    ]
     assert "Core.embedded" in example.body and "nodes=2" in example.body
     # Other test runs share this machine and the default port ranges: the example's two nodes get
     # port blocks of their own (the only change to the text as written).

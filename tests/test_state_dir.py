@@ -20,11 +20,11 @@ pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeou
 HOSTS = """\
 name: hosts
 defaults:
-  hosts: '["a"]'
+  names: '["a"]'
 roles:
   - name: "h{{ it }}"
     for:
-      range: "{{ hosts }}"
+      range: "{{ names }}"
       var: it
     task: {load: fake}
 """
@@ -48,7 +48,7 @@ async def test_state_dir_is_private_and_task_logs_stay_inside(tmp_path: Path, re
     repo.workflow("hosts", HOSTS)
     state = tmp_path / "deep" / "state"
     async with Core.embedded(state_dir=state, nodes=isolated_nodes(), repository=repo.repository) as core:
-        env = await core.new_environment("hosts", {"hosts": '["../../../../x"]'})
+        env = await core.new_environment("hosts", {"names": '["../../../../x"]'})
         try:
             (task,) = env.tasks
             log = Path(task.log_path)

@@ -22,17 +22,6 @@ from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
 from aliecs.server.client import ControlClient
 
-#: The state every task reaches when the environment's transition (or teardown) succeeds.
-TASK_TARGETS = {
-    states.DEPLOY: "STANDBY",
-    states.CONFIGURE: "CONFIGURED",
-    states.START_ACTIVITY: "RUNNING",
-    states.STOP_ACTIVITY: "CONFIGURED",
-    states.RESET: "STANDBY",
-    states.RECOVER: "STANDBY",
-    states.EXIT: "DONE",
-    "DESTROY": "DONE",
-}
 _NAMES_SHOWN = 3
 _REFRESH = 0.25  # seconds between two redraws of the elapsed time
 _SYNC = 1.0  # seconds between two snapshots of the task states (events cover the time between)
@@ -56,7 +45,7 @@ class Progress:
             )
         except ValueError:
             self.deadline = None
-        self.target = TASK_TARGETS.get(action, "")
+        self.target = states.TASK_STATE_AFTER.get(action, "")
         self.tasks = {task.task_id: (task.name, task.state) for task in env.tasks}
         self.step = ""
 

@@ -61,6 +61,20 @@ def events_from(state: str) -> tuple[str, ...]:
     return _EVENTS_FROM.get(state, ())
 
 
+# The state every task reaches when the environment's transition (or its teardown) succeeds: what
+# progress displays count tasks against.
+TASK_STATE_AFTER = {
+    DEPLOY: "STANDBY",
+    CONFIGURE: "CONFIGURED",
+    START_ACTIVITY: "RUNNING",
+    STOP_ACTIVITY: "CONFIGURED",
+    RESET: "STANDBY",
+    RECOVER: "STANDBY",
+    EXIT: "DONE",
+    "DESTROY": "DONE",
+}
+
+
 def normalize_event(name: str) -> str:
     """Return the canonical event name for what a user typed (case-insensitive, START/STOP aliases)."""
     upper = name.strip().upper()

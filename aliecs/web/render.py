@@ -21,16 +21,6 @@ from aliecs.model import RoleTree, TaskInfo, TransitionResult
 from aliecs.web.tracker import Run, Tracker
 from aliecs.workflow.repos import TemplateInfo
 
-# The state each task reaches when a transition of the environment succeeds (progress = tasks there).
-TASK_TARGET = {
-    states.DEPLOY: "STANDBY",
-    states.CONFIGURE: "CONFIGURED",
-    states.START_ACTIVITY: "RUNNING",
-    states.STOP_ACTIVITY: "CONFIGURED",
-    states.RESET: "STANDBY",
-    states.RECOVER: "STANDBY",
-    states.EXIT: "DONE",
-}
 # What the page offers as buttons: DEPLOY happens at creation, GO_ERROR is not an operator's action.
 OPERATOR_EVENTS = tuple(e for e in states.EVENTS if e not in (states.DEPLOY, states.GO_ERROR))
 
@@ -82,7 +72,7 @@ def progress(env: Environment, tracker: Tracker) -> dict[str, Any] | None:
     if not event:
         return None
     tasks = env.tasks
-    target = TASK_TARGET.get(event, "")
+    target = states.TASK_STATE_AFTER.get(event, "")
     done = sum(1 for t in tasks if t.state == target) if target else 0
     started = tracker.transition_started_ms(env.id, event)
     return {

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -30,21 +29,15 @@ from aliecs.cluster.inventory import NodeSpec
 from aliecs.executor.agent import NodeAgent
 from aliecs.executor.link import AgentLink, RemoteLink
 from aliecs.executor.orders import ExecutorUnavailableError, TaskStatus
-from aliecs.executor.process import process_start_time, task_environment
+from aliecs.executor.process import die_with_parent, process_start_time, task_environment
 
 log = logging.getLogger(__name__)
 
 _READY_TIMEOUT = 30.0
-_PR_SET_PDEATHSIG = 1
 
 
 class ExecutorStartError(RuntimeError):
     pass
-
-
-def _die_with_core() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class _Executor:
@@ -152,7 +145,7 @@ class LocalExecutors:
                 # The core's own environment (tokens, settings) is not the executor's business.
                 env=task_environment({}),
                 start_new_session=True,
-                preexec_fn=None if self.outlive_core else _die_with_core,
+                preexec_fn=None if self.outlive_core else die_with_parent,
             )
         finally:
             os.close(fd)

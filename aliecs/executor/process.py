@@ -119,7 +119,8 @@ def task_environment(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """`preexec_fn` of a child that must not outlive its parent (SIGKILL when the parent dies)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -141,7 +142,7 @@ class TaskProcess:
         if spec.log_path is not None:
             log = os.fdopen(open_private_log(spec.log_path), "ab")  # 0600 in a 0700 directory
         try:
-            preexec = _die_with_parent if spec.die_with_parent and sys.platform == "linux" else None
+            preexec = die_with_parent if spec.die_with_parent and sys.platform == "linux" else None
             common = {
                 "stdin": asyncio.subprocess.DEVNULL,
                 "stdout": log if log is not None else asyncio.subprocess.DEVNULL,

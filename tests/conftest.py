@@ -38,6 +38,28 @@ command:
 """
 
 
+# A workflow of two fake tasks (one in a group) whose arguments tests set through variables; the
+# control API tests drive it over gRPC.
+FAKES = """\
+name: fakes
+description: two fake tasks
+defaults:
+  slow_args: ""
+  eos_args: ""
+roles:
+  - name: readout
+    vars:
+      fake_args: "{{ eos_args }}"
+    task: {load: fake}
+  - name: group
+    roles:
+      - name: slow
+        vars:
+          fake_args: "{{ slow_args }}"
+        task: {load: fake}
+"""
+
+
 def _live_processes() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, command line) of every live (non-zombie) process."""
     found = {}

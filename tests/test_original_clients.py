@@ -27,32 +27,13 @@ from aliecs.api import Core
 from aliecs.events import EnvironmentEvent, Event
 from aliecs.pytest_plugin import isolated_nodes, wait_for
 from aliecs.server import ControlServer
-from tests.conftest import GitRepoBuilder, RepoBuilder
+from tests.conftest import FAKES, GitRepoBuilder, RepoBuilder
 from tests.original_client import OriginalClient, expect_code, generated
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(90)]
 
 BIN = Path(sys.executable).parent
 EOS = "--end-of-stream-after 0.2"
-
-FAKES = """\
-name: fakes
-description: two fake tasks
-defaults:
-  slow_args: ""
-  eos_args: ""
-roles:
-  - name: readout
-    vars:
-      fake_args: "{{ eos_args }}"
-    task: {load: fake}
-  - name: group
-    roles:
-      - name: slow
-        vars:
-          fake_args: "{{ slow_args }}"
-        task: {load: fake}
-"""
 
 
 @pytest.fixture(scope="session")

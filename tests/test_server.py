@@ -34,32 +34,13 @@ from aliecs.server.auth import TokenRequiredError
 from aliecs.server.rolepath import matches
 from aliecs.server.streams import is_destroyed
 from aliecs.testing import isolated_nodes, wait_for, wait_for_environment_state
-from tests.conftest import GitRepoBuilder, RepoBuilder, process_args
+from tests.conftest import FAKES, GitRepoBuilder, RepoBuilder, process_args
 
 BIN = Path(sys.executable).parent
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(90)]
 
 Op = pb.ControlEnvironmentRequestOptype
-
-FAKES = """\
-name: fakes
-description: two fake tasks
-defaults:
-  slow_args: ""
-  eos_args: ""
-roles:
-  - name: readout
-    vars:
-      fake_args: "{{ eos_args }}"
-    task: {load: fake}
-  - name: group
-    roles:
-      - name: slow
-        vars:
-          fake_args: "{{ slow_args }}"
-        task: {load: fake}
-"""
 
 
 class Harness:

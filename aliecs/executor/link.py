@@ -256,18 +256,18 @@ class RemoteLink(ExecutorLink):
     async def launch(self, orders: Sequence[LaunchOrder], startup_timeout: float) -> list[TaskResult]:
         request = pb.LaunchBatch([wire.launch_to_wire(order) for order in orders], startup_timeout)
         reply = await self._call("launch", request, startup_timeout + _RPC_MARGIN)
-        return [wire.result_from_wire(result) for result in reply.results]
+        return wire.results_from_wire(reply)
 
     async def transition(
         self, orders: Sequence[TransitionOrder], common: dict[str, str], timeout: float
     ) -> list[TaskResult]:
-        request = pb.TransitionBatch([wire.transition_to_wire(order) for order in orders], timeout, common)
+        request = wire.transitions_to_wire(orders, common, timeout)
         reply = await self._call("transition", request, timeout + _RPC_MARGIN)
-        return [wire.result_from_wire(result) for result in reply.results]
+        return wire.results_from_wire(reply)
 
     async def kill(self, task_ids: Sequence[str]) -> list[TaskResult]:
         reply = await self._call("kill", pb.KillBatch(list(task_ids)), 60.0)
-        return [wire.result_from_wire(result) for result in reply.results]
+        return wire.results_from_wire(reply)
 
     async def run_hook(self, order: LaunchOrder, timeout: float) -> HookOutcome:
         request = pb.HookRequest(wire.launch_to_wire(order), timeout)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from aliecs.executor.process import LaunchSpec
 
 # Talking to the executor of the core's own protocol version only; see protos/executor.proto.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -73,20 +73,20 @@ class ExecutorService(pb.ExecutorBase):
         self._touch()
         orders = [wire.launch_from_wire(order, self.tasks_outlive) for order in launch_batch.tasks]
         results = await self.agent.launch(orders, launch_batch.startup_timeout)
-        return pb.BatchReply([wire.result_to_wire(result) for result in results])
+        return wire.results_to_wire(results)
 
     async def transition(self, transition_batch: pb.TransitionBatch) -> pb.BatchReply:
         self._touch()
-        orders = [wire.transition_from_wire(order) for order in transition_batch.tasks]
+        orders = wire.transitions_from_wire(transition_batch)
         results = await self.agent.transition(
             orders, dict(transition_batch.common_arguments), transition_batch.timeout
         )
-        return pb.BatchReply([wire.result_to_wire(result) for result in results])
+        return wire.results_to_wire(results)
 
     async def kill(self, kill_batch: pb.KillBatch) -> pb.BatchReply:
         self._touch()
         results = await self.agent.kill(list(kill_batch.task_ids))
-        return pb.BatchReply([wire.result_to_wire(result) for result in results])
+        return wire.results_to_wire(results)
 
     async def run_hook(self, hook_request: pb.HookRequest) -> pb.HookReply:
         self._touch()

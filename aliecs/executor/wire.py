@@ -3,6 +3,7 @@ executor protocol's messages (`protos/executor.proto`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +44,73 @@ def launch_from_wire(message: pb.LaunchOrder, outlive_executor: bool) -> LaunchO
     return LaunchOrder(spec, message.control_port or None, message.controllable)
 
 
-def transition_to_wire(order: TransitionOrder) -> pb.TransitionOrder:
-    return pb.TransitionOrder(order.task_id, order.src_state, order.event, dict(order.arguments))
+def transitions_to_wire(
+    orders: Sequence[TransitionOrder], common: dict[str, str], timeout: float
+) -> pb.TransitionBatch:
+    """Orders without arguments of their own that share the batch's step travel as bare task ids
+    (`uniform_task_ids`): one string per task instead of one message per task."""
+    batch = pb.TransitionBatch(timeout=timeout, common_arguments=common)
+    if orders:
+        batch.src_state, batch.event = orders[0].src_state, orders[0].event
+    uniform: list[str] = []
+    for order in orders:
+        if not order.arguments and (order.src_state, order.event) == (batch.src_state, batch.event):
+            uniform.append(order.task_id)
+        else:
+            batch.tasks.append(
+                pb.TransitionOrder(order.task_id, order.src_state, order.event, dict(order.arguments))
+            )
+    batch.uniform_task_ids = uniform
+    return batch
 
 
-def transition_from_wire(message: pb.TransitionOrder) -> TransitionOrder:
-    return TransitionOrder(message.task_id, message.src_state, message.event, dict(message.arguments))
+def transitions_from_wire(batch: pb.TransitionBatch) -> list[TransitionOrder]:
+    orders = [
+        TransitionOrder(message.task_id, message.src_state, message.event, dict(message.arguments))
+        for message in batch.tasks
+    ]
+    src, event = batch.src_state, batch.event
+    orders.extend(TransitionOrder(task_id, src, event, {}) for task_id in batch.uniform_task_ids)
+    return orders
 
 
-def result_to_wire(result: TaskResult) -> pb.TaskResult:
-    return pb.TaskResult(result.task_id, result.ok, result.state, result.pid, result.error, result.since_seq)
+def results_to_wire(results: Sequence[TaskResult]) -> pb.BatchReply:
+    """Answers with an error each keep their own message; the others are grouped by (ok, state,
+    since_seq), which for a healthy node is one group for the whole batch."""
+    reply = pb.BatchReply()
+    groups: dict[tuple[bool, str, int], pb.TaskResultGroup] = {}
+    for result in results:
+        if result.error:
+            reply.results.append(
+                pb.TaskResult(
+                    result.task_id, result.ok, result.state, result.pid, result.error, result.since_seq
+                )
+            )
+            continue
+        key = (result.ok, result.state, result.since_seq)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = pb.TaskResultGroup(result.ok, result.state, result.since_seq, [], [])
+        group.task_ids.append(result.task_id)
+        group.pids.append(result.pid)
+    reply.groups = list(groups.values())
+    return reply
 
 
-def result_from_wire(message: pb.TaskResult) -> TaskResult:
-    return TaskResult(
-        message.task_id, message.ok, message.state, message.pid, message.error, message.since_seq
-    )
+def results_from_wire(reply: pb.BatchReply) -> list[TaskResult]:
+    results = [
+        TaskResult(message.task_id, message.ok, message.state, message.pid, message.error, message.since_seq)
+        for message in reply.results
+    ]
+    for group in reply.groups:
+        ok, state, since = group.ok, group.state, group.since_seq
+        if len(group.pids) != len(group.task_ids):
+            raise ValueError(f"a result group names {len(group.task_ids)} tasks and {len(group.pids)} pids")
+        results.extend(
+            TaskResult(task_id, ok, state, pid, "", since)
+            for task_id, pid in zip(group.task_ids, group.pids, strict=True)
+        )
+    return results
 
 
 def status_to_wire(status: TaskStatus) -> pb.TaskStatus:

@@ -110,8 +110,24 @@ class TaskResult(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class TaskResultGroup(betterproto.Message):
+    """
+    Answers without an error that share ok, state and since_seq, sent as one group: a node's answer to
+     a transition of thousands of tasks is then a few groups instead of one message per task, which
+     is what the core's CPU per transition was spent decoding.
+    """
+
+    ok: bool = betterproto.bool_field(1)
+    state: str = betterproto.string_field(2)
+    since_seq: int = betterproto.uint64_field(3)
+    task_ids: List[str] = betterproto.string_field(4)
+    pids: List[int] = betterproto.int32_field(5)
+
+
+@dataclass(eq=False, repr=False)
 class BatchReply(betterproto.Message):
     results: List["TaskResult"] = betterproto.message_field(1)
+    groups: List["TaskResultGroup"] = betterproto.message_field(2)
 
 
 @dataclass(eq=False, repr=False)
@@ -137,6 +153,15 @@ class TransitionBatch(betterproto.Message):
     """
     Arguments every task of the batch gets (START's run number...): sent once per node, not per task.
     """
+
+    src_state: str = betterproto.string_field(4)
+    """
+    Tasks whose order has no arguments of its own, all with this src_state and event: named once
+     each instead of a TransitionOrder each (START, STOP and RESET of a whole node).
+    """
+
+    event: str = betterproto.string_field(5)
+    uniform_task_ids: List[str] = betterproto.string_field(6)
 
 
 @dataclass(eq=False, repr=False)

@@ -296,16 +296,17 @@ class ControlService:
         return pb.GetAvailableDetectorsReply(detectors=detectors, timestamp=convert.now_ms())
 
     async def get_integrated_services(self, request: pb.Empty) -> pb.ListIntegratedServicesReply:
-        """The loaded plugins; they live in the core's process, so they are always READY."""
+        """The loaded plugins with their endpoint and connection state; `data` is the plugin's own
+        JSON (for a service that cannot be reached, the reason)."""
         services = {
-            name: pb.IntegratedServiceInfo(
-                name=name,
+            info.name: pb.IntegratedServiceInfo(
+                name=info.pretty_name,
                 enabled=True,
-                endpoint=getattr(plugin, "endpoint", "") or "in-process",
-                connection_state="READY",
-                data="{}",
+                endpoint=info.endpoint,
+                connection_state=info.connection_state,
+                data=info.data,
             )
-            for name, plugin in self.core.loaded_plugins().items()
+            for info in self.core.integrations.services()
         }
         return pb.ListIntegratedServicesReply(services=services, timestamp=convert.now_ms())
 

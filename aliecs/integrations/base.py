@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from aliecs.durations import parse_duration
-from aliecs.events import IntegratedServiceEvent
+from aliecs.events import DONE_ERROR, DONE_OK, STARTED, IntegratedServiceEvent
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,27 @@ class ServicePlugin:
 
     def functions(self, call: CallContext) -> Mapping[str, Callable[..., Any]]:
         raise NotImplementedError
+
+    def operations(
+        self, call: CallContext, functions: Mapping[str, Callable[[], Awaitable[str]]]
+    ) -> dict[str, Callable[[], Awaitable[str]]]:
+        """The call's functions, each reporting its operation STARTED, then DONE_OK or DONE_ERROR
+        with the reason (steps inside are reported ONGOING by the plugin)."""
+
+        def reported(function: Callable[[], Awaitable[str]]) -> Callable[[], Awaitable[str]]:
+            async def run() -> str:
+                self.report(call, STARTED)
+                try:
+                    result = await function()
+                except Exception as exc:
+                    self.report(call, DONE_ERROR, error=str(exc))
+                    raise
+                self.report(call, DONE_OK)
+                return result
+
+            return run
+
+        return {name: reported(function) for name, function in functions.items()}
 
     def report(
         self,

@@ -18,8 +18,8 @@ from typing import Any
 
 from aliecs.events import DONE_ERROR, DONE_OK, ONGOING, STARTED
 from aliecs.generated.o2.DataDistribution import Control as dd
-from aliecs.integrations.ddsched_wire import DataDistributionControlStub
 from aliecs.integrations.base import CallContext, IntegrationError
+from aliecs.integrations.ddsched_wire import DataDistributionControlStub
 from aliecs.integrations.grpcbase import GrpcPlugin, clip
 
 DDSCHED_TIMEOUT = 30.0

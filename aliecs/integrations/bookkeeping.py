@@ -137,13 +137,13 @@ class BookkeepingPlugin(GrpcPlugin):
                 n_epns=_int(call.var("odc_n_epns")) or 0,
                 n_flps=len(hosts),
                 run_number=number,
-                run_type=pb.RunType(_enum(pb.RunType, f"RUN_TYPE_{run_type}")),
+                run_type=pb.RunType(_enum(pb.RunType, run_type)),
                 dd_flp=call.flag("dd_enabled"),
                 dcs=call.flag("dcs_enabled"),
                 epn=call.flag("epn_enabled"),
                 epn_topology=call.var("odc_topology"),
                 odc_topology_full_name=call.var("odc_topology_fullname"),
-                detectors=[pb.Detector(_enum(pb.Detector, f"DETECTOR_{name.upper()}")) for name in detectors],
+                detectors=[pb.Detector(_enum(pb.Detector, name.upper())) for name in detectors],
             )
             text = json.dumps(dict(sorted(call.vars.items())), indent=1)[:MAX_LOG_TEXT]
             runs = pb.RunServiceStub(channel())
@@ -246,7 +246,8 @@ class BookkeepingPlugin(GrpcPlugin):
 
 
 def _enum(kind: Any, name: str) -> int:
-    """The number of `name` in a generated enum, 0 (its NULL) when unknown."""
+    """The number of `name` in a generated enum, 0 (its NULL) when unknown. betterproto drops the
+    enum's prefix from the names: RUN_TYPE_PHYSICS is RunType.PHYSICS, DETECTOR_TPC Detector.TPC."""
     try:
         return int(kind.from_string(name))
     except ValueError:

@@ -1,10 +1,11 @@
 """The DD scheduler's client stub and server base, written by hand over grpclib.
 
 Why not generated like the other services: the service's package, `o2.DataDistribution.Control`,
-has capitalised segments, which betterproto 2.0.0b7 takes for message names; its generated stub
-and base for this one service drop the request argument and point at classes that do not exist.
-The messages it generates are right and are used here; only the three methods are spelled out,
-with grpclib's public method and handler classes.
+has capitalised segments, which betterproto 2.0.0b7 takes for message names. Its generated stub and
+base for this one service drop the request argument, and its messages name the types of their
+fields as `o2.DataDistributionControl<Name>`, which does not exist. The message classes themselves
+are right: this module gives `aliecs.generated.o2` the five names the generated fields look up, and
+spells out the three methods with grpclib's public method and handler classes.
 """
 
 from __future__ import annotations
@@ -15,12 +16,23 @@ from grpclib.client import Channel, UnaryUnaryMethod
 from grpclib.const import Cardinality, Handler
 from grpclib.server import Stream
 
+from aliecs.generated import o2
+from aliecs.generated.o2.DataDistribution import Control
 from aliecs.generated.o2.DataDistribution.Control import (
     PartitionInfo,
     PartitionInitRequest,
     PartitionResponse,
     PartitionTermRequest,
 )
+
+for _name in (
+    "PartitionInfo",
+    "PartitionInitRequest",
+    "PartitionResponse",
+    "PartitionState",
+    "PartitionTermRequest",
+):
+    setattr(o2, f"DataDistributionControl{_name}", getattr(Control, _name))
 
 SERVICE = "/o2.DataDistribution.Control.DataDistributionControl/"
 

@@ -9,16 +9,16 @@ detector, answering too late, dropping the connection, or not being there at all
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from aliecs import Core, TransitionError
+from aliecs import Core
 from aliecs.events import IntegratedServiceEvent
 from aliecs.integrations import (
     READY,
-    TRANSIENT_FAILURE,
     PluginSettings,
     load_plugins,
 )
@@ -65,8 +65,8 @@ CALLS = [
 def cycle_workflow() -> str:
     roles = "\n".join(
         f"  - name: {name}\n"
-        f"    call: {{func: '{func}', trigger: {trigger}, "
-        f"{f'await: {await_}, ' if await_ else ''}timeout: '{{{{ call_timeout }}}}', critical: {str(critical).lower()}}}"
+        f"    call: {{func: '{func}', trigger: {trigger}, {f'await: {await_}, ' if await_ else ''}"
+        f"timeout: '{{{{ call_timeout }}}}', critical: {str(critical).lower()}}}"
         for name, func, trigger, await_, critical in CALLS
     )
     return f"""\
@@ -133,12 +133,13 @@ async def test_a_physics_run_reaches_every_service_in_order(
             result = await env.transition(transition)
             assert result.warnings == (), (transition, result.warnings)
         run = env.run_number
-        assert core.integrations.environment_data(env.id) == {
-            "trg": '{"runNumber":%d,"state":"RUNNING","global":true}' % run,
-            "odc": '{"state":"RUNNING","runNumber":%d}' % run,
-            "ddsched": '{"partitionState":"PARTITION_CONFIGURED"}',
-            "bookkeeping": '{"pendingRunStop":%d}' % run,
-            "dcs": '{"pendingEOR":%d}' % run,
+        data = {name: json.loads(text) for name, text in env.integrated_services_data().items()}
+        assert data == {
+            "trg": {"runNumber": run, "state": "RUNNING", "global": True},
+            "odc": {"state": "RUNNING", "runNumber": run},
+            "ddsched": {"partitionState": "PARTITION_CONFIGURED"},
+            "bookkeeping": {"pendingRunStop": run},
+            "dcs": {"pendingEOR": run},
         }
         for transition in ("STOP_ACTIVITY", "RESET"):
             assert (await env.transition(transition)).warnings == ()

@@ -10,18 +10,21 @@ detector, answering too late, dropping the connection, or not being there at all
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from aliecs import Core
+from aliecs import Core, TransitionError
 from aliecs.events import IntegratedServiceEvent
 from aliecs.integrations import (
     READY,
+    TRANSIENT_FAILURE,
     PluginSettings,
     load_plugins,
 )
+from aliecs.testing import wait_for
 from tests.conftest import RepoBuilder
 from tests.integration_servers import Services
 
@@ -268,3 +271,118 @@ async def test_a_physics_run_reaches_every_service_in_order(
     # Each plugin reported its operations as integratedServiceEvents.
     assert ("dcs.StartOfRun()", "STARTED") in seen and ("dcs.StartOfRun()", "DONE_OK") in seen
     assert ("trg.RunLoad()", "DONE_OK") in seen and ("odc.Configure()", "DONE_OK") in seen
+
+
+# -- when a service says no, answers late, goes away or is not there -------------------------------
+
+
+async def test_a_refused_dcs_detector_fails_start_naming_it(
+    tmp_path: Path, repo: RepoBuilder, services: Services
+) -> None:
+    services.script("dcs", "StartOfRun", detectors={"TPC": "SOR_FAILURE"})
+    async with embedded(tmp_path, repo, services.endpoints) as core:
+        env = await core.new_environment("physics")
+        await env.transition("CONFIGURE")
+        with pytest.raises(TransitionError) as caught:
+            await env.transition("START_ACTIVITY")
+        message = str(caught.value)
+        assert "physics.dcs-sor at before_START_ACTIVITY+100" in message
+        assert "DCS StartOfRun call failed: SOR failed for TPC (SOR_FAILURE: TPC says no)" in message
+        assert "ITS" not in message.split("SOR failed for")[1]  # ITS answered RUN_OK
+        assert env.state == "ERROR"
+        assert "pendingEOR" in json.loads(env.integrated_services_data()["dcs"])
+        await env.destroy()
+    # The EOR owed for the run is sent at teardown (dcs.Cleanup), for both detectors.
+    assert services.names("dcs")[-1] == "dcs.EndOfRun"
+    (eor,) = services.requests("dcs", "EndOfRun")
+    assert [d["detector"] for d in eor["detectors"]] == ["TPC", "ITS"]
+
+
+async def test_a_detector_unavailable_for_sor_blocks_it_for_all(
+    tmp_path: Path, repo: RepoBuilder, services: Services
+) -> None:
+    async with embedded(tmp_path, repo, services.endpoints) as core:
+        plugin = core.integrations.plugins["dcs"]
+        env = await core.new_environment("physics")
+        await env.transition("CONFIGURE")
+        services.dcs.set_availability("ITS", sor="SOR_UNAVAILABLE")
+        await wait_for(
+            core,
+            lambda: plugin.data()["detectors"].get("ITS", {}).get("sorAvailability") == "SOR_UNAVAILABLE",
+            "the DCS matrix update",
+        )
+        with pytest.raises(
+            TransitionError, match=r"detectors are in incompatible states: ITS in SOR_UNAVAILABLE"
+        ):
+            await env.transition("START_ACTIVITY")
+        assert "dcs.StartOfRun" not in services.names()  # no SOR for anyone
+        await env.destroy()
+
+
+async def test_refusals_late_answers_and_dropped_connections_say_what_happened(
+    tmp_path: Path, repo: RepoBuilder, services: Services
+) -> None:
+    async with embedded(tmp_path, repo, services.endpoints) as core:
+        # The trigger system refuses to load the run: rc != 0 with its message.
+        services.script("trg", "RunLoad", refuse="LTU tpc busy")
+        env = await core.new_environment("physics")
+        await env.transition("CONFIGURE")
+        with pytest.raises(
+            TransitionError, match=r"TRG RunLoad call failed: response code 1 from TRG: LTU tpc busy"
+        ):
+            await env.transition("START_ACTIVITY")
+        await env.destroy()
+
+        # ODC answers after the call's timeout.
+        services.script("odc", "Configure", delay=5)
+        env = await core.new_environment("physics", vars={"call_timeout": "1s", "odc_padding_timeout": "0s"})
+        with pytest.raises(TransitionError, match=r"EPN Configure call failed: no answer from ODC within 1s"):
+            await env.transition("CONFIGURE")
+        await env.destroy()
+
+        # The DD scheduler goes away in the middle of PartitionInitialize.
+        services.script("ddsched", "PartitionInitialize", drop=True)
+        env = await core.new_environment("physics")
+        with pytest.raises(
+            TransitionError, match=r"DDsched PartitionInitialize call failed: .*(dropped|cannot reach)"
+        ):
+            await env.transition("CONFIGURE")
+        states = {info.name: (info.connection_state, info.reason) for info in core.integrations.services()}
+        assert states["ddsched"][0] == TRANSIENT_FAILURE and states["odc"][0] == READY
+        await env.destroy()
+
+
+async def test_a_service_away_at_start_is_reported_and_its_calls_fail(
+    tmp_path: Path, repo: RepoBuilder
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    repo.workflow(
+        "triggered",
+        """\
+        name: triggered
+        roles:
+          - name: worker
+            task: {load: fake}
+          - name: pfr
+            call: {func: trg.PrepareForRun(), trigger: before_CONFIGURE, timeout: 5s}
+        """,
+    )
+    plugins = load_plugins(PluginSettings.parse(["trg"], [f"trg=127.0.0.1:{port}"]))
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=repo.repository, plugins=plugins
+    ) as core:
+        (info,) = core.integrations.services()
+        assert (info.name, info.endpoint, info.connection_state) == (
+            "trg",
+            f"127.0.0.1:{port}",
+            TRANSIENT_FAILURE,
+        )
+        assert "cannot connect to" in info.reason and "refused" in info.reason.lower()
+        env = await core.new_environment("triggered")  # the core and DEPLOY work without it
+        with pytest.raises(
+            TransitionError, match=rf"TRG PrepareForRun call failed: cannot reach Trigger at 127.0.0.1:{port}"
+        ):
+            await env.transition("CONFIGURE")
+        await env.destroy()

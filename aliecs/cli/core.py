@@ -26,6 +26,7 @@ from aliecs.api import Core, Environment, default_state_dir
 from aliecs.environment import fsm as states
 from aliecs.environment.runnumber import RunNumberStoreError
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
+from aliecs.integrations import Plugin, PluginConfigError, PluginSettings, load_plugins
 from aliecs.runtime import run
 from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenFileError, TokenRequiredError, resolve_token
@@ -69,10 +70,11 @@ async def _serve(
     failover_timeout: float,
     http: tuple[str, int] = (DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT),
     log_level: str = "INFO",
+    plugins: dict[str, Plugin] | None = None,
 ) -> int:
     try:
         return await _serve_core(
-            state_dir, nodes, inventory, host, port, token, failover_timeout, http, log_level
+            state_dir, nodes, inventory, host, port, token, failover_timeout, http, log_level, plugins or {}
         )
     except RunNumberStoreError as exc:  # a damaged state directory: say which file, no traceback
         say(f"error: {exc}")
@@ -89,11 +91,16 @@ async def _serve_core(
     failover_timeout: float,
     http: tuple[str, int],
     log_level: str,
+    plugins: dict[str, Plugin],
 ) -> int:
     # Logging: a file in the state directory and one line per transition (see aliecs.server.corelog).
     log_path = configure_logging(log_level, state_dir)
     core = Core.embedded(
-        state_dir=state_dir, nodes=inventory or nodes, outlive_core=True, failover_timeout=failover_timeout
+        state_dir=state_dir,
+        nodes=inventory or nodes,
+        outlive_core=True,
+        failover_timeout=failover_timeout,
+        plugins=plugins,  # only what --integration-plugins lists: no testplugin in production
     )
     async with core:
         transition_log = TransitionLog(core.events)
@@ -130,6 +137,10 @@ async def _serve_core(
         say(f"local cluster with nodes {names}; state in {core.state_dir}")
         for env in await core.environments():
             say(f"environment {env.id} restored in {env.state} (run {env.run_number or '-'})")
+        # -- integration plugins (aliecs.integrations) --
+        for service in core.integrations.services():
+            why = f" ({service.reason})" if service.reason else ""
+            say(f"plugin {service.name} at {service.endpoint}: {service.connection_state}{why}")
         say(f"audit log {server.audit.path}")
         say(f"log file {log_path} (level {log_level.upper()})")
         auth = "token required" if token else "no token: loopback only"
@@ -204,6 +215,21 @@ async def _serve_core(
     show_default=True,
     help="Port of the web page and REST API (0: any free port; env ALIECS_HTTP_PORT).",
 )
+# -- integration plugins (aliecs.integrations) --
+@click.option(
+    "--integration-plugins",
+    multiple=True,
+    metavar="NAMES",
+    help="Integration plugins to load, comma separated (the original's integrationPlugins): dcs, trg, "
+    "odc, ddsched, bookkeeping, testplugin, or an installed `aliecs.plugins` entry point. None by default.",
+)
+@click.option(
+    "--plugin-endpoint",
+    multiple=True,
+    metavar="NAME=HOST:PORT",
+    help="Where a plugin's service listens (the original's dcsServiceEndpoint, trgServiceEndpoint, "
+    "odcEndpoint, ddSchedulerEndpoint, bookkeepingBaseUri). Repeat per plugin.",
+)
 @click.option(
     "--log-level",
     type=click.Choice(LEVELS, case_sensitive=False),
@@ -223,6 +249,8 @@ def command(
     http_host: str,
     http_port: int,
     log_level: str,
+    integration_plugins: tuple[str, ...],
+    plugin_endpoint: tuple[str, ...],
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
     if mesos:
@@ -237,9 +265,18 @@ def command(
     except TokenFileError as exc:
         click.echo(f"aliecs-core: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    try:
+        plugins = load_plugins(PluginSettings.parse(integration_plugins, plugin_endpoint))
+    except PluginConfigError as exc:
+        click.echo(f"aliecs-core: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     directory = state_dir or default_state_dir()
     http = (http_host, http_port)
-    sys.exit(run(_serve(directory, nodes, inventory, host, port, token, failover_timeout, http, log_level)))
+    sys.exit(
+        run(
+            _serve(directory, nodes, inventory, host, port, token, failover_timeout, http, log_level, plugins)
+        )
+    )
 
 
 def main() -> None:

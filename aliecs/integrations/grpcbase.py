@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections.abc import Awaitable, Iterator
 from typing import ClassVar, TypeVar
@@ -143,6 +144,8 @@ class GrpcPlugin(ServicePlugin):
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"no connection within {DIAL_TIMEOUT:g}s"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)  # "Connection refused" rather than asyncio's "Connect call failed"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

@@ -60,6 +60,7 @@ class _Behaviour:
             await asyncio.sleep(script.delay)  # a slow service, not a synchronisation
         if script.drop:
             await self.services.drop(self.service)
+            await asyncio.Event().wait()  # never answers: the connection is gone
         return script
 
 
@@ -291,6 +292,48 @@ class FakeFills(bk.LhcFillServiceBase, _BookkeepingService):
         )
 
 
+class _Proxy:
+    """A TCP relay in front of one service, so that the service can drop its connections for real:
+    `cut` closes the listener and aborts every relayed connection (the client sees a reset)."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+        self.pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self, sock: socket.socket) -> None:
+        self.server = await asyncio.start_server(self._relay, sock=sock)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self.writers += [writer, up_writer]
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self.pipes.add(task)
+            task.add_done_callback(self.pipes.discard)
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        with contextlib.suppress(OSError):
+            sink.close()
+
+    async def cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+        for task in list(self.pipes):
+            task.cancel()
+        await asyncio.gather(*self.pipes, return_exceptions=True)
+
+
 class Services:
     """All five services, each on its own loopback port. `async with Services() as services:`."""
 
@@ -315,6 +358,7 @@ class Services:
             ],
         }
         self.servers: dict[str, Server] = {}
+        self.proxies: dict[str, _Proxy] = {}
         self.ports: dict[str, int] = {}
 
     @property
@@ -322,26 +366,31 @@ class Services:
         return {name: f"127.0.0.1:{port}" for name, port in self.ports.items()}
 
     async def start(self) -> None:
-        """Listen on a free loopback port per service (the socket is bound here, so its port is known)."""
+        """Each service listens on a free loopback port behind its relay, whose port is the endpoint."""
         for name, handlers in self.handlers.items():
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            self.ports[name] = sock.getsockname()[1]
             server = Server(handlers)
-            await server.start(sock=sock)
+            inner = _bound()
+            await server.start(sock=inner)
             self.servers[name] = server
+            outer = _bound()
+            self.ports[name] = outer.getsockname()[1]
+            self.proxies[name] = _Proxy(inner.getsockname()[1])
+            await self.proxies[name].start(outer)
 
     async def close(self) -> None:
-        for name in list(self.servers):
+        for name in list(self.proxies):
             await self.drop(name)
+        for server in self.servers.values():
+            server.close()
+        for server in self.servers.values():
+            await server.wait_closed()
+        self.servers.clear()
 
     async def drop(self, name: str) -> None:
-        """The service goes away: its connections are cut and requests under way cancelled."""
-        server = self.servers.pop(name, None)
-        if server is not None:
-            server.close()
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
+        """The service goes away: its connections are reset and nothing listens on its port any more."""
+        proxy = self.proxies.pop(name, None)
+        if proxy is not None:
+            await proxy.cut()
 
     async def __aenter__(self) -> Services:
         await self.start()
@@ -359,3 +408,9 @@ class Services:
 
     def requests(self, service: str, method: str) -> list[dict[str, Any]]:
         return [call.request for call in self.calls if call.service == service and call.method == method]
+
+
+def _bound() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock

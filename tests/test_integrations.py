@@ -25,6 +25,7 @@ from aliecs.integrations import (
     load_plugins,
 )
 from aliecs.testing import wait_for
+from bench.corpus_setup import INTEGRATIONS, MORE_INTEGRATIONS, corpus_available, expand, write_jit_exports
 from tests.conftest import RepoBuilder
 from tests.integration_servers import Services
 
@@ -386,3 +387,25 @@ async def test_a_service_away_at_start_is_reported_and_its_calls_fail(
         ):
             await env.transition("CONFIGURE")
         await env.destroy()
+
+
+@pytest.mark.skipif(not corpus_available(), reason="corpus not found beside the clone (../shared/corpus)")
+def test_the_cycle_uses_the_corpus_trigger_points(tmp_path: Path) -> None:
+    """Every call of the cycle sits where readout-dataflow (with its integrations on) puts the same
+    function: same trigger, same await point, same criticality."""
+    fallback = write_jit_exports(tmp_path / "jit")
+    # The legacy Bookkeeping calls, and TPC (whose runs get the trigger PFR).
+    on = {
+        **INTEGRATIONS,
+        **MORE_INTEGRATIONS,
+        "bookkeeping_consuming_kafka": "false",
+        "detectors": '["TST", "TPC"]',
+    }
+    workflow = expand("readout-dataflow", on, fallback=fallback)
+    corpus: dict[str, set[tuple[str, str, bool]]] = {}
+    for role in workflow.calls():
+        assert role.call is not None
+        await_ = role.call.await_ if role.call.await_ != role.call.trigger else ""
+        corpus.setdefault(role.call.func, set()).add((role.call.trigger, await_, role.call.critical))
+    for _name, func, trigger, await_, critical in CALLS:
+        assert (trigger, await_ if await_ != trigger else "", critical) in corpus[func], (func, corpus[func])

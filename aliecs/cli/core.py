@@ -15,6 +15,7 @@ started again on the same state directory restores every environment with its ru
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
 import sys
@@ -32,6 +33,7 @@ from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenFileError, TokenRequiredError, resolve_token
 from aliecs.server.corelog import LEVELS, TransitionLog, configure_logging
 from aliecs.server.service import DEFAULT_HOST, DEFAULT_PORT
+from aliecs.server.sinks import KafkaSink
 from aliecs.web import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, WebServer
 
 EXIT_USAGE = 2
@@ -71,10 +73,21 @@ async def _serve(
     http: tuple[str, int] = (DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT),
     log_level: str = "INFO",
     plugins: dict[str, Plugin] | None = None,
+    kafka: str | None = None,
 ) -> int:
     try:
         return await _serve_core(
-            state_dir, nodes, inventory, host, port, token, failover_timeout, http, log_level, plugins or {}
+            state_dir,
+            nodes,
+            inventory,
+            host,
+            port,
+            token,
+            failover_timeout,
+            http,
+            log_level,
+            plugins or {},
+            kafka,
         )
     except RunNumberStoreError as exc:  # a damaged state directory: say which file, no traceback
         say(f"error: {exc}")
@@ -92,6 +105,7 @@ async def _serve_core(
     http: tuple[str, int],
     log_level: str,
     plugins: dict[str, Plugin],
+    kafka: str | None,
 ) -> int:
     # Logging: a file in the state directory and one line per transition (see aliecs.server.corelog).
     log_path = configure_logging(log_level, state_dir)
@@ -106,7 +120,8 @@ async def _serve_core(
         transition_log = TransitionLog(core.events)
         transition_log.start()
         try:
-            server = ControlServer(core, host=host, port=port, token=token)
+            sinks = [KafkaSink(core.events, kafka)] if kafka else []  # besides the audit log
+            server = ControlServer(core, host=host, port=port, token=token, sinks=sinks)
             web = WebServer(core, host=http[0], port=http[1], token=token)
         except TokenRequiredError as exc:
             say(f"error: {exc}")
@@ -154,7 +169,7 @@ async def _serve_core(
             await server.server.wait_closed()
             await web.close()
             await transition_log.stop()
-            await server.audit.stop()
+            await server.stop_sinks()
             await core.detach()
             say(
                 f"detached; start aliecs-core on {core.state_dir} "
@@ -172,7 +187,7 @@ async def _serve_core(
         say(f"{len(envs)} environment(s) to tear down")
         await asyncio.gather(*(_wind_down(env) for env in envs))
         say("stopping the actor tree and executors")
-        await server.audit.stop()
+        await server.stop_sinks()
         await transition_log.stop()
     say("stopped, no task left")
     return 0
@@ -231,6 +246,13 @@ async def _serve_core(
     "odcEndpoint, ddSchedulerEndpoint, bookkeepingBaseUri). Repeat per plugin.",
 )
 @click.option(
+    "--kafka-endpoint",
+    metavar="HOST:PORT",
+    default=None,
+    help="Also publish every event to Kafka (the original's kafkaEndpoints; needs the `kafka` extra; "
+    "untested here, no broker can run).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(LEVELS, case_sensitive=False),
     default="INFO",
@@ -251,6 +273,7 @@ def command(
     log_level: str,
     integration_plugins: tuple[str, ...],
     plugin_endpoint: tuple[str, ...],
+    kafka_endpoint: str | None,
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
     if mesos:
@@ -270,13 +293,27 @@ def command(
     except PluginConfigError as exc:
         click.echo(f"aliecs-core: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    if kafka_endpoint and importlib.util.find_spec("aiokafka") is None:
+        click.echo(
+            "aliecs-core: error: --kafka-endpoint needs aiokafka: pip install 'aliecs[kafka]'", err=True
+        )
+        sys.exit(EXIT_USAGE)
     directory = state_dir or default_state_dir()
     http = (http_host, http_port)
-    sys.exit(
-        run(
-            _serve(directory, nodes, inventory, host, port, token, failover_timeout, http, log_level, plugins)
-        )
+    serve = _serve(
+        directory,
+        nodes,
+        inventory,
+        host,
+        port,
+        token,
+        failover_timeout,
+        http,
+        log_level,
+        plugins,
+        kafka_endpoint,
     )
+    sys.exit(run(serve))
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ and how `aliecs-core` and `coconut info` show them."""
 from __future__ import annotations
 
 import json
+import shlex
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from aliecs.integrations import (
 )
 from aliecs.integrations.dcs import DcsPlugin
 from tests.conftest import RepoBuilder
+from tests.doc_examples import ROOT, blocks, write_files
 from tests.integration_servers import Services
 from tests.test_coconut import coconut, free_port, start_core, stop_or_kill
 
@@ -144,20 +147,20 @@ async def test_coconut_info_and_get_integrated_services_list_the_plugins(
 ) -> None:
     endpoints = services.endpoints
     await services.drop("odc")  # configured but away
-    core = await start_core(
-        tmp_path,
-        free_port(),
-        "--integration-plugins",
-        "dcs,odc",
-        "--plugin-endpoint",
-        f"dcs={endpoints['dcs']}",
-        "--plugin-endpoint",
-        f"odc={endpoints['odc']}",
-    )
+    # The README's command line, with the stand-ins' addresses for the example's.
+    (example,) = [
+        b for b in blocks(ROOT / "README.md") if b.language == "console" and "--integration-plugins" in b.body
+    ]
+    command, *printed_example = example.body.splitlines()
+    addresses = {"dcs-gateway.example:50051": endpoints["dcs"], "odc.example:50052": endpoints["odc"]}
+    for example_address, address in addresses.items():
+        command = command.replace(example_address, address)
+        printed_example = [line.replace(example_address, address) for line in printed_example]
+    core = await start_core(tmp_path, free_port(), *shlex.split(command.removeprefix("$ "))[1:])
     try:
         printed = "\n".join(core.lines)
-        assert f"plugin dcs at {endpoints['dcs']}: READY" in printed
-        assert f"plugin odc at {endpoints['odc']}: TRANSIENT_FAILURE (cannot connect to" in printed
+        assert printed_example[0] in printed
+        assert printed_example[1].split("(")[0] in printed and "Connection refused)" in printed
         table = await coconut(core, "info")
         rows = {
             line.split()[0]: line for line in table.splitlines() if line.strip().startswith(("DCS", "ODC"))
@@ -173,3 +176,45 @@ async def test_coconut_info_and_get_integrated_services_list_the_plugins(
         assert "Connection refused" in json.loads(listed["odc"]["data"])["reason"]
     finally:
         await stop_or_kill(core)
+
+
+async def test_the_readme_plugin_example_is_loaded_from_its_entry_point(
+    tmp_path: Path, repo: RepoBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    written = write_files(
+        [b for b in blocks(ROOT / "README.md") if b.file in ("pyproject.toml", "lhc_plugin.py")], site
+    )
+    assert len(written) == 2
+    project = tomllib.loads((site / "pyproject.toml").read_text())["project"]
+    info = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"  # as pip installs it
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
+    )
+    points = project["entry-points"][ENTRY_POINT_GROUP]
+    (info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items())
+    )
+    monkeypatch.syspath_prepend(str(site))
+    plugins = load_plugins(PluginSettings.parse(["lhc,testplugin"], ["lhc=dip.example:9092"]))
+    repo.workflow(
+        "fill",
+        """\
+        name: fill
+        roles:
+          - name: worker
+            task: {load: fake}
+          - name: fill
+            call: {func: lhc.UpdateFillInfo(), trigger: before_CONFIGURE}
+          - name: check
+            call: {func: 'testplugin.Test("fill " + fill_info_fill_number)', trigger: after_CONFIGURE}
+        """,
+    )
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=repo.repository, plugins=plugins
+    ) as core:
+        env = await core.new_environment("fill")
+        await env.transition("CONFIGURE")
+        assert plugins["testplugin"].recorded(env.id) == ["fill 9001"]  # type: ignore[attr-defined]
+        await env.destroy()

@@ -24,6 +24,7 @@ from aliecs.integrations import (
     PluginSettings,
     load_plugins,
 )
+from aliecs.server import convert
 from aliecs.testing import wait_for
 from bench.corpus_setup import INTEGRATIONS, MORE_INTEGRATIONS, corpus_available, expand, write_jit_exports
 from tests.conftest import RepoBuilder
@@ -137,7 +138,9 @@ async def test_a_physics_run_reaches_every_service_in_order(
             result = await env.transition(transition)
             assert result.warnings == (), (transition, result.warnings)
         run = env.run_number
-        data = {name: json.loads(text) for name, text in env.integrated_services_data().items()}
+        # What GetEnvironment(s) answer in integratedServicesData.
+        info = convert.environment_info(env)
+        data = {name: json.loads(text) for name, text in info.integrated_services_data.items()}
         assert data == {
             "trg": {"runNumber": run, "state": "RUNNING", "global": True},
             "odc": {"state": "RUNNING", "runNumber": run},

@@ -124,6 +124,7 @@ class ServicePlugin:
         self.publish: Publish = _discard
         self._state = IDLE
         self.state_reason = ""
+        self._reported = ""  # the last connection problem logged
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -141,12 +142,15 @@ class ServicePlugin:
         return self._state
 
     def set_state(self, state: str, reason: str = "") -> None:
-        """Record the connection state (and why, when it is not READY); logs changes."""
-        if state != self._state or reason != self.state_reason:
-            if state == TRANSIENT_FAILURE:
-                log.warning("%s at %s: %s", self.pretty_name or self.name, self.endpoint, reason)
-            elif self._state == TRANSIENT_FAILURE and state == READY:
-                log.info("%s at %s: connected again", self.pretty_name or self.name, self.endpoint)
+        """Record the connection state (and why, when it is not READY); logs each new problem once
+        and the recovery, not every retry."""
+        who = f"{self.pretty_name or self.name} at {self.endpoint}"
+        if state == TRANSIENT_FAILURE and reason != self._reported:
+            log.warning("%s: %s", who, reason)
+            self._reported = reason
+        elif state == READY and self._reported:
+            log.info("%s: connected again", who)
+            self._reported = ""
         self._state = state
         self.state_reason = reason
 

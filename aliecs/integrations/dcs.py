@@ -34,7 +34,7 @@ from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
 from aliecs.events import DONE_ERROR, DONE_OK, ONGOING, STARTED, IntegratedServiceEvent
 from aliecs.generated import dcs as pb
-from aliecs.integrations.base import CONNECTING, READY, TRANSIENT_FAILURE, CallContext, IntegrationError
+from aliecs.integrations.base import READY, TRANSIENT_FAILURE, CallContext, IntegrationError
 from aliecs.integrations.grpcbase import PROBE_INTERVAL, GrpcPlugin, clip
 from aliecs.integrations.vars import detector_list, run_number, string_map
 
@@ -85,6 +85,7 @@ class DcsPlugin(GrpcPlugin):
     pretty_name = "DCS"
     endpoint_setting = "dcsServiceEndpoint"
     default_timeout = DCS_TIMEOUT
+    probe_while_away = False  # the subscription says whether the gateway is there
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(endpoint)
@@ -119,7 +120,6 @@ class DcsPlugin(GrpcPlugin):
             except (GRPCError, StreamTerminatedError, ProtocolError, OSError, IntegrationError) as exc:
                 self.set_state(TRANSIENT_FAILURE, f"DCS subscription: {clip(str(exc)) or type(exc).__name__}")
             await asyncio.sleep(PROBE_INTERVAL)  # poll: reconnect after a pause
-            self.set_state(CONNECTING, self.state_reason)
 
     def _update(self, matrix: list[pb.DetectorInfo]) -> None:
         for info in matrix:

@@ -55,6 +55,8 @@ def clip(text: str) -> str:
 class GrpcPlugin(ServicePlugin):
     #: Seconds a call may take when its role gives no timeout (the original's per-call defaults).
     default_timeout: ClassVar[float] = 30.0
+    #: Probe the service while it is away; False for plugins whose own stream tells (DCS's Subscribe).
+    probe_while_away: ClassVar[bool] = True
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(endpoint)
@@ -66,7 +68,8 @@ class GrpcPlugin(ServicePlugin):
         self.set_state(CONNECTING)
         self.channel = Channel(self.host, self.port)
         await self.probe()
-        self._watch = asyncio.create_task(self._watch_loop(), name=f"aliecs-plugin-{self.name}")
+        if self.probe_while_away:
+            self._watch = asyncio.create_task(self._watch_loop(), name=f"aliecs-plugin-{self.name}")
 
     async def stop(self) -> None:
         if self._watch is not None:
@@ -144,7 +147,7 @@ class GrpcPlugin(ServicePlugin):
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"no connection within {DIAL_TIMEOUT:g}s"
-    if isinstance(exc, OSError) and exc.errno:
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:  # (name resolution errors are < 0)
         return os.strerror(exc.errno)  # "Connection refused" rather than asyncio's "Connect call failed"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror

@@ -270,7 +270,15 @@ class EnvironmentActor(AsyncioActor):
     def _runtime_vars(self) -> dict[str, str]:
         """Variables that hooks see on top of their role's (the run number exists only during a run)."""
         number = str(self.record.run_number) if self.record.run_number else ""
-        return {"run_number": number, "runNumber": number}
+        record = self.record
+        # The run's times and the last run number: integration plugins pass them on (EOR calls run
+        # after the tasks' STOP, when `run_number` is already cleared here).
+        times = {
+            "last_run_number": str(record.last_run_number) if record.last_run_number else "",
+            "run_start_time_ms": str(record.run_start_time_ms) if record.run_start_time_ms else "",
+            "run_end_time_ms": str(record.run_end_time_ms) if record.run_end_time_ms else "",
+        }
+        return {"run_number": number, "runNumber": number, **times}
 
     def _announce(self, transition: str, status: str, message: str = "", error: str = "") -> None:
         self.bus.publish(

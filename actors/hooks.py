@@ -31,13 +31,17 @@ from aliecs.durations import parse_duration
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, CallEvent, EventBus
 from aliecs.executor.orders import LaunchOrder
 from aliecs.executor.process import ExitInfo, LaunchSpec
-from aliecs.integration import CallContext, Plugin
+from aliecs.integrations import CallContext, Plugin
 from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.expr import Namespace, evaluate, format_value
 from aliecs.workflow.functions import base_function_scope
 from aliecs.workflow.template import Role
 
 Point = tuple[str, int]
+# Plugins honour a call's timeout themselves (as in the original, where the core never aborts a
+# call), so their own error says what timed out; the engine's deadline, this much later, only
+# catches a function that does not.
+CALL_SAFETY_NET_S = 1.0
 # What running a hook task gives: how it ended (None: killed at its timeout) and its last output.
 TaskRun = tuple[ExitInfo | None, tuple[str, ...]]
 
@@ -88,6 +92,7 @@ class HookPlan:
     """The hooks of one workflow, grouped by trigger point (computed once per environment)."""
 
     def __init__(self, root: Role) -> None:
+        self.root = root
         self.fired: dict[Point, list[Hook]] = {}
         weights: dict[str, set[int]] = {}
         for role in root.walk():
@@ -155,6 +160,8 @@ class HookEngine:
         self.runtime_vars = runtime_vars
         self.announce_step = announce_step
         self.pending: dict[Point, list[asyncio.Future[HookError | None]]] = {}
+        # Environment-wide variables set by plugins during calls (`CallContext.set_var`).
+        self.plugin_vars: dict[str, str] = {}
 
     async def fire(
         self, trigger: str, builtin: Callable[[], Awaitable[None]] | None = None
@@ -206,26 +213,32 @@ class HookEngine:
 
     # -- calls -----------------------------------------------------------------------------------
 
-    def _scope(self, role: Role, context: CallContext) -> dict[str, Any]:
+    def _call_vars(self, role: Role) -> dict[str, str]:
+        """The variables a call sees (the original's call varStack)."""
+        assert role.call is not None
+        return {
+            **role.stack,
+            **self.runtime_vars(),
+            **self.plugin_vars,
+            "environment_id": self.environment_id,
+            "__call_func": role.call.func,
+            "__call_timeout": role.call.timeout,
+            "__call_trigger": role.call.trigger,
+            "__call_await": role.call.await_,
+            "__call_critical": str(role.call.critical).lower(),
+            "__call_rolepath": role.path,
+        }
+
+    def _scope(self, context: CallContext) -> dict[str, Any]:
         namespaces = {
             name: Namespace(name, plugin.functions(context)) for name, plugin in self.plugins.items()
         }
         scope = base_function_scope(namespaces)
-        scope.update(role.stack)
-        scope.update(self.runtime_vars())
-        assert role.call is not None
-        scope.update(
-            {
-                "environment_id": self.environment_id,
-                "__call_func": role.call.func,
-                "__call_timeout": role.call.timeout,
-                "__call_trigger": role.call.trigger,
-                "__call_await": role.call.await_,
-                "__call_critical": str(role.call.critical).lower(),
-                "__call_rolepath": role.path,
-            }
-        )
+        scope.update(context.vars)
         return scope
+
+    def _role_stacks(self) -> list[Mapping[str, str]]:
+        return [role.stack for role in self.plan.root.walk()]
 
     async def _call(self, hook: Hook) -> HookError | None:
         """Evaluate the call's `func` (awaiting it under its timeout); never raises."""
@@ -240,14 +253,17 @@ class HookEngine:
             spec.await_,
             hook.timeout,
             spec.critical,
-            role.stack,
+            self._call_vars(role),
+            set_var=self.plugin_vars.__setitem__,
+            roles=self._role_stacks,
         )
         self._call_event(hook, STARTED)
         output = ""
         try:
-            value = evaluate(spec.func, self._scope(role, context))
+            value = evaluate(spec.func, self._scope(context))
             if inspect.isawaitable(value):
-                value = await asyncio.wait_for(value, hook.timeout if hook.timeout > 0 else None)
+                limit = hook.timeout + CALL_SAFETY_NET_S if hook.timeout > 0 else None
+                value = await asyncio.wait_for(value, limit)
             output = "" if value is None else format_value(value)
         except TimeoutError:
             error = f"{spec.func}: no result within {hook.timeout:g}s"

@@ -44,7 +44,7 @@ from aliecs.events import (
 )
 from aliecs.executor.link import ExecutorLink
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
-from aliecs.integration import Plugin, builtin_plugins
+from aliecs.integrations import Plugin, PluginHost, builtin_plugins
 from aliecs.locks import Lock, LockTable
 from aliecs.model import EnvironmentRecord, RoleTree, TaskCommand, TaskInfo, TransitionResult
 from aliecs.statedir import make_private_dir
@@ -119,6 +119,10 @@ class Environment:
     def controlled_by(self) -> Lock | None:
         """The operator lock on this environment (who may change it from a front end), if any."""
         return self._core.locks.holder(self.id)
+
+    def integrated_services_data(self) -> dict[str, str]:
+        """What each integrated service knows of this environment (plugin name -> JSON)."""
+        return self._core.integrations.environment_data(self.id)
 
     @property
     def task_count(self) -> int:
@@ -295,6 +299,7 @@ class Core:
         # Environments are journaled when they can outlive this core (see `outlive_core`).
         self.journal: Journal | None = None
         self.events = EventBus(stamp=self._stamp)
+        self.integrations = PluginHost(self.loaded_plugins(), self.events)
         self.locks = LockTable()  # which operator controls which environment (front ends enforce it)
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         if nodes is None or isinstance(nodes, int):
@@ -340,7 +345,8 @@ class Core:
         they die with the core, so a test harness never leaks a process. `executor_class` instead
         embeds the node executors in this process (the in-process fake executor of scale runs).
         `plugins` (name -> plugin) are the integrations `call` roles can use; by default only the
-        built-in `testplugin`."""
+        built-in `testplugin` (`aliecs.integrations.load_plugins` makes them from a configuration).
+        The core starts them with itself and stops them last."""
         return cls(
             state_dir=state_dir,
             nodes=nodes,
@@ -379,6 +385,7 @@ class Core:
                 failover_timeout=self.failover_timeout,
             )
         links = await self.executors.start()
+        await self.integrations.start()  # never fails: a service away is reported by its plugin
         if self.outlive_core:
             self.journal = await asyncio.to_thread(Journal, self.state_dir / "journal.sqlite")
         self._core = CoreActor.start(
@@ -408,6 +415,7 @@ class Core:
         await asyncio.gather(*(env.destroy() for env in self._handles()), return_exceptions=True)
         await self._core.stop()
         self._core = None
+        await self.integrations.stop()
         if self.executors is not None:
             await self.executors.stop()
             self.executors = None
@@ -425,6 +433,7 @@ class Core:
             raise AliecsError("detach needs a core whose executors outlive it (outlive_core=True)")
         await self._core.stop()
         self._core = None
+        await self.integrations.stop()
         await self.executors.stop(stop_executors=False)
         self.executors = None
         if self.journal is not None:

@@ -122,12 +122,33 @@ class CallEvent:
 
 
 @dataclass(frozen=True)
+class IntegratedServiceEvent:
+    """Progress of a request to an integrated service (DCS, trigger, ODC...), as its plugin reports it.
+
+    `name` is the call's role path (or `<plugin>.<what>` for news not tied to a call, such as DCS's
+    detector matrix); `operation_name` the function (`dcs.StartOfRun()`), `operation_step` the part
+    under way (`perform DCS call: StartOfRun`); `payload` is free JSON for consumers."""
+
+    name: str
+    operation_name: str = ""
+    operation_status: str = ""
+    operation_step: str = ""
+    operation_step_status: str = ""
+    environment_id: str = ""
+    payload: str = ""
+    error: str = ""
+    timestamp_ns: int = field(default_factory=now_ns)
+
+
+@dataclass(frozen=True)
 class CoreStartEvent:
     framework_id: str
     timestamp_ns: int = field(default_factory=now_ns)
 
 
-Event = EnvironmentEvent | TaskEvent | RoleEvent | RunEvent | CallEvent | CoreStartEvent
+Event = (
+    EnvironmentEvent | TaskEvent | RoleEvent | RunEvent | CallEvent | IntegratedServiceEvent | CoreStartEvent
+)
 
 
 class SubscriberOverflow(Exception):

@@ -20,7 +20,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from aliecs.generated import occ_pb
 from aliecs.protos_build import DEFAULT_OUT_DIR, DEFAULT_PROTOS_DIR
 
-pytestmark = pytest.mark.timeout(60)
+# Generating every package (with the integration services' protos) takes ~10 s of CPU per build,
+# several times that on a loaded machine; one test builds three times.
+pytestmark = pytest.mark.timeout(300)
 
 FDP = descriptor_pb2.FieldDescriptorProto
 
@@ -72,7 +74,7 @@ def _build(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "aliecs.protos_build", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
         check=False,
     )
 

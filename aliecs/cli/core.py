@@ -15,6 +15,7 @@ started again on the same state directory restores every environment with its ru
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
 import sys
@@ -26,11 +27,13 @@ from aliecs.api import Core, Environment, default_state_dir
 from aliecs.environment import fsm as states
 from aliecs.environment.runnumber import RunNumberStoreError
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
+from aliecs.integrations import Plugin, PluginConfigError, PluginSettings, load_plugins
 from aliecs.runtime import run
 from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenFileError, TokenRequiredError, resolve_token
 from aliecs.server.corelog import LEVELS, TransitionLog, configure_logging
 from aliecs.server.service import DEFAULT_HOST, DEFAULT_PORT
+from aliecs.server.sinks import KafkaSink
 from aliecs.web import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, WebServer
 
 EXIT_USAGE = 2
@@ -69,10 +72,22 @@ async def _serve(
     failover_timeout: float,
     http: tuple[str, int] = (DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT),
     log_level: str = "INFO",
+    plugins: dict[str, Plugin] | None = None,
+    kafka: str | None = None,
 ) -> int:
     try:
         return await _serve_core(
-            state_dir, nodes, inventory, host, port, token, failover_timeout, http, log_level
+            state_dir,
+            nodes,
+            inventory,
+            host,
+            port,
+            token,
+            failover_timeout,
+            http,
+            log_level,
+            plugins or {},
+            kafka,
         )
     except RunNumberStoreError as exc:  # a damaged state directory: say which file, no traceback
         say(f"error: {exc}")
@@ -89,17 +104,24 @@ async def _serve_core(
     failover_timeout: float,
     http: tuple[str, int],
     log_level: str,
+    plugins: dict[str, Plugin],
+    kafka: str | None,
 ) -> int:
     # Logging: a file in the state directory and one line per transition (see aliecs.server.corelog).
     log_path = configure_logging(log_level, state_dir)
     core = Core.embedded(
-        state_dir=state_dir, nodes=inventory or nodes, outlive_core=True, failover_timeout=failover_timeout
+        state_dir=state_dir,
+        nodes=inventory or nodes,
+        outlive_core=True,
+        failover_timeout=failover_timeout,
+        plugins=plugins,  # only what --integration-plugins lists: no testplugin in production
     )
     async with core:
         transition_log = TransitionLog(core.events)
         transition_log.start()
         try:
-            server = ControlServer(core, host=host, port=port, token=token)
+            sinks = [KafkaSink(core.events, kafka)] if kafka else []  # besides the audit log
+            server = ControlServer(core, host=host, port=port, token=token, sinks=sinks)
             web = WebServer(core, host=http[0], port=http[1], token=token)
         except TokenRequiredError as exc:
             say(f"error: {exc}")
@@ -130,6 +152,10 @@ async def _serve_core(
         say(f"local cluster with nodes {names}; state in {core.state_dir}")
         for env in await core.environments():
             say(f"environment {env.id} restored in {env.state} (run {env.run_number or '-'})")
+        # -- integration plugins (aliecs.integrations) --
+        for service in core.integrations.services():
+            why = f" ({service.reason})" if service.reason else ""
+            say(f"plugin {service.name} at {service.endpoint}: {service.connection_state}{why}")
         say(f"audit log {server.audit.path}")
         say(f"log file {log_path} (level {log_level.upper()})")
         auth = "token required" if token else "no token: loopback only"
@@ -143,7 +169,7 @@ async def _serve_core(
             await server.server.wait_closed()
             await web.close()
             await transition_log.stop()
-            await server.audit.stop()
+            await server.stop_sinks()
             await core.detach()
             say(
                 f"detached; start aliecs-core on {core.state_dir} "
@@ -161,7 +187,7 @@ async def _serve_core(
         say(f"{len(envs)} environment(s) to tear down")
         await asyncio.gather(*(_wind_down(env) for env in envs))
         say("stopping the actor tree and executors")
-        await server.audit.stop()
+        await server.stop_sinks()
         await transition_log.stop()
     say("stopped, no task left")
     return 0
@@ -204,6 +230,28 @@ async def _serve_core(
     show_default=True,
     help="Port of the web page and REST API (0: any free port; env ALIECS_HTTP_PORT).",
 )
+# -- integration plugins (aliecs.integrations) --
+@click.option(
+    "--integration-plugins",
+    multiple=True,
+    metavar="NAMES",
+    help="Integration plugins to load, comma separated (the original's integrationPlugins): dcs, trg, "
+    "odc, ddsched, bookkeeping, testplugin, or an installed `aliecs.plugins` entry point. None by default.",
+)
+@click.option(
+    "--plugin-endpoint",
+    multiple=True,
+    metavar="NAME=HOST:PORT",
+    help="Where a plugin's service listens (the original's dcsServiceEndpoint, trgServiceEndpoint, "
+    "odcEndpoint, ddSchedulerEndpoint, bookkeepingBaseUri). Repeat per plugin.",
+)
+@click.option(
+    "--kafka-endpoint",
+    metavar="HOST:PORT",
+    default=None,
+    help="Also publish every event to Kafka (the original's kafkaEndpoints; needs the `kafka` extra; "
+    "untested here, no broker can run).",
+)
 @click.option(
     "--log-level",
     type=click.Choice(LEVELS, case_sensitive=False),
@@ -223,6 +271,9 @@ def command(
     http_host: str,
     http_port: int,
     log_level: str,
+    integration_plugins: tuple[str, ...],
+    plugin_endpoint: tuple[str, ...],
+    kafka_endpoint: str | None,
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
     if mesos:
@@ -237,9 +288,32 @@ def command(
     except TokenFileError as exc:
         click.echo(f"aliecs-core: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    try:
+        plugins = load_plugins(PluginSettings.parse(integration_plugins, plugin_endpoint))
+    except PluginConfigError as exc:
+        click.echo(f"aliecs-core: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    if kafka_endpoint and importlib.util.find_spec("aiokafka") is None:
+        click.echo(
+            "aliecs-core: error: --kafka-endpoint needs aiokafka: pip install 'aliecs[kafka]'", err=True
+        )
+        sys.exit(EXIT_USAGE)
     directory = state_dir or default_state_dir()
     http = (http_host, http_port)
-    sys.exit(run(_serve(directory, nodes, inventory, host, port, token, failover_timeout, http, log_level)))
+    serve = _serve(
+        directory,
+        nodes,
+        inventory,
+        host,
+        port,
+        token,
+        failover_timeout,
+        http,
+        log_level,
+        plugins,
+        kafka_endpoint,
+    )
+    sys.exit(run(serve))
 
 
 def main() -> None:

@@ -89,7 +89,7 @@ def environment_info(env: Environment, with_tasks: bool = True) -> pb.Environmen
         number_of_inactive_tasks=sum(1 for task in tasks if task.status == "INACTIVE"),
         error=env.error,
         last_run_number=env.last_run_number,
-        integrated_services_data=as_service_data(env.controlled_by),
+        integrated_services_data={**env.integrated_services_data(), **as_service_data(env.controlled_by)},
     )
 
 

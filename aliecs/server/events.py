@@ -100,6 +100,17 @@ def to_proto(event: ev.Event) -> pb.Event:
                 trigger=event.trigger, await_=event.await_, timeout=event.timeout, critical=event.critical
             ),
         )
+    elif isinstance(event, ev.IntegratedServiceEvent):
+        envelope.integrated_service_event = pb.EvIntegratedServiceEvent(
+            name=event.name,
+            error=event.error,
+            operation_name=event.operation_name,
+            operation_status=op_status(event.operation_status),
+            operation_step=event.operation_step,
+            operation_step_status=op_status(event.operation_step_status),
+            environment_id=event.environment_id,
+            payload=event.payload,
+        )
     elif isinstance(event, ev.CoreStartEvent):
         envelope.core_start_event = pb.EvMetaEventCoreStart(framework_id=event.framework_id)
     else:  # pragma: no cover - a new event type without a mapping is a bug caught by tests

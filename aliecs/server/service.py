@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from aliecs.server.events import to_proto
 from aliecs.server.limits import check_request
 from aliecs.server.repos import RepositoryService
 from aliecs.server.rolepath import PatternError, compile_glob
+from aliecs.server.sinks import EventSink
 from aliecs.server.streams import DESTROY, AutoSubscription, Streams
 from aliecs.wire import recv_request
 
@@ -296,16 +297,17 @@ class ControlService:
         return pb.GetAvailableDetectorsReply(detectors=detectors, timestamp=convert.now_ms())
 
     async def get_integrated_services(self, request: pb.Empty) -> pb.ListIntegratedServicesReply:
-        """The loaded plugins; they live in the core's process, so they are always READY."""
+        """The loaded plugins with their endpoint and connection state; `data` is the plugin's own
+        JSON (for a service that cannot be reached, the reason)."""
         services = {
-            name: pb.IntegratedServiceInfo(
-                name=name,
+            info.name: pb.IntegratedServiceInfo(
+                name=info.pretty_name,
                 enabled=True,
-                endpoint=getattr(plugin, "endpoint", "") or "in-process",
-                connection_state="READY",
-                data="{}",
+                endpoint=info.endpoint,
+                connection_state=info.connection_state,
+                data=info.data,
             )
-            for name, plugin in self.core.loaded_plugins().items()
+            for info in self.core.integrations.services()
         }
         return pb.ListIntegratedServicesReply(services=services, timestamp=convert.now_ms())
 
@@ -675,10 +677,16 @@ class ControlService:
 
 
 class ControlServer:
-    """A started `ControlService` on a grpclib server, plus the audit log of the core's events."""
+    """A started `ControlService` on a grpclib server, plus the sinks of the core's events: the audit
+    log, then any other `sinks` given (e.g. Kafka, see `aliecs.server.sinks`)."""
 
     def __init__(
-        self, core: Core, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, token: str | None = None
+        self,
+        core: Core,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        token: str | None = None,
+        sinks: Sequence[EventSink] = (),
     ) -> None:
         check_listen(host, token)
         self.core = core
@@ -686,6 +694,7 @@ class ControlServer:
         self.requested_port = port
         self.token = token
         self.audit = AuditLog(core.events, Path(core.state_dir) / AUDIT_FILE)
+        self.sinks: list[EventSink] = [self.audit, *sinks]
         self.service = ControlService(core, audit=self.audit)
         self.server = Server([self.service])
         if token:
@@ -702,13 +711,20 @@ class ControlServer:
             self.core.start_event is not None
         ):  # published before this log existed, as the original's first event
             self.audit.record(self.core.start_event)
+        for sink in self.sinks[1:]:
+            await sink.start()
         await self.server.start(self.host, self.requested_port)
 
     async def close(self) -> None:
         await self.service.close()
         self.server.close()
         await self.server.wait_closed()
-        await self.audit.stop()
+        await self.stop_sinks()
+
+    async def stop_sinks(self) -> None:
+        """Deliver what the sinks hold and close them (the audit log last, it is the record)."""
+        for sink in reversed(self.sinks):
+            await sink.stop()
 
     async def __aenter__(self) -> ControlServer:
         await self.start()

@@ -44,6 +44,10 @@ class RoleActor(AsyncioActor):
         self.tally = StateTally()
         self.role_children: dict[str, Any] = {}
         self.critical = False
+        # Tally keys (task ids, role paths) of the children that count towards the aggregate, and of
+        # the excluded ones among them (left out while excluded; see `exclude_child`).
+        self.counted: set[str] = set()
+        self.excluded: set[str] = set()
 
     async def build(self, new_task_id: Any) -> list[tuple[Role, TaskRecord, Any]]:
         """Create the subtree's actors; returns every task (role spec, record, actor) below this role.
@@ -79,6 +83,7 @@ class RoleActor(AsyncioActor):
                 tasks.append((child, task_record, ref))
                 if task_record.critical:
                     self.critical = True
+                    self.counted.add(task_record.id)
                     self.tally.set(task_record.id, task_record.state, task_record.status)
             else:
                 ref = self.start_child(
@@ -95,12 +100,13 @@ class RoleActor(AsyncioActor):
                 child_critical = await ref.proxy().critical
                 if child_critical:
                     self.critical = True
+                    self.counted.add(child.path)
                     self.tally.set(child.path, child_record.state, child_record.status)
         self._publish(notify=False)
         return tasks
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, ChildChanged) and message.critical:
+        if isinstance(message, ChildChanged) and message.critical and message.child_id not in self.excluded:
             self.tally.set(message.child_id, message.state, message.status)
             self._publish(notify=True)
         return None
@@ -118,7 +124,32 @@ class RoleActor(AsyncioActor):
         """Bring this subtree's aggregates up to date with every update already sent; returns ours."""
         for path, ref in self.role_children.items():
             state, status = await ref.proxy().settle()
-            if path in self.tally:
+            if path in self.tally and path not in self.excluded:
                 self.tally.set(path, state, status)
         self._publish(notify=False)
         return self.record.state, self.record.status
+
+    async def role_refs(self) -> dict[str, Any]:
+        """Every role actor of this subtree by role path, this one included."""
+        refs: dict[str, Any] = {self.role.path: self.actor_ref}
+        for ref in self.role_children.values():
+            refs.update(await ref.proxy().role_refs())
+        return refs
+
+    def exclude_child(self, path: str, excluded: bool) -> None:
+        """Leave the child at `path` out of this role's aggregate (or count it again). Its own
+        subtree keeps aggregating; only its weight here changes."""
+        child = next((c for c in self.record.children if c.path == path), None)
+        if child is None:
+            raise KeyError(f"role {self.role.path} has no child {path!r}")
+        child.excluded = excluded
+        key = child.task.id if child.task is not None else child.path
+        if excluded:
+            self.excluded.add(key)
+            if key in self.tally:
+                self.tally.remove(key)
+        else:
+            self.excluded.discard(key)
+            if key in self.counted:
+                self.tally.set(key, child.state, child.status)
+        self._publish(notify=True)

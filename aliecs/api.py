@@ -14,13 +14,13 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from actors.core import CoreActor
 from actors.manager import new_environment_id
@@ -54,6 +54,8 @@ from aliecs.workflow.repository import DirectoryRepository, TemplateNotFoundErro
 from aliecs.workflow.template import Workflow, load_workflow
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 def default_state_dir() -> Path:
@@ -230,6 +232,43 @@ class Environment:
                 self._core.detectors.release(self.id)
                 await self._core._manager.proxy().forget(self.id)
                 self._core.locks.forget(self.id)
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """Excluded role subtrees: path -> why it stays excluded ("" when excluded on request; the
+        reason when an include could not bring it to the environment's state)."""
+        return dict(self._record.excluded)
+
+    async def exclude(
+        self, path: str, *, allow_running: bool = False, wait: bool = False, user: RequestUser | None = None
+    ) -> list[str]:
+        """Leave the role subtree at `path` (full or relative to the root) out of every transition
+        and of the role aggregates; its processes keep running and the environment keeps its state
+        and run. Allowed in DEPLOYED, CONFIGURED and, for subtrees without critical tasks (or with
+        `allow_running`), RUNNING. Returns the subtree's task ids; raises `ModifyError`."""
+        return await self._modify("EXCLUDE", wait, user, lambda actor: actor.exclude(path, allow_running))
+
+    async def include(
+        self, path: str, *, allow_running: bool = False, wait: bool = False, user: RequestUser | None = None
+    ) -> list[str]:
+        """Bring the excluded subtree at `path` to the environment's state (CONFIGURE, then START
+        with the current run number when RUNNING) and let it rejoin. When it cannot catch up it
+        stays excluded with the reason (see `excluded`) and `ModifyError` is raised."""
+        return await self._modify("INCLUDE", wait, user, lambda actor: actor.include(path, allow_running))
+
+    async def _modify(
+        self, what: str, wait: bool, user: RequestUser | None, call: Callable[[Any], Awaitable[_T]]
+    ) -> _T:
+        """Run an in-place change on the environment's actor, exclusive with its transitions."""
+        self._check_alive(what)
+        if wait:
+            await self._core._exclusive.wait(self.id)
+            self._check_alive(what)
+        with self._core._exclusive.hold(self.id, what):
+            if user is not None:
+                self._record.last_request_user = user
+            result: _T = await call(self._ref.proxy())
+        return result
 
     def _check_alive(self, what: str) -> None:
         if self.id not in self._core._registry:

@@ -82,3 +82,8 @@ class TransitionError(AliecsError):
 
 class DeploymentError(AliecsError):
     """Tasks could not be placed on any node (constraints or resources not satisfiable)."""
+
+
+class ModifyError(AliecsError):
+    """An exclude, include, reconfiguration or scaling of a deployed environment was refused or
+    failed; the message names the role path and what to do next."""

@@ -1,0 +1,183 @@
+"""Changing a deployed environment in place, with real processes: excluding and including a role
+subtree (processes kept, catch-up to the environment's state), through the Python API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aliecs import Core, ModifyError
+from aliecs.events import EnvironmentEvent
+from tests.conftest import RepoBuilder, pid_alive
+
+pytestmark = pytest.mark.usefixtures("no_leaked_processes")
+
+# A fake task that records every transition request it gets (event and arguments) in a file
+# named after its task id.
+RECORDING_TASK = """\
+name: recfake
+control:
+  mode: direct
+wants:
+  cpu: 0.01
+  memory: 1
+defaults:
+  fake_args: ""
+command:
+  shell: true
+  value: "exec aliecs-fake-task --record {{ record_dir }}/{{ task_id }}.jsonl {{ fake_args }}"
+properties:
+  greeting: "{{ greeting }}"
+"""
+
+DETECTORS = """\
+name: detectors
+defaults:
+  record_dir: "/nonexistent"
+  greeting: "hello"
+  flaky_args: ""
+roles:
+  - name: "flp{{ i }}"
+    for: {begin: "0", end: "2", var: i}
+    task: {load: recfake}
+  - name: monitoring
+    roles:
+      - name: qc
+        task: {load: recfake, critical: false}
+  - name: flaky
+    vars:
+      fake_args: "{{ flaky_args }}"
+    task: {load: recfake}
+"""
+
+
+def modify_repo(repo: RepoBuilder) -> RepoBuilder:
+    return repo.task("recfake", RECORDING_TASK).workflow("detectors", DETECTORS)
+
+
+def recorded(record_dir: Path, task_id: str) -> list[dict[str, object]]:
+    path = record_dir / f"{task_id}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def by_name(env_tasks: list, suffix: str):  # type: ignore[no-untyped-def]
+    return next(task for task in env_tasks if task.name.endswith(suffix))
+
+
+async def test_excluded_subtree_keeps_its_processes_and_skips_transitions_then_catches_up(
+    tmp_path: Path, repo: RepoBuilder
+) -> None:
+    modify_repo(repo)
+    records = tmp_path / "records"
+    records.mkdir()
+    async with Core.embedded(state_dir=tmp_path / "state", repository=repo.repository) as core:
+        events = core.events.subscribe()
+        env = await core.new_environment("detectors", vars={"record_dir": str(records)})
+        pids = {task.id: task.pid for task in env.tasks}
+
+        excluded = await env.exclude("flp1")  # relative to the root role
+        flp1 = by_name(env.tasks, ".flp1")
+        assert excluded == [flp1.id] and flp1.excluded and env.excluded == {"detectors.flp1": ""}
+        assert "(excluded)" in str(env.tree())
+
+        await env.transition("CONFIGURE")
+        await env.transition("START_ACTIVITY")
+        tasks = env.tasks
+        assert by_name(tasks, ".flp1").state == "STANDBY"  # ignored by CONFIGURE and START
+        assert {t.state for t in tasks if not t.excluded} == {"RUNNING"}
+        assert env.tree().state == "RUNNING"  # left out of the aggregate
+        assert [r["event"] for r in recorded(records, flp1.id)] == []
+
+        with pytest.raises(ModifyError, match="critical tasks"):
+            await env.include("detectors.flp1")  # a critical subtree mid-run needs it allowed
+        await env.include("detectors.flp1", allow_running=True)
+        flp1 = by_name(env.tasks, ".flp1")
+        assert flp1.state == "RUNNING" and not flp1.excluded and env.excluded == {}
+        requests = recorded(records, flp1.id)
+        assert [r["event"] for r in requests] == ["CONFIGURE", "START"]
+        assert requests[1]["args"]["runNumber"] == str(env.run_number)  # type: ignore[index]
+        assert requests[0]["args"]["greeting"] == "hello"  # type: ignore[index]
+
+        await env.transition("STOP_ACTIVITY")
+        assert {t.state for t in env.tasks} == {"CONFIGURED"}
+        assert {t.id: t.pid for t in env.tasks} == pids  # no process was restarted
+        assert all(pid_alive(pid) for pid in pids.values())
+
+        events.close()
+        seen = [
+            (event.transition, event.transition_status)
+            async for event in events
+            if isinstance(event, EnvironmentEvent) and event.transition in ("EXCLUDE", "INCLUDE")
+        ]
+        assert seen == [("EXCLUDE", "DONE_OK"), ("INCLUDE", "STARTED"), ("INCLUDE", "DONE_OK")]
+        await env.destroy()
+    assert not any(pid_alive(pid) for pid in pids.values())
+
+
+async def test_non_critical_subtree_leaves_and_rejoins_during_a_run(
+    tmp_path: Path, repo: RepoBuilder
+) -> None:
+    modify_repo(repo)
+    async with Core.embedded(state_dir=tmp_path / "state", repository=repo.repository) as core:
+        env = await core.new_environment("detectors", vars={"record_dir": str(tmp_path)})
+        await env.transition("CONFIGURE")
+        await env.transition("START_ACTIVITY")
+        await env.exclude("detectors.monitoring")  # non-critical: allowed during the run
+        qc = by_name(env.tasks, ".qc")
+        await env.transition("STOP_ACTIVITY")
+        assert by_name(env.tasks, ".qc").state == "RUNNING"  # STOP passed it by; still alive
+        assert pid_alive(qc.pid) and env.state == "CONFIGURED"
+        await env.transition("START_ACTIVITY")
+        run = env.run_number
+        await env.include("monitoring")  # from its old run: STOP, RESET, CONFIGURE, START
+        requests = recorded(tmp_path, qc.id)
+        assert [r["event"] for r in requests][-4:] == ["STOP", "RESET", "CONFIGURE", "START"]
+        assert requests[-1]["args"]["runNumber"] == str(run)  # type: ignore[index]
+        assert by_name(env.tasks, ".qc").pid == qc.pid
+        await env.destroy()
+
+
+async def test_a_subtree_that_cannot_catch_up_stays_excluded_with_the_reason(
+    tmp_path: Path, repo: RepoBuilder
+) -> None:
+    modify_repo(repo)
+    async with Core.embedded(state_dir=tmp_path / "state", repository=repo.repository) as core:
+        env = await core.new_environment(
+            "detectors", vars={"record_dir": str(tmp_path), "flaky_args": "--fail-on CONFIGURE"}
+        )
+        await env.exclude("flaky")
+        await env.transition("CONFIGURE")  # would fail with the flaky task in it
+        with pytest.raises(ModifyError, match="stays excluded") as caught:
+            await env.include("flaky")
+        assert "detectors.flaky" in str(caught.value)
+        assert env.state == "CONFIGURED" and env.excluded["detectors.flaky"]
+        assert by_name(env.tasks, ".flaky").excluded
+        await env.transition("START_ACTIVITY")  # the environment goes on without it
+        await env.destroy()
+
+
+async def test_bad_requests_name_what_is_wrong_and_change_nothing(tmp_path: Path, repo: RepoBuilder) -> None:
+    modify_repo(repo)
+    async with Core.embedded(state_dir=tmp_path / "state", repository=repo.repository) as core:
+        env = await core.new_environment("detectors", vars={"record_dir": str(tmp_path)})
+        with pytest.raises(ModifyError, match=r"no role 'nope' \(roles: detectors.flp0"):
+            await env.exclude("nope")
+        with pytest.raises(ModifyError, match="root role"):
+            await env.exclude("detectors")
+        with pytest.raises(ModifyError, match="is not excluded"):
+            await env.include("flp0")
+        await env.exclude("monitoring.qc")
+        await env.exclude("monitoring")  # folds the excluded qc into it
+        assert env.excluded == {"detectors.monitoring": ""}
+        with pytest.raises(ModifyError, match="already excluded"):
+            await env.exclude("monitoring.qc")
+        await env.include("monitoring")
+        assert env.excluded == {} and not any(t.excluded for t in env.tasks)
+        await env.transition("EXIT")
+        with pytest.raises(ModifyError, match="cannot exclude a role in state DONE"):
+            await env.exclude("flp0")
+        await env.destroy()

@@ -36,13 +36,20 @@ from aliecs.environment.fsm import EnvironmentStateMachine, normalize_event
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.environment.timeouts import DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_TIMEOUTS
-from aliecs.errors import InvalidTransitionError, ModifyError, TaskError, TransitionError
+from aliecs.errors import InvalidTransitionError, ModifyError, RestartNeededError, TaskError, TransitionError
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, EventBus, RunEvent
 from aliecs.executor.link import ExecutorLink
 from aliecs.executor.orders import LaunchOrder, TaskResult, TaskStatus, TransitionOrder
 from aliecs.executor.process import LaunchSpec
 from aliecs.integration import Plugin, builtin_plugins
-from aliecs.model import EnvironmentRecord, RoleRecord, TaskCommand, TaskRecord, TransitionResult
+from aliecs.model import (
+    EnvironmentRecord,
+    ModifyResult,
+    RoleRecord,
+    TaskCommand,
+    TaskRecord,
+    TransitionResult,
+)
 from aliecs.statedir import task_log_path
 from aliecs.workflow.channels import (
     Endpoint,
@@ -558,10 +565,11 @@ class EnvironmentActor(AsyncioActor):
         )
 
     def _configure_arguments(
-        self, entries: list[_TaskEntry]
+        self, entries: list[_TaskEntry], keep: bool = True
     ) -> tuple[dict[str, dict[str, str]], list[TaskError]]:
         """What CONFIGURE sends each of `entries`: its channels (connect targets resolved against
-        every placed task of the environment, excluded ones too: they keep running) and properties."""
+        every placed task of the environment, excluded ones too: they keep running) and properties.
+        `keep` records them as the tasks' properties (they are about to be sent)."""
         endpoints = {
             key: effective_endpoint(channel, entry.placement.endpoints[channel.name], entry.placement.address)
             for entry in self.entries.values()
@@ -592,7 +600,9 @@ class EnvironmentActor(AsyncioActor):
                 errors.append(entry.error(str(exc)))
                 continue
             args["environment_id"] = self.record.id
-            arguments[entry.record.id] = entry.record.properties = args
+            arguments[entry.record.id] = args
+            if keep:
+                entry.record.properties = args
         return arguments, errors
 
     def _run_arguments(self, extra: dict[str, str]) -> dict[str, str]:
@@ -801,39 +811,183 @@ class EnvironmentActor(AsyncioActor):
 
     async def _catch_up(self, members: list[_TaskEntry]) -> list[TaskError]:
         """Bring `members` to the task state that matches the environment's: down to STANDBY first
-        (their configuration may be stale), then CONFIGURE and START as the environment is. Stops
-        at the first step that fails."""
+        (their configuration may be stale), then CONFIGURE and START as the environment is. A task
+        that fails a step goes no further; the others go on. Returns every task's error."""
         target = subtrees.TASK_TARGET[self.fsm.state]
-        dead = [entry for entry in members if entry.placement is None or entry.record.status != "ACTIVE"]
-        if dead:
-            return [
+        errors: list[TaskError] = []
+
+        def survivors(step_errors: list[TaskError]) -> list[_TaskEntry]:
+            errors.extend(step_errors)
+            failed = {error.task_id for error in errors}
+            return [entry for entry in members if entry.record.id not in failed]
+
+        members = survivors(
+            [
                 entry.error(f"cannot catch up: {entry.record.error or 'task is not running'}")
-                for entry in dead
+                for entry in members
+                if entry.placement is None or entry.record.status != "ACTIVE"
             ]
+        )
         timeout = self._timeout(states.CONFIGURE)
-        down = (
+        down: tuple[tuple[str, str, dict[str, str]], ...] = (
             ("RUNNING", "STOP", self._stop_arguments()),
             ("CONFIGURED", "RESET", {}),
             ("ERROR", "RECOVER", {}),
         )
         for src, event, common in down:
             targets = [entry for entry in members if entry.record.state == src]
-            errors = await self._transition_tasks(src, event, common, timeout, targets=targets)
-            if errors:
-                return errors
-        if target == "STANDBY":
-            return []
-        arguments, errors = self._configure_arguments(members)
-        if errors:
+            members = survivors(await self._transition_tasks(src, event, common, timeout, targets=targets))
+        if target == "STANDBY" or not members:
             return errors
-        errors = await self._transition_tasks(
-            "STANDBY", "CONFIGURE", {}, timeout, per_task=arguments, targets=members
+        arguments, configure_errors = self._configure_arguments(members)
+        members = survivors(configure_errors)
+        members = survivors(
+            await self._transition_tasks(
+                "STANDBY", "CONFIGURE", {}, timeout, per_task=arguments, targets=members
+            )
         )
-        if errors or target == "CONFIGURED":
+        if target == "CONFIGURED" or not members:
             return errors
         common = self._start_arguments(max(self.start_count - 1, 0))  # the current run's
-        return await self._transition_tasks(
-            "CONFIGURED", "START", common, self._timeout(states.START_ACTIVITY), targets=members
+        survivors(
+            await self._transition_tasks(
+                "CONFIGURED", "START", common, self._timeout(states.START_ACTIVITY), targets=members
+            )
+        )
+        return errors
+
+    async def reshape(
+        self,
+        workflow: Workflow,
+        variables: dict[str, str],
+        counts: dict[str, int],
+        restart: bool = False,
+        reconfigure_all: bool = False,
+        operation: str = "SET_VARS",
+    ) -> ModifyResult:
+        """Move to `workflow`, the environment's template expanded again with new `variables` or
+        iterator `counts`: deploy and bring up only the tasks it adds, release only those it drops,
+        and push the new configuration to the tasks whose CONFIGURE arguments change (now when
+        CONFIGURED, at the next CONFIGURE when RUNNING or DEPLOYED). Tasks whose command line would
+        change keep their process unless `restart` (then `RestartNeededError` names them and nothing
+        changes). A task that cannot catch up is left excluded with the reason (`ModifyError`)."""
+        subtrees.check_state(self.record.id, self.fsm.state, f"{operation.lower().replace('_', ' ')}")
+        new_roles = {role.path: role for role in workflow.tasks()}
+        kept = [
+            (entry, new_roles[entry.role.path])
+            for entry in self.entries.values()
+            if entry.role.path in new_roles
+        ]
+        removed = [entry for entry in self.entries.values() if entry.role.path not in new_roles]
+        to_restart = self._command_changes(kept)
+        if to_restart and not restart:
+            raise RestartNeededError(self.record.id, sorted(entry.record.name for entry in to_restart))
+        self._announce_change(operation, STARTED, f"{operation}: {len(new_roles)} tasks after the change")
+        old_paths = subtrees.deployable_paths(self.workflow.root)
+        self.workflow = self.record.template = workflow
+        self.record.user_vars, self.record.iterator_counts = dict(variables), dict(counts)
+        self.hooks.plan = HookPlan(workflow.root)
+        for entry, role in kept:
+            entry.role = role
+        await self._drop(removed, old_paths, subtrees.deployable_paths(workflow.root))
+        added = await self._grow(old_paths)
+        self.role_refs = await self.root.proxy().role_refs()
+        if to_restart:
+            await self._kill(to_restart, "restart")
+            await self.scheduler.proxy().release([entry.record.id for entry in to_restart])
+        for entry in to_restart:
+            entry.placement = None
+        fresh = added + to_restart
+        errors = await self._deploy(fresh) if fresh else []
+        included = [e for e, _ in kept if not e.record.excluded and e not in to_restart]
+        stale: list[_TaskEntry] = []
+        if self.fsm.state != states.DEPLOYED:
+            arguments, _ = self._configure_arguments(included, keep=False)
+            stale = [
+                e for e in included if reconfigure_all or arguments.get(e.record.id) != e.record.properties
+            ]
+        failed = {error.task_id for error in errors}
+        bring_up = [entry for entry in fresh if entry.record.id not in failed]
+        if self.fsm.state == states.CONFIGURED:
+            bring_up += stale
+        errors += await self._catch_up(bring_up)
+        reason = await self._exclude_failed(errors)
+        await self.root.proxy().settle()
+        await self._persist()
+        result = ModifyResult(
+            added=tuple(entry.record.id for entry in added),
+            removed=tuple(entry.record.id for entry in removed),
+            reconfigured=tuple(e.record.id for e in stale if self.fsm.state == states.CONFIGURED),
+            restarted=tuple(entry.record.id for entry in to_restart),
+            pending=tuple(e.record.id for e in stale if self.fsm.state == states.RUNNING),
+        )
+        if reason:
+            self._announce_change(operation, DONE_ERROR, "tasks that could not catch up are excluded", reason)
+            raise ModifyError(
+                f"environment {self.record.id}: {operation}: excluded what could not catch up: {reason}"
+            )
+        self._announce_change(operation, DONE_OK, result.summary())
+        return result
+
+    def _command_changes(self, kept: list[tuple[_TaskEntry, Role]]) -> list[_TaskEntry]:
+        """The running tasks whose command line (command, arguments, environment) `role` changes."""
+        changed = []
+        for entry, role in kept:
+            if entry.placement is None or entry.record.command is None:
+                continue
+            try:
+                spec = self._launch_spec(role, entry.record.id, entry.placement)
+            except TemplateError as exc:
+                raise ModifyError(f"environment {self.record.id}: {exc}") from exc
+            if TaskCommand(spec.command, spec.arguments, spec.env_list(), spec.shell) != entry.record.command:
+                changed.append(entry)
+        return changed
+
+    async def _drop(self, removed: list[_TaskEntry], old_paths: set[str], new_paths: set[str]) -> None:
+        """Kill and release the tasks the new workflow no longer has, and remove their roles."""
+        if not removed:
+            return
+        for error in await self._kill(removed, "scale down"):
+            log.warning("environment %s: %s", self.record.id, error)
+        await self.scheduler.proxy().release([entry.record.id for entry in removed])
+        for path in sorted(old_paths - new_paths):
+            parent = path.rpartition(".")[0]
+            if parent in new_paths and parent in self.role_refs:
+                await self.role_refs[parent].proxy().remove_child(path)
+        for entry in removed:
+            del self.entries[entry.record.id]
+            del self.record.tasks[entry.record.id]
+        for path in [p for p in self.excluded if p not in new_paths]:
+            del self.excluded[path]
+
+    async def _grow(self, old_paths: set[str]) -> list[_TaskEntry]:
+        """Build the actors of the roles the new workflow adds; returns their tasks (not deployed)."""
+        added: list[_TaskEntry] = []
+        for role in self.workflow.root.walk():
+            parent = role.parent
+            if parent is None or role.path in old_paths or parent.path not in old_paths:
+                continue
+            if role.call is not None or role.is_hook:
+                continue
+            for child_role, task_record, ref in (
+                await self.role_refs[parent.path].proxy().add_child(role, new_task_id)
+            ):
+                entry = _TaskEntry(child_role, task_record, ref)
+                self.entries[task_record.id] = entry
+                self.record.tasks[task_record.id] = task_record
+                added.append(entry)
+        return added
+
+    async def _exclude_failed(self, errors: list[TaskError]) -> str:
+        """Exclude each task that failed to come up, with its error; the reasons as text."""
+        for error in errors:
+            entry = self.entries.get(error.task_id)
+            if entry is None or entry.record.excluded:
+                continue
+            await self._mark_excluded(entry.role, True)
+            self.excluded[entry.role.path] = error.message
+        return "; ".join(str(error) for error in errors[:5]) + (
+            f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
         )
 
     # -- the journal: surviving a restart of the core ----------------------------------------------
@@ -873,11 +1027,20 @@ class EnvironmentActor(AsyncioActor):
             "state": self.fsm.state,
             "run_active": self.run_active,
             "start_count": self.start_count,
-            "task_ids": list(self.entries),
+            "task_ids": self._task_ids_in_tree_order(),
             "tasks": tasks,
             "excluded": dict(self.excluded),
+            # What the workflow is expanded with now (changed by set_vars and scale).
+            "variables": dict(self.record.user_vars),
+            "iterator_counts": dict(self.record.iterator_counts),
             **{name: getattr(self.record, name) for name in self._RUN_FIELDS},
         }
+
+    def _task_ids_in_tree_order(self) -> list[str]:
+        """Task ids in the order `build` creates the tasks of the current workflow (what `restore`
+        expects), whatever order scaling added them in."""
+        by_path = {entry.role.path: task_id for task_id, entry in self.entries.items()}
+        return [by_path[role.path] for role in self.workflow.tasks() if role.path in by_path]
 
     async def _persist(self) -> None:
         if self.journal is not None:

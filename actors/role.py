@@ -43,6 +43,7 @@ class RoleActor(AsyncioActor):
         self.parent = parent
         self.tally = StateTally()
         self.role_children: dict[str, Any] = {}
+        self.task_children: dict[str, Any] = {}
         self.critical = False
         # Tally keys (task ids, role paths) of the children that count towards the aggregate, and of
         # the excluded ones among them (left out while excluded; see `exclude_child`).
@@ -60,50 +61,81 @@ class RoleActor(AsyncioActor):
                 # Starting thousands of task actors in one go would block the event loop for a second
                 # (at 10,000 tasks): let timers, RPCs and events through every chunk.
                 await asyncio.sleep(0)
-            child_record = RoleRecord(name=child.name, path=child.path)
-            self.record.children.append(child_record)
-            if child.task is not None:
-                task_record = TaskRecord(
-                    id=new_task_id(),
-                    name=child.path,
-                    class_name=child.task.task_class.identifier,
-                    role_path=child.path,
-                    critical=child.task.critical,
-                )
-                child_record.task = task_record
-                ref = self.start_child(
-                    TaskActor,
-                    task_record,
-                    child_record,
-                    self.environment,
-                    self.actor_ref,
-                    self.bus,
-                    self.environment_id,
-                )
-                tasks.append((child, task_record, ref))
-                if task_record.critical:
-                    self.critical = True
-                    self.counted.add(task_record.id)
-                    self.tally.set(task_record.id, task_record.state, task_record.status)
-            else:
-                ref = self.start_child(
-                    RoleActor,
-                    child,
-                    child_record,
-                    self.environment,
-                    self.actor_ref,
-                    self.bus,
-                    self.environment_id,
-                )
-                self.role_children[child.path] = ref
-                tasks.extend(await ref.proxy().build(new_task_id))
-                child_critical = await ref.proxy().critical
-                if child_critical:
-                    self.critical = True
-                    self.counted.add(child.path)
-                    self.tally.set(child.path, child_record.state, child_record.status)
+            tasks.extend(await self._build_child(child, new_task_id))
         self._publish(notify=False)
         return tasks
+
+    async def _build_child(self, child: Role, new_task_id: Any) -> list[tuple[Role, TaskRecord, Any]]:
+        child_record = RoleRecord(name=child.name, path=child.path)
+        self.record.children.append(child_record)
+        if child.task is not None:
+            task_record = TaskRecord(
+                id=new_task_id(),
+                name=child.path,
+                class_name=child.task.task_class.identifier,
+                role_path=child.path,
+                critical=child.task.critical,
+            )
+            child_record.task = task_record
+            ref = self.start_child(
+                TaskActor,
+                task_record,
+                child_record,
+                self.environment,
+                self.actor_ref,
+                self.bus,
+                self.environment_id,
+            )
+            self.task_children[child.path] = ref
+            if task_record.critical:
+                self.critical = True
+                self.counted.add(task_record.id)
+                self.tally.set(task_record.id, task_record.state, task_record.status)
+            return [(child, task_record, ref)]
+        ref = self.start_child(
+            RoleActor,
+            child,
+            child_record,
+            self.environment,
+            self.actor_ref,
+            self.bus,
+            self.environment_id,
+        )
+        self.role_children[child.path] = ref
+        tasks: list[tuple[Role, TaskRecord, Any]] = await ref.proxy().build(new_task_id)
+        child_critical = await ref.proxy().critical
+        if child_critical:
+            self.critical = True
+            self.counted.add(child.path)
+            self.tally.set(child.path, child_record.state, child_record.status)
+        return tasks
+
+    async def add_child(self, child: Role, new_task_id: Any) -> list[tuple[Role, TaskRecord, Any]]:
+        """A role the workflow gained at runtime (scaling): its actors, built as `build` does."""
+        tasks = await self._build_child(child, new_task_id)
+        self._publish(notify=True)
+        return tasks
+
+    async def remove_child(self, path: str) -> None:
+        """A role the workflow lost at runtime: stop its actors (its tasks are already gone) and
+        drop it from this role's record and aggregate."""
+        child = next((c for c in self.record.children if c.path == path), None)
+        if child is None:
+            return
+        key = child.task.id if child.task is not None else child.path
+        self.record.children.remove(child)
+        ref = self.task_children.pop(path, None) or self.role_children.pop(path, None)
+        self.counted.discard(key)
+        self.excluded.discard(key)
+        if key in self.tally:
+            self.tally.remove(key)
+        if ref is not None:
+            await ref.stop()
+        self._publish(notify=True)
+
+    def retarget(self, role: Role) -> None:
+        """The same role in a re-expanded workflow (new variables): keep its spec current."""
+        self.role = role
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, ChildChanged) and message.critical and message.child_id not in self.excluded:

@@ -203,3 +203,33 @@ class EnvironmentRecord:
     requested_workflow: str = ""  # as asked for: `[repo/workflows/]name[@revision]`
     # Excluded role subtrees (path -> why it stays excluded, "" when on request); the environment's.
     excluded: dict[str, str] = field(default_factory=dict)
+    # Iterator counts set by scaling (`Environment.scale`), by iterator key (see `Workflow.iterators`).
+    iterator_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModifyResult:
+    """What a change of variables or scale did, as task ids: `added` tasks were deployed and
+    brought to the environment's state, `removed` ones released, `reconfigured` ones got RESET and
+    CONFIGURE with their new arguments (processes kept), `restarted` ones a new process, and
+    `pending` ones get their new arguments at the next CONFIGURE (the environment is RUNNING)."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    reconfigured: tuple[str, ...] = ()
+    restarted: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        parts = [
+            f"{len(ids)} {name}"
+            for name, ids in (
+                ("added", self.added),
+                ("removed", self.removed),
+                ("reconfigured", self.reconfigured),
+                ("restarted", self.restarted),
+                ("pending reconfiguration", self.pending),
+            )
+            if ids
+        ]
+        return ", ".join(parts) or "nothing to change"

@@ -3,13 +3,16 @@ subtree (processes kept, catch-up to the environment's state), through the Pytho
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
 from aliecs import Core, ModifyError
+from aliecs.errors import RestartNeededError
 from aliecs.events import EnvironmentEvent
+from aliecs.pytest_plugin import isolated_nodes
 from tests.conftest import RepoBuilder, pid_alive
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
@@ -37,6 +40,7 @@ name: detectors
 defaults:
   record_dir: "/nonexistent"
   greeting: "hello"
+  flaky_greeting: "hi"
   flaky_args: ""
 roles:
   - name: "flp{{ i }}"
@@ -49,6 +53,7 @@ roles:
   - name: flaky
     vars:
       fake_args: "{{ flaky_args }}"
+      greeting: "{{ flaky_greeting }}"
     task: {load: recfake}
 """
 
@@ -181,3 +186,120 @@ async def test_bad_requests_name_what_is_wrong_and_change_nothing(tmp_path: Path
         with pytest.raises(ModifyError, match="cannot exclude a role in state DONE"):
             await env.exclude("flp0")
         await env.destroy()
+
+
+async def test_a_restarted_core_keeps_the_excluded_subtree(tmp_path: Path, repo: RepoBuilder) -> None:
+    modify_repo(repo)
+    state = tmp_path / "state"
+    options = {
+        "state_dir": state,
+        "repository": repo.repository,
+        "nodes": isolated_nodes(1),
+        "outlive_core": True,
+    }
+    core = Core.embedded(**options)  # type: ignore[arg-type]
+    await core.start()
+    try:
+        env = await core.new_environment("detectors", vars={"record_dir": str(tmp_path)})
+        await env.transition("CONFIGURE")
+        await env.exclude("flp2")
+        pids = {task.id: task.pid for task in env.tasks}
+    finally:
+        await core.detach()
+    async with Core.embedded(**options) as core:  # type: ignore[arg-type]
+        (env,) = await core.environments()
+        assert env.excluded == {"detectors.flp2": ""}
+        assert [t.name for t in env.tasks if t.excluded] == ["detectors.flp2"]
+        assert {t.id: t.pid for t in env.tasks} == pids
+        await env.transition("START_ACTIVITY")
+        assert by_name(env.tasks, ".flp2").state == "CONFIGURED" and env.tree().state == "RUNNING"
+        await env.include("flp2", allow_running=True)
+        assert by_name(env.tasks, ".flp2").state == "RUNNING"
+        await env.destroy()
+
+
+async def test_new_values_reconfigure_only_the_tasks_they_change_processes_kept(
+    tmp_path: Path, repo: RepoBuilder
+) -> None:
+    modify_repo(repo)
+    async with Core.embedded(state_dir=tmp_path / "state", repository=repo.repository) as core:
+        env = await core.new_environment("detectors", vars={"record_dir": str(tmp_path)})
+        await env.transition("CONFIGURE")
+        pids = {task.id: task.pid for task in env.tasks}
+        flaky = by_name(env.tasks, ".flaky")
+        assert env.task_command(flaky.id)[1]["greeting"] == "hi"
+
+        result = await env.set_vars({"flaky_greeting": "bonjour"})
+        assert result.reconfigured == (flaky.id,) and not result.added and not result.restarted
+        assert [r["event"] for r in recorded(tmp_path, flaky.id)] == ["CONFIGURE", "RESET", "CONFIGURE"]
+        assert recorded(tmp_path, flaky.id)[-1]["args"]["greeting"] == "bonjour"  # type: ignore[index]
+        others = [t for t in env.tasks if t.id != flaky.id]
+        assert all([r["event"] for r in recorded(tmp_path, t.id)] == ["CONFIGURE"] for t in others)
+        assert {t.id: t.pid for t in env.tasks} == pids and env.state == "CONFIGURED"
+        assert env.user_vars["flaky_greeting"] == "bonjour"
+
+        with pytest.raises(RestartNeededError, match="detectors.flaky") as caught:
+            await env.set_vars({"flaky_args": "--latency-all 0.01"})
+        assert caught.value.tasks == ["detectors.flaky"] and "flaky_args" not in env.user_vars
+        result = await env.set_vars({"flaky_args": "--latency-all 0.01"}, restart=True)
+        assert result.restarted == (flaky.id,)
+        restarted = by_name(env.tasks, ".flaky")
+        assert restarted.pid != flaky.pid and restarted.state == "CONFIGURED" and not pid_alive(flaky.pid)
+        assert {t.id: t.pid for t in env.tasks if t.id != flaky.id} == {t.id: pids[t.id] for t in others}
+        await env.transition("START_ACTIVITY")
+        assert {t.state for t in env.tasks} == {"RUNNING"}
+        await env.destroy()
+
+
+async def test_scaling_copypush_moves_data_to_new_sinks_without_restarting_the_sampler(
+    tmp_path: Path,
+) -> None:
+    async with Core.embedded(state_dir=tmp_path / "state", nodes=2) as core:
+        env = await core.new_environment("copypush")  # sinks 0..2
+        await env.transition("CONFIGURE")
+        await env.transition("START_ACTIVITY")
+        run = env.run_number
+        sampler = by_name(env.tasks, ".sampler")
+        before = {t.name: t.pid for t in env.tasks}
+
+        result = await env.scale("sink", 5)
+        assert len(result.added) == 2 and not result.removed and not result.restarted
+        sinks = sorted((t for t in env.tasks if ".sink" in t.name), key=lambda t: t.name)
+        assert [t.name for t in sinks][-2:] == ["copypush.sink3", "copypush.sink4"]
+        assert all(t.state == "RUNNING" for t in sinks) and env.state == "RUNNING"
+        assert {t.name: t.pid for t in env.tasks if t.name in before} == before
+        for sink in sinks[3:]:
+            await wait_for_text(Path(sink.log_path), f"run {run}: first message received")
+
+        result = await env.scale("copypush.sink1", 2)  # any role of the iterator names it
+        assert len(result.removed) == 3
+        assert sorted(t.name for t in env.tasks) == ["copypush.sampler", "copypush.sink0", "copypush.sink1"]
+        assert not any(pid_alive(t.pid) for t in sinks[2:])
+        assert by_name(env.tasks, ".sampler").pid == sampler.pid and pid_alive(sampler.pid)
+        await env.transition("STOP_ACTIVITY")
+        await env.transition("START_ACTIVITY")  # data still flows to the two sinks left
+        for sink in sinks[:2]:
+            await wait_for_text(Path(sink.log_path), f"run {env.run_number}: first message received")
+        assert by_name(env.tasks, ".sampler").pid == sampler.pid
+        assert len(env.tree().children) == 3
+        await env.destroy()
+
+
+async def test_set_vars_of_an_iterator_variable_scales_it(tmp_path: Path) -> None:
+    async with Core.embedded(state_dir=tmp_path / "state", nodes=1) as core:
+        env = await core.new_environment("copypush")
+        await env.transition("CONFIGURE")
+        result = await env.set_vars({"last_sink": "3"})
+        assert len(result.added) == 1 and by_name(env.tasks, ".sink3").state == "CONFIGURED"
+        with pytest.raises(ModifyError, match=r"no iterator 'sampler' \(iterators: copypush.sink\)"):
+            await env.scale("sampler", 2)
+        await env.destroy()
+
+
+async def wait_for_text(path: Path, text: str, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (path.exists() and text in path.read_text()):
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {text!r} in {path}")
+        await asyncio.sleep(0.05)  # poll

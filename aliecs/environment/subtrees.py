@@ -7,6 +7,8 @@ actor applies them) and are documented in the README's "Changing a running envir
 
 from __future__ import annotations
 
+import re
+
 from aliecs.environment import fsm as states
 from aliecs.errors import ModifyError
 from aliecs.workflow.template import Role
@@ -56,3 +58,33 @@ def check_running(env_id: str, state: str, path: str, critical: bool, allow_runn
             f"environment {env_id}: cannot {what} {path} during a run: it holds critical tasks "
             "(stop the run first, or allow it explicitly: allow_running=True, --allow-running)"
         )
+
+
+def deployable_paths(root: Role) -> set[str]:
+    """The paths of the roles an environment builds actors for (no hooks, no calls)."""
+    paths = {root.path}
+    for child in root.deployable_children():
+        paths |= deployable_paths(child)
+    return paths
+
+
+def _plain(key: str) -> str:
+    """An iterator key without its template expressions: `copypush.sink{{ it }}` -> `copypush.sink`."""
+    return re.sub(r"\{\{.*?\}\}", "", key)
+
+
+def find_iterator(root: Role, iterators: dict[str, int], path: str, env_id: str) -> str:
+    """The key of the iterator `path` names: its key (`copypush.sink{{ it }}`), that key without
+    the template (`copypush.sink`, or `sink` relative to the root), or the path of a role it made."""
+    text = path.strip()
+    if not text or len(text) > MAX_PATH:
+        raise ModifyError(f"environment {env_id}: an iterator path is needed (1 to {MAX_PATH} characters)")
+    for candidate in (text, f"{root.path}.{text}"):
+        for key in iterators:
+            if candidate in (key, _plain(key)):
+                return key
+        role = root.find(candidate)
+        if role is not None and role.iterator:
+            return role.iterator
+    known = ", ".join(sorted(_plain(key) for key in iterators)) or "none"
+    raise ModifyError(f"environment {env_id}: no iterator {text[:100]!r} (iterators: {known})")

@@ -202,12 +202,16 @@ async def test_a_restarted_core_keeps_the_excluded_subtree(tmp_path: Path, repo:
     try:
         env = await core.new_environment("detectors", vars={"record_dir": str(tmp_path)})
         await env.transition("CONFIGURE")
+        await env.scale("flp", 4)  # flp0..flp3
+        await env.set_vars({"flaky_greeting": "restored"})
         await env.exclude("flp2")
         pids = {task.id: task.pid for task in env.tasks}
     finally:
         await core.detach()
     async with Core.embedded(**options) as core:  # type: ignore[arg-type]
         (env,) = await core.environments()
+        assert env.user_vars["flaky_greeting"] == "restored"
+        assert sorted(t.name for t in env.tasks if ".flp" in t.name)[-1] == "detectors.flp3"
         assert env.excluded == {"detectors.flp2": ""}
         assert [t.name for t in env.tasks if t.excluded] == ["detectors.flp2"]
         assert {t.id: t.pid for t in env.tasks} == pids
@@ -238,7 +242,7 @@ async def test_new_values_reconfigure_only_the_tasks_they_change_processes_kept(
         assert {t.id: t.pid for t in env.tasks} == pids and env.state == "CONFIGURED"
         assert env.user_vars["flaky_greeting"] == "bonjour"
 
-        with pytest.raises(RestartNeededError, match="detectors.flaky") as caught:
+        with pytest.raises(RestartNeededError, match=r"detectors\.flaky") as caught:
             await env.set_vars({"flaky_args": "--latency-all 0.01"})
         assert caught.value.tasks == ["detectors.flaky"] and "flaky_args" not in env.user_vars
         result = await env.set_vars({"flaky_args": "--latency-all 0.01"}, restart=True)

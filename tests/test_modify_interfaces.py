@@ -3,20 +3,24 @@ are built with, and `coconut environment modify`: real core, real processes."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import click
 import grpc
 import pytest
 import pytest_asyncio
 
 from aliecs.api import Core
+from aliecs.cli.coconut import parse_scale
 from aliecs.pytest_plugin import isolated_nodes
 from aliecs.server import ControlServer
 from tests.conftest import FAKES, RepoBuilder, pid_alive
 from tests.original_client import OriginalClient, expect_code, generated
+from tests.test_coconut import coconut, field, free_port, start_core, stop_or_kill
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(120)]
 
@@ -120,3 +124,40 @@ async def test_bad_modify_requests_are_refused(client: Client) -> None:
     assert "roleName is empty" in message
     unknown = pb.ModifyEnvironmentRequest(id="nope")
     await expect_code(client.client, "ModifyEnvironment", unknown, code.NOT_FOUND)
+
+
+async def test_coconut_environment_modify(tmp_path: Path) -> None:
+    core = await start_core(tmp_path, free_port())
+    try:
+        env_id = field(await coconut(core, "env", "create", "-w", "copypush"), "environment id")  # CONFIGURED
+
+        async def tasks() -> dict[str, dict[str, Any]]:
+            listed = json.loads(await coconut(core, "task", "list", "-o", "json"))
+            return {task["name"]: task for task in listed}
+
+        before = await tasks()
+        assert "modified" in await coconut(core, "env", "modify", env_id, "--exclude", "sink1")
+        await coconut(core, "env", "control", env_id, "-e", "START")
+        sink1 = (await tasks())["copypush.sink1"]
+        assert sink1.get("excluded") is True and sink1["state"] == "CONFIGURED"
+
+        refused = await coconut(core, "env", "modify", env_id, "--include", "sink1", ok=False)
+        assert "not applied: ADD_ROLE sink1" in refused and "critical" in refused
+        await coconut(core, "env", "modify", env_id, "--include", "sink1", "--allow-running")
+        await coconut(core, "env", "modify", env_id, "--scale", "sink=4")
+        after = await tasks()
+        assert sorted(after) == sorted([*before, "copypush.sink3"])
+        assert {task["state"] for task in after.values()} == {"RUNNING"}
+        assert all(after[name]["pid"] == task["pid"] for name, task in before.items())
+
+        needs = await coconut(core, "env", "modify", env_id, "-e", "msg_rate=100", ok=False)
+        assert "need a restart (--restart): copypush.sampler" in needs
+    finally:
+        await stop_or_kill(core)
+
+
+def test_coconut_scale_option_needs_a_path_and_a_count() -> None:
+    assert parse_scale(" copypush.sink = 5") == ("copypush.sink", 5)
+    for bad in ("sink", "=3", "sink=-1", "sink=x"):
+        with pytest.raises(click.BadParameter, match="is not PATH=N"):
+            parse_scale(bad)

@@ -345,6 +345,7 @@ class ShortTaskInfo(betterproto.Message):
     claimable: bool = betterproto.bool_field(10)
     critical: bool = betterproto.bool_field(11)
     error: str = betterproto.string_field(1000)
+    excluded: bool = betterproto.bool_field(1001)
 
 
 @dataclass(eq=False, repr=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from aliecs.errors import RestartNeededError
 from aliecs.events import EnvironmentEvent
 from aliecs.pytest_plugin import isolated_nodes
 from tests.conftest import RepoBuilder, pid_alive
+from tests.doc_examples import ROOT, blocks
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
 
@@ -307,3 +310,15 @@ async def wait_for_text(path: Path, text: str, timeout: float = 30.0) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {text!r} in {path}")
         await asyncio.sleep(0.05)  # poll
+
+
+def test_the_readme_example_runs(tmp_path: Path) -> None:
+    (example,) = [b for b in blocks(ROOT / "README.md") if b.file == "reshape.py"]
+    body = "from aliecs.testing import isolated_nodes\n" + example.body.replace(
+        "nodes=2", "nodes=isolated_nodes(2)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", body], cwd=tmp_path, capture_output=True, text=True, timeout=100
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == ["CONFIGURED", "6", "2"], result.stdout

@@ -892,6 +892,8 @@ class EnvironmentActor(AsyncioActor):
         await self._drop(removed, old_paths, subtrees.deployable_paths(workflow.root))
         added = await self._grow(old_paths)
         self.role_refs = await self.root.proxy().role_refs()
+        for entry in added:  # new roles inside an excluded subtree are deployed but stay out
+            entry.record.excluded = any(subtrees.under(entry.role.path, path) for path in self.excluded)
         if to_restart:
             await self._kill(to_restart, "restart")
             await self.scheduler.proxy().release([entry.record.id for entry in to_restart])
@@ -907,7 +909,7 @@ class EnvironmentActor(AsyncioActor):
                 e for e in included if reconfigure_all or arguments.get(e.record.id) != e.record.properties
             ]
         failed = {error.task_id for error in errors}
-        bring_up = [entry for entry in fresh if entry.record.id not in failed]
+        bring_up = [entry for entry in fresh if entry.record.id not in failed and not entry.record.excluded]
         if self.fsm.state == states.CONFIGURED:
             bring_up += stale
         errors += await self._catch_up(bring_up)
@@ -1075,6 +1077,8 @@ class EnvironmentActor(AsyncioActor):
             assert entry.role.task is not None
             entry.binds = bind_channels(entry.role, self._task_stack(entry.role, task_id, ""))
             await entry.ref.proxy().placed(placement, where["log_path"])
+            spec = self._launch_spec(entry.role, task_id, placement)  # as it was started: same inputs
+            entry.record.command = TaskCommand(spec.command, spec.arguments, spec.env_list(), spec.shell)
             status = running.get(task_id)
             if status is not None and status.alive:
                 await entry.ref.proxy().adopted(status.pid, status.state)
@@ -1085,6 +1089,10 @@ class EnvironmentActor(AsyncioActor):
         for path in snapshot.get("excluded", {}):
             await self._mark_excluded(self.workflow.root.find(path), True)
         self.excluded.update(snapshot.get("excluded", {}))
+        if self.fsm.state in (states.CONFIGURED, states.RUNNING):
+            # What their last CONFIGURE carried (the same inputs give the same arguments): a later
+            # set_vars then reconfigures only the tasks whose arguments really change.
+            self._configure_arguments([e for e in self.entries.values() if not e.record.excluded])
         settle_long_lived()
         await self.root.proxy().settle()
         log.info(

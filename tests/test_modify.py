@@ -218,6 +218,10 @@ async def test_a_restarted_core_keeps_the_excluded_subtree(tmp_path: Path, repo:
         assert env.excluded == {"detectors.flp2": ""}
         assert [t.name for t in env.tasks if t.excluded] == ["detectors.flp2"]
         assert {t.id: t.pid for t in env.tasks} == pids
+        # The restored core knows what each task was configured and started with: only the task
+        # the new value changes is reconfigured, and none needs a restart.
+        result = await env.set_vars({"flaky_greeting": "again"})
+        assert result.reconfigured == (by_name(env.tasks, ".flaky").id,) and not result.restarted
         await env.transition("START_ACTIVITY")
         assert by_name(env.tasks, ".flp2").state == "CONFIGURED" and env.tree().state == "RUNNING"
         await env.include("flp2", allow_running=True)

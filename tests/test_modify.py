@@ -82,7 +82,9 @@ async def test_excluded_subtree_keeps_its_processes_and_skips_transitions_then_c
     modify_repo(repo)
     records = tmp_path / "records"
     records.mkdir()
-    async with Core.embedded(state_dir=tmp_path / "state", repository=repo.repository) as core:
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=repo.repository, nodes=isolated_nodes(1)
+    ) as core:
         events = core.events.subscribe()
         env = await core.new_environment("detectors", vars={"record_dir": str(records)})
         pids = {task.id: task.pid for task in env.tasks}
@@ -130,7 +132,9 @@ async def test_non_critical_subtree_leaves_and_rejoins_during_a_run(
     tmp_path: Path, repo: RepoBuilder
 ) -> None:
     modify_repo(repo)
-    async with Core.embedded(state_dir=tmp_path / "state", repository=repo.repository) as core:
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=repo.repository, nodes=isolated_nodes(1)
+    ) as core:
         env = await core.new_environment("detectors", vars={"record_dir": str(tmp_path)})
         await env.transition("CONFIGURE")
         await env.transition("START_ACTIVITY")
@@ -153,7 +157,9 @@ async def test_a_subtree_that_cannot_catch_up_stays_excluded_with_the_reason(
     tmp_path: Path, repo: RepoBuilder
 ) -> None:
     modify_repo(repo)
-    async with Core.embedded(state_dir=tmp_path / "state", repository=repo.repository) as core:
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=repo.repository, nodes=isolated_nodes(1)
+    ) as core:
         env = await core.new_environment(
             "detectors", vars={"record_dir": str(tmp_path), "flaky_args": "--fail-on CONFIGURE"}
         )
@@ -170,7 +176,9 @@ async def test_a_subtree_that_cannot_catch_up_stays_excluded_with_the_reason(
 
 async def test_bad_requests_name_what_is_wrong_and_change_nothing(tmp_path: Path, repo: RepoBuilder) -> None:
     modify_repo(repo)
-    async with Core.embedded(state_dir=tmp_path / "state", repository=repo.repository) as core:
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=repo.repository, nodes=isolated_nodes(1)
+    ) as core:
         env = await core.new_environment("detectors", vars={"record_dir": str(tmp_path)})
         with pytest.raises(ModifyError, match=r"no role 'nope' \(roles: detectors.flp0"):
             await env.exclude("nope")
@@ -233,7 +241,9 @@ async def test_new_values_reconfigure_only_the_tasks_they_change_processes_kept(
     tmp_path: Path, repo: RepoBuilder
 ) -> None:
     modify_repo(repo)
-    async with Core.embedded(state_dir=tmp_path / "state", repository=repo.repository) as core:
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=repo.repository, nodes=isolated_nodes(1)
+    ) as core:
         env = await core.new_environment("detectors", vars={"record_dir": str(tmp_path)})
         await env.transition("CONFIGURE")
         pids = {task.id: task.pid for task in env.tasks}
@@ -265,7 +275,7 @@ async def test_new_values_reconfigure_only_the_tasks_they_change_processes_kept(
 async def test_scaling_copypush_moves_data_to_new_sinks_without_restarting_the_sampler(
     tmp_path: Path,
 ) -> None:
-    async with Core.embedded(state_dir=tmp_path / "state", nodes=2) as core:
+    async with Core.embedded(state_dir=tmp_path / "state", nodes=isolated_nodes(2)) as core:
         env = await core.new_environment("copypush")  # sinks 0..2
         await env.transition("CONFIGURE")
         await env.transition("START_ACTIVITY")
@@ -297,7 +307,7 @@ async def test_scaling_copypush_moves_data_to_new_sinks_without_restarting_the_s
 
 
 async def test_set_vars_of_an_iterator_variable_scales_it(tmp_path: Path) -> None:
-    async with Core.embedded(state_dir=tmp_path / "state", nodes=1) as core:
+    async with Core.embedded(state_dir=tmp_path / "state", nodes=isolated_nodes(1)) as core:
         env = await core.new_environment("copypush")
         await env.transition("CONFIGURE")
         result = await env.set_vars({"last_sink": "3"})

@@ -31,17 +31,25 @@ from aliecs.cluster.ports import parse_port_list
 from aliecs.cluster.scheduling import ChannelRequest, DeployRequest, Placement, PlacementFailure
 from aliecs.durations import parse_duration
 from aliecs.environment import fsm as states
+from aliecs.environment import subtrees
 from aliecs.environment.fsm import EnvironmentStateMachine, normalize_event
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.environment.timeouts import DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_TIMEOUTS
-from aliecs.errors import InvalidTransitionError, TaskError, TransitionError
+from aliecs.errors import InvalidTransitionError, ModifyError, RestartNeededError, TaskError, TransitionError
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, EventBus, RunEvent
 from aliecs.executor.link import ExecutorLink
 from aliecs.executor.orders import LaunchOrder, TaskResult, TaskStatus, TransitionOrder
 from aliecs.executor.process import LaunchSpec
 from aliecs.integration import Plugin, builtin_plugins
-from aliecs.model import EnvironmentRecord, RoleRecord, TaskCommand, TaskRecord, TransitionResult
+from aliecs.model import (
+    EnvironmentRecord,
+    ModifyResult,
+    RoleRecord,
+    TaskCommand,
+    TaskRecord,
+    TransitionResult,
+)
 from aliecs.statedir import task_log_path
 from aliecs.workflow.channels import (
     Endpoint,
@@ -101,6 +109,10 @@ class EnvironmentActor(AsyncioActor):
         self.fsm = EnvironmentStateMachine()
         self.root: Any = None
         self.entries: dict[str, _TaskEntry] = {}
+        # Role actors by path (to tell an excluded subtree's parent to leave it out of its aggregate).
+        self.role_refs: dict[str, Any] = {}
+        # Excluded subtrees: role path -> why it stays excluded ("" when excluded on request).
+        self.excluded: dict[str, str] = record.excluded
         self.start_count = 0
         self.end_of_stream: set[str] = set()
         self.run_active = False
@@ -143,6 +155,7 @@ class EnvironmentActor(AsyncioActor):
         for role, task_record, ref in await self.root.proxy().build(next_id):
             self.entries[task_record.id] = _TaskEntry(role, task_record, ref)
             self.record.tasks[task_record.id] = task_record
+        self.role_refs = await self.root.proxy().role_refs()
         settle_long_lived()
 
     # -- public transitions ----------------------------------------------------------------------
@@ -402,7 +415,11 @@ class EnvironmentActor(AsyncioActor):
         """Send `event` to the tasks in `src` (and to critical tasks whatever their state, so that a
         critical task in the wrong state fails the transition, naming it)."""
         if targets is None:
-            targets = [e for e in self.entries.values() if e.record.state == src or e.record.critical]
+            targets = [
+                e
+                for e in self.entries.values()
+                if (e.record.state == src or e.record.critical) and not e.record.excluded
+            ]
         errors: list[TaskError] = []
         ready = []
         for entry in targets:
@@ -547,6 +564,20 @@ class EnvironmentActor(AsyncioActor):
         return errors
 
     async def _configure(self) -> list[TaskError]:
+        included = [entry for entry in self.entries.values() if not entry.record.excluded]
+        arguments, errors = self._configure_arguments(included)
+        if any(error.critical for error in errors):
+            return errors
+        return errors + await self._transition_tasks(
+            "STANDBY", "CONFIGURE", {}, self._timeout(states.CONFIGURE), per_task=arguments
+        )
+
+    def _configure_arguments(
+        self, entries: list[_TaskEntry], keep: bool = True
+    ) -> tuple[dict[str, dict[str, str]], list[TaskError]]:
+        """What CONFIGURE sends each of `entries`: its channels (connect targets resolved against
+        every placed task of the environment, excluded ones too: they keep running) and properties.
+        `keep` records them as the tasks' properties (they are about to be sent)."""
         endpoints = {
             key: effective_endpoint(channel, entry.placement.endpoints[channel.name], entry.placement.address)
             for entry in self.entries.values()
@@ -557,7 +588,7 @@ class EnvironmentActor(AsyncioActor):
         }
         arguments: dict[str, dict[str, str]] = {}
         errors: list[TaskError] = []
-        for entry in self.entries.values():
+        for entry in entries:
             if entry.placement is None:
                 continue
             assert entry.role.task is not None
@@ -577,12 +608,10 @@ class EnvironmentActor(AsyncioActor):
                 errors.append(entry.error(str(exc)))
                 continue
             args["environment_id"] = self.record.id
-            arguments[entry.record.id] = entry.record.properties = args
-        if any(error.critical for error in errors):
-            return errors
-        return errors + await self._transition_tasks(
-            "STANDBY", "CONFIGURE", {}, self._timeout(states.CONFIGURE), per_task=arguments
-        )
+            arguments[entry.record.id] = args
+            if keep:
+                entry.record.properties = args
+        return arguments, errors
 
     def _run_arguments(self, extra: dict[str, str]) -> dict[str, str]:
         number = str(self.record.run_number)
@@ -609,11 +638,18 @@ class EnvironmentActor(AsyncioActor):
         self._run_event(states.START_ACTIVITY, STARTED)
         self.end_of_stream.clear()
 
-    async def _start_activity(self) -> list[TaskError]:
+    def _start_arguments(self, count: int) -> dict[str, str]:
         start_ms = str(self.record.run_start_time_ms)
-        arguments = self._run_arguments(
-            {"cleanup": str(self.start_count), "run_start_time_ms": start_ms, "runStartTimeMs": start_ms}
+        return self._run_arguments(
+            {"cleanup": str(count), "run_start_time_ms": start_ms, "runStartTimeMs": start_ms}
         )
+
+    def _stop_arguments(self) -> dict[str, str]:
+        now_ms = str(self.record.run_end_time_ms or int(time.time() * 1000))
+        return self._run_arguments({"run_end_time_ms": now_ms, "runEndTimeMs": now_ms})
+
+    async def _start_activity(self) -> list[TaskError]:
+        arguments = self._start_arguments(self.start_count)
         self.start_count += 1
         return await self._transition_tasks(
             "CONFIGURED", "START", arguments, self._timeout(states.START_ACTIVITY)
@@ -621,8 +657,7 @@ class EnvironmentActor(AsyncioActor):
 
     async def _stop_activity(self) -> list[TaskError]:
         self._run_event(states.STOP_ACTIVITY, STARTED)
-        now_ms = str(self.record.run_end_time_ms or int(time.time() * 1000))
-        arguments = self._run_arguments({"run_end_time_ms": now_ms, "runEndTimeMs": now_ms})
+        arguments = self._stop_arguments()
         errors = await self._transition_tasks(
             "RUNNING", "STOP", arguments, self._timeout(states.STOP_ACTIVITY)
         )
@@ -635,10 +670,13 @@ class EnvironmentActor(AsyncioActor):
 
     async def _go_error(self) -> list[TaskError]:
         """Stop whatever is running; errors are reported but never block entering ERROR."""
-        running = [entry for entry in self.entries.values() if entry.record.state == "RUNNING"]
+        running = [
+            entry
+            for entry in self.entries.values()
+            if entry.record.state == "RUNNING" and not entry.record.excluded
+        ]
         self._run_event(states.GO_ERROR, STARTED)
-        now_ms = str(self.record.run_end_time_ms or int(time.time() * 1000))
-        arguments = self._run_arguments({"run_end_time_ms": now_ms, "runEndTimeMs": now_ms})
+        arguments = self._stop_arguments()
         timeout = self._timeout(states.STOP_ACTIVITY)
         errors = await self._transition_tasks("RUNNING", "STOP", arguments, timeout, targets=running)
         self.record.run_number = 0
@@ -673,7 +711,8 @@ class EnvironmentActor(AsyncioActor):
 
     async def _recover(self) -> list[TaskError]:
         """ERROR -> DEPLOYED: restart dead tasks in place, bring the others back to STANDBY."""
-        dead = [entry for entry in self.entries.values() if entry.record.status != "ACTIVE"]
+        included = [entry for entry in self.entries.values() if not entry.record.excluded]
+        dead = [entry for entry in included if entry.record.status != "ACTIVE"]
         errors: list[TaskError] = []
         if dead:
             await self._kill(dead, "RECOVER (cleanup)")
@@ -684,13 +723,282 @@ class EnvironmentActor(AsyncioActor):
         timeout = self._timeout(states.RECOVER)
         steps = (("RUNNING", "STOP"), ("CONFIGURED", "RESET"), ("ERROR", "RECOVER"))
         for src, event in steps:
-            targets = [entry for entry in self.entries.values() if entry.record.state == src]
+            targets = [entry for entry in included if entry.record.state == src]
             errors += await self._transition_tasks(src, event, {}, timeout, targets=targets)
-        for entry in self.entries.values():
+        for entry in included:
             reported = any(error.task_id == entry.record.id for error in errors)
             if entry.record.state != "STANDBY" and entry.record.critical and not reported:
                 errors.append(entry.error(f"RECOVER: task is {entry.record.state}, not STANDBY"))
         return errors
+
+    # -- changing the deployed environment in place (see aliecs.environment.subtrees) -------------
+
+    def _is_excluded(self, task_id: str) -> bool:
+        entry = self.entries.get(task_id)
+        return entry is not None and entry.record.excluded
+
+    def _members(self, path: str) -> list[_TaskEntry]:
+        return [entry for entry in self.entries.values() if subtrees.under(entry.role.path, path)]
+
+    def _announce_change(self, operation: str, status: str, message: str, error: str = "") -> None:
+        """An in-place change (EXCLUDE, INCLUDE, ...) as an environment event: its transition is the
+        operation, and the environment's state does not change."""
+        self._announce(operation, status, message=message, error=error)
+
+    async def _mark_excluded(self, role: Role | None, excluded: bool) -> None:
+        """Flag the subtree's tasks and make its parent role leave it out of (or count it again in)
+        its aggregate."""
+        if role is None:
+            return
+        for entry in self._members(role.path):
+            entry.record.excluded = excluded
+        if role.parent is not None:
+            await self.role_refs[role.parent.path].proxy().exclude_child(role.path, excluded)
+
+    async def exclude(self, path: str, allow_running: bool = False) -> list[str]:
+        """Leave the subtree at `path` out of every transition and aggregate; its processes keep
+        running. Returns the ids of its tasks."""
+        subtrees.check_state(self.record.id, self.fsm.state, "exclude a role")
+        role = subtrees.find_role(self.workflow.root, path, self.record.id)
+        if role.parent is None:
+            raise ModifyError(f"environment {self.record.id}: cannot exclude the root role {role.path}")
+        for excluded in self.excluded:
+            if subtrees.under(role.path, excluded):
+                raise ModifyError(
+                    f"environment {self.record.id}: {role.path} is already excluded (by {excluded})"
+                )
+        members = self._members(role.path)
+        if not members:
+            raise ModifyError(f"environment {self.record.id}: role {role.path} holds no task to exclude")
+        critical = any(entry.record.critical for entry in members)
+        subtrees.check_running(self.record.id, self.fsm.state, role.path, critical, allow_running, "exclude")
+        for nested in [p for p in self.excluded if subtrees.under(p, role.path)]:
+            # Folded into the new, larger subtree: including it later includes them too.
+            await self._mark_excluded(self.workflow.root.find(nested), False)
+            del self.excluded[nested]
+        await self._mark_excluded(role, True)
+        self.excluded[role.path] = ""
+        await self.root.proxy().settle()
+        await self._persist()
+        self._announce_change("EXCLUDE", DONE_OK, f"excluded {role.path} ({len(members)} tasks)")
+        return [entry.record.id for entry in members]
+
+    async def include(self, path: str, allow_running: bool = False) -> list[str]:
+        """Bring the excluded subtree at `path` to the environment's state (RESET or STOP as needed,
+        CONFIGURE, then START with the current run number when RUNNING) and let it rejoin. If it
+        cannot catch up, it stays excluded with the reason (`ModifyError`). Returns its task ids."""
+        subtrees.check_state(self.record.id, self.fsm.state, "include a role")
+        role = subtrees.find_role(self.workflow.root, path, self.record.id)
+        if role.path not in self.excluded:
+            known = ", ".join(self.excluded) or "none"
+            raise ModifyError(
+                f"environment {self.record.id}: {role.path} is not excluded (excluded: {known})"
+            )
+        members = self._members(role.path)
+        critical = any(entry.record.critical for entry in members)
+        subtrees.check_running(self.record.id, self.fsm.state, role.path, critical, allow_running, "include")
+        self._announce_change("INCLUDE", STARTED, f"including {role.path} ({len(members)} tasks)")
+        errors = await self._catch_up(members)
+        if errors:
+            reason = "; ".join(str(error) for error in errors[:5])
+            if len(errors) > 5:
+                reason += f"; and {len(errors) - 5} more"
+            self.excluded[role.path] = reason
+            await self._persist()
+            self._announce_change("INCLUDE", DONE_ERROR, f"{role.path} stays excluded", error=reason)
+            raise ModifyError(
+                f"environment {self.record.id}: {role.path} could not catch up with the environment "
+                f"({self.fsm.state}) and stays excluded: {reason}"
+            )
+        await self._mark_excluded(role, False)
+        del self.excluded[role.path]
+        await self.root.proxy().settle()
+        await self._persist()
+        self._announce_change("INCLUDE", DONE_OK, f"included {role.path} ({len(members)} tasks)")
+        return [entry.record.id for entry in members]
+
+    async def _catch_up(self, members: list[_TaskEntry]) -> list[TaskError]:
+        """Bring `members` to the task state that matches the environment's: down to STANDBY first
+        (their configuration may be stale), then CONFIGURE and START as the environment is. A task
+        that fails a step goes no further; the others go on. Returns every task's error."""
+        target = subtrees.TASK_TARGET[self.fsm.state]
+        errors: list[TaskError] = []
+
+        def survivors(step_errors: list[TaskError]) -> list[_TaskEntry]:
+            errors.extend(step_errors)
+            failed = {error.task_id for error in errors}
+            return [entry for entry in members if entry.record.id not in failed]
+
+        members = survivors(
+            [
+                entry.error(f"cannot catch up: {entry.record.error or 'task is not running'}")
+                for entry in members
+                if entry.placement is None or entry.record.status != "ACTIVE"
+            ]
+        )
+        timeout = self._timeout(states.CONFIGURE)
+        down: tuple[tuple[str, str, dict[str, str]], ...] = (
+            ("RUNNING", "STOP", self._stop_arguments()),
+            ("CONFIGURED", "RESET", {}),
+            ("ERROR", "RECOVER", {}),
+        )
+        for src, event, common in down:
+            targets = [entry for entry in members if entry.record.state == src]
+            members = survivors(await self._transition_tasks(src, event, common, timeout, targets=targets))
+        if target == "STANDBY" or not members:
+            return errors
+        arguments, configure_errors = self._configure_arguments(members)
+        members = survivors(configure_errors)
+        members = survivors(
+            await self._transition_tasks(
+                "STANDBY", "CONFIGURE", {}, timeout, per_task=arguments, targets=members
+            )
+        )
+        if target == "CONFIGURED" or not members:
+            return errors
+        common = self._start_arguments(max(self.start_count - 1, 0))  # the current run's
+        survivors(
+            await self._transition_tasks(
+                "CONFIGURED", "START", common, self._timeout(states.START_ACTIVITY), targets=members
+            )
+        )
+        return errors
+
+    async def reshape(
+        self,
+        workflow: Workflow,
+        variables: dict[str, str],
+        counts: dict[str, int],
+        restart: bool = False,
+        reconfigure_all: bool = False,
+        operation: str = "SET_VARS",
+    ) -> ModifyResult:
+        """Move to `workflow`, the environment's template expanded again with new `variables` or
+        iterator `counts`: deploy and bring up only the tasks it adds, release only those it drops,
+        and push the new configuration to the tasks whose CONFIGURE arguments change (now when
+        CONFIGURED, at the next CONFIGURE when RUNNING or DEPLOYED). Tasks whose command line would
+        change keep their process unless `restart` (then `RestartNeededError` names them and nothing
+        changes). A task that cannot catch up is left excluded with the reason (`ModifyError`)."""
+        subtrees.check_state(self.record.id, self.fsm.state, f"{operation.lower().replace('_', ' ')}")
+        new_roles = {role.path: role for role in workflow.tasks()}
+        kept = [
+            (entry, new_roles[entry.role.path])
+            for entry in self.entries.values()
+            if entry.role.path in new_roles
+        ]
+        removed = [entry for entry in self.entries.values() if entry.role.path not in new_roles]
+        to_restart = self._command_changes(kept)
+        if to_restart and not restart:
+            raise RestartNeededError(self.record.id, sorted(entry.record.name for entry in to_restart))
+        self._announce_change(operation, STARTED, f"{operation}: {len(new_roles)} tasks after the change")
+        old_paths = subtrees.deployable_paths(self.workflow.root)
+        self.workflow = self.record.template = workflow
+        self.record.user_vars, self.record.iterator_counts = dict(variables), dict(counts)
+        self.hooks.plan = HookPlan(workflow.root)
+        for entry, role in kept:
+            entry.role = role
+        await self._drop(removed, old_paths, subtrees.deployable_paths(workflow.root))
+        added = await self._grow(old_paths)
+        self.role_refs = await self.root.proxy().role_refs()
+        for entry in added:  # new roles inside an excluded subtree are deployed but stay out
+            entry.record.excluded = any(subtrees.under(entry.role.path, path) for path in self.excluded)
+        if to_restart:
+            await self._kill(to_restart, "restart")
+            await self.scheduler.proxy().release([entry.record.id for entry in to_restart])
+        for entry in to_restart:
+            entry.placement = None
+        fresh = added + to_restart
+        errors = await self._deploy(fresh) if fresh else []
+        included = [e for e, _ in kept if not e.record.excluded and e not in to_restart]
+        stale: list[_TaskEntry] = []
+        if self.fsm.state != states.DEPLOYED:
+            arguments, _ = self._configure_arguments(included, keep=False)
+            stale = [
+                e for e in included if reconfigure_all or arguments.get(e.record.id) != e.record.properties
+            ]
+        failed = {error.task_id for error in errors}
+        bring_up = [entry for entry in fresh if entry.record.id not in failed and not entry.record.excluded]
+        if self.fsm.state == states.CONFIGURED:
+            bring_up += stale
+        errors += await self._catch_up(bring_up)
+        reason = await self._exclude_failed(errors)
+        await self.root.proxy().settle()
+        await self._persist()
+        result = ModifyResult(
+            added=tuple(entry.record.id for entry in added),
+            removed=tuple(entry.record.id for entry in removed),
+            reconfigured=tuple(e.record.id for e in stale if self.fsm.state == states.CONFIGURED),
+            restarted=tuple(entry.record.id for entry in to_restart),
+            pending=tuple(e.record.id for e in stale if self.fsm.state == states.RUNNING),
+        )
+        if reason:
+            self._announce_change(operation, DONE_ERROR, "tasks that could not catch up are excluded", reason)
+            raise ModifyError(
+                f"environment {self.record.id}: {operation}: excluded what could not catch up: {reason}"
+            )
+        self._announce_change(operation, DONE_OK, result.summary())
+        return result
+
+    def _command_changes(self, kept: list[tuple[_TaskEntry, Role]]) -> list[_TaskEntry]:
+        """The running tasks whose command line (command, arguments, environment) `role` changes."""
+        changed = []
+        for entry, role in kept:
+            if entry.placement is None or entry.record.command is None:
+                continue
+            try:
+                spec = self._launch_spec(role, entry.record.id, entry.placement)
+            except TemplateError as exc:
+                raise ModifyError(f"environment {self.record.id}: {exc}") from exc
+            if TaskCommand(spec.command, spec.arguments, spec.env_list(), spec.shell) != entry.record.command:
+                changed.append(entry)
+        return changed
+
+    async def _drop(self, removed: list[_TaskEntry], old_paths: set[str], new_paths: set[str]) -> None:
+        """Kill and release the tasks the new workflow no longer has, and remove their roles."""
+        if not removed:
+            return
+        for error in await self._kill(removed, "scale down"):
+            log.warning("environment %s: %s", self.record.id, error)
+        await self.scheduler.proxy().release([entry.record.id for entry in removed])
+        for path in sorted(old_paths - new_paths):
+            parent = path.rpartition(".")[0]
+            if parent in new_paths and parent in self.role_refs:
+                await self.role_refs[parent].proxy().remove_child(path)
+        for entry in removed:
+            del self.entries[entry.record.id]
+            del self.record.tasks[entry.record.id]
+        for path in [p for p in self.excluded if p not in new_paths]:
+            del self.excluded[path]
+
+    async def _grow(self, old_paths: set[str]) -> list[_TaskEntry]:
+        """Build the actors of the roles the new workflow adds; returns their tasks (not deployed)."""
+        added: list[_TaskEntry] = []
+        for role in self.workflow.root.walk():
+            parent = role.parent
+            if parent is None or role.path in old_paths or parent.path not in old_paths:
+                continue
+            if role.call is not None or role.is_hook:
+                continue
+            for child_role, task_record, ref in (
+                await self.role_refs[parent.path].proxy().add_child(role, new_task_id)
+            ):
+                entry = _TaskEntry(child_role, task_record, ref)
+                self.entries[task_record.id] = entry
+                self.record.tasks[task_record.id] = task_record
+                added.append(entry)
+        return added
+
+    async def _exclude_failed(self, errors: list[TaskError]) -> str:
+        """Exclude each task that failed to come up, with its error; the reasons as text."""
+        for error in errors:
+            entry = self.entries.get(error.task_id)
+            if entry is None or entry.record.excluded:
+                continue
+            await self._mark_excluded(entry.role, True)
+            self.excluded[entry.role.path] = error.message
+        return "; ".join(str(error) for error in errors[:5]) + (
+            f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+        )
 
     # -- the journal: surviving a restart of the core ----------------------------------------------
 
@@ -729,10 +1037,20 @@ class EnvironmentActor(AsyncioActor):
             "state": self.fsm.state,
             "run_active": self.run_active,
             "start_count": self.start_count,
-            "task_ids": list(self.entries),
+            "task_ids": self._task_ids_in_tree_order(),
             "tasks": tasks,
+            "excluded": dict(self.excluded),
+            # What the workflow is expanded with now (changed by set_vars and scale).
+            "variables": dict(self.record.user_vars),
+            "iterator_counts": dict(self.record.iterator_counts),
             **{name: getattr(self.record, name) for name in self._RUN_FIELDS},
         }
+
+    def _task_ids_in_tree_order(self) -> list[str]:
+        """Task ids in the order `build` creates the tasks of the current workflow (what `restore`
+        expects), whatever order scaling added them in."""
+        by_path = {entry.role.path: task_id for task_id, entry in self.entries.items()}
+        return [by_path[role.path] for role in self.workflow.tasks() if role.path in by_path]
 
     async def _persist(self) -> None:
         if self.journal is not None:
@@ -767,6 +1085,8 @@ class EnvironmentActor(AsyncioActor):
             assert entry.role.task is not None
             entry.binds = bind_channels(entry.role, self._task_stack(entry.role, task_id, ""))
             await entry.ref.proxy().placed(placement, where["log_path"])
+            spec = self._launch_spec(entry.role, task_id, placement)  # as it was started: same inputs
+            entry.record.command = TaskCommand(spec.command, spec.arguments, spec.env_list(), spec.shell)
             status = running.get(task_id)
             if status is not None and status.alive:
                 await entry.ref.proxy().adopted(status.pid, status.state)
@@ -774,6 +1094,13 @@ class EnvironmentActor(AsyncioActor):
                 await entry.ref.proxy().vanished(
                     f"process (pid {saved['pid']}) ended while the core was away"
                 )
+        for path in snapshot.get("excluded", {}):
+            await self._mark_excluded(self.workflow.root.find(path), True)
+        self.excluded.update(snapshot.get("excluded", {}))
+        if self.fsm.state in (states.CONFIGURED, states.RUNNING):
+            # What their last CONFIGURE carried (the same inputs give the same arguments): a later
+            # set_vars then reconfigures only the tasks whose arguments really change.
+            self._configure_arguments([e for e in self.entries.values() if not e.record.excluded])
         settle_long_lived()
         await self.root.proxy().settle()
         log.info(
@@ -786,7 +1113,9 @@ class EnvironmentActor(AsyncioActor):
     # -- reactions to what tasks do on their own -------------------------------------------------
 
     async def on_receive(self, message: Any) -> Any:
-        if isinstance(message, TaskDied):
+        if self._is_excluded(getattr(message, "task_id", "")):
+            log.info("environment %s: excluded task %s: %s", self.record.id, message.task_id, message)
+        elif isinstance(message, TaskDied):
             log.warning(
                 "environment %s: task %s died: %s", self.record.id, message.task_id, message.description
             )
@@ -812,7 +1141,11 @@ class EnvironmentActor(AsyncioActor):
         if message.type in ("END_OF_STREAM", "BASIC_TASK_TERMINATED"):
             # The task is safe to stop; once all are, the run is over (the original's auto-stop).
             self.end_of_stream.add(message.task_id)
-            controllable = {e.record.id for e in self.entries.values() if e.record.status == "ACTIVE"}
+            controllable = {
+                e.record.id
+                for e in self.entries.values()
+                if e.record.status == "ACTIVE" and not e.record.excluded
+            }
             if controllable and controllable <= self.end_of_stream:
                 log.info("environment %s: every task reached end of stream, stopping the run", self.record.id)
                 try:

@@ -14,24 +14,31 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from actors.core import CoreActor
 from actors.manager import new_environment_id
 from aliecs.cluster.executors import InProcessExecutors, LocalExecutors
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
+from aliecs.environment import subtrees
 from aliecs.environment.autostop import TIMER_USER, AutoStop
 from aliecs.environment.detectors import DETECTORS, HOSTS, DetectorRegistry
 from aliecs.environment.fsm import normalize_event
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
-from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError, UnknownTaskError
+from aliecs.errors import (
+    AliecsError,
+    EnvironmentBusyError,
+    ModifyError,
+    UnknownEnvironmentError,
+    UnknownTaskError,
+)
 from aliecs.events import (
     AUDIT_FILE,
     CoreStartEvent,
@@ -46,7 +53,7 @@ from aliecs.executor.link import ExecutorLink
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.integrations import Plugin, PluginHost, builtin_plugins
 from aliecs.locks import Lock, LockTable
-from aliecs.model import EnvironmentRecord, RoleTree, TaskCommand, TaskInfo, TransitionResult
+from aliecs.model import EnvironmentRecord, ModifyResult, RoleTree, TaskCommand, TaskInfo, TransitionResult
 from aliecs.statedir import make_private_dir
 from aliecs.tasklog import DEFAULT_CHUNK, LogChunk, read_chunk
 from aliecs.workflow.repos import RepoManager
@@ -54,6 +61,8 @@ from aliecs.workflow.repository import DirectoryRepository, TemplateNotFoundErro
 from aliecs.workflow.template import Workflow, load_workflow
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 def default_state_dir() -> Path:
@@ -235,12 +244,130 @@ class Environment:
                 await self._core._manager.proxy().forget(self.id)
                 self._core.locks.forget(self.id)
 
+    @property
+    def excluded(self) -> dict[str, str]:
+        """Excluded role subtrees: path -> why it stays excluded ("" when excluded on request; the
+        reason when an include could not bring it to the environment's state)."""
+        return dict(self._record.excluded)
+
+    async def exclude(
+        self, path: str, *, allow_running: bool = False, wait: bool = False, user: RequestUser | None = None
+    ) -> list[str]:
+        """Leave the role subtree at `path` (full or relative to the root) out of every transition
+        and of the role aggregates; its processes keep running and the environment keeps its state
+        and run. Allowed in DEPLOYED, CONFIGURED and, for subtrees without critical tasks (or with
+        `allow_running`), RUNNING. Returns the subtree's task ids; raises `ModifyError`."""
+        return await self._modify("EXCLUDE", wait, user, lambda actor: actor.exclude(path, allow_running))
+
+    async def include(
+        self, path: str, *, allow_running: bool = False, wait: bool = False, user: RequestUser | None = None
+    ) -> list[str]:
+        """Bring the excluded subtree at `path` to the environment's state (CONFIGURE, then START
+        with the current run number when RUNNING) and let it rejoin. When it cannot catch up it
+        stays excluded with the reason (see `excluded`) and `ModifyError` is raised."""
+        return await self._modify("INCLUDE", wait, user, lambda actor: actor.include(path, allow_running))
+
+    async def set_vars(
+        self,
+        values: Mapping[str, Any],
+        *,
+        restart: bool = False,
+        reconfigure_all: bool = False,
+        wait: bool = False,
+        user: RequestUser | None = None,
+    ) -> ModifyResult:
+        """Change variables of the deployed environment: its workflow is expanded again with them,
+        and only what changes is touched. When CONFIGURED, the tasks whose CONFIGURE arguments
+        change get RESET and CONFIGURE with the new ones (processes kept); roles an iterator gains
+        or loses (e.g. copypush's `last_sink`) are deployed and brought up, or released, as with
+        `scale`. Tasks whose command line would change need `restart=True` (else
+        `RestartNeededError` names them and nothing changes). `reconfigure_all` reconfigures every
+        task of a CONFIGURED environment. Raises `ModifyError`, `TemplateError`."""
+        _check_values(self.id, values)
+        variables = {**self._record.user_vars, **{str(k): str(v) for k, v in values.items()}}
+        counts = dict(self._record.iterator_counts)
+        return await self._reshape("SET_VARS", variables, counts, restart, reconfigure_all, wait, user)
+
+    async def scale(
+        self,
+        path: str,
+        count: int,
+        *,
+        restart: bool = False,
+        wait: bool = False,
+        user: RequestUser | None = None,
+    ) -> ModifyResult:
+        """Make the iterator at `path` (`copypush.sink`, `sink`, or the path of one of its roles)
+        generate `count` roles: the new ones are deployed and brought to the environment's state
+        (also when RUNNING, with the current run number), the dropped ones released, and the tasks
+        whose channels change get them at their next CONFIGURE. The count stays until scaled again
+        (variables the iterator's range is made from no longer change it)."""
+        template = self._record.template
+        if template is None:
+            raise ModifyError(f"environment {self.id} has no workflow to scale")
+        key = subtrees.find_iterator(template.root, template.iterators, path, self.id)
+        counts = {**self._record.iterator_counts, key: int(count)}
+        variables = dict(self._record.user_vars)
+        return await self._reshape("SCALE", variables, counts, restart, False, wait, user)
+
+    async def _reshape(
+        self,
+        operation: str,
+        variables: dict[str, str],
+        counts: dict[str, int],
+        restart: bool,
+        reconfigure_all: bool,
+        wait: bool,
+        user: RequestUser | None,
+    ) -> ModifyResult:
+        async def run(actor: Any) -> ModifyResult:
+            workflow = self._record.requested_workflow or self._record.workflow
+            expanded = await asyncio.to_thread(self._core._load, workflow, variables, counts)
+            result: ModifyResult = await actor.reshape(
+                expanded, variables, counts, restart, reconfigure_all, operation
+            )
+            return result
+
+        return await self._modify(operation, wait, user, run)
+
+    async def _modify(
+        self, what: str, wait: bool, user: RequestUser | None, call: Callable[[Any], Awaitable[_T]]
+    ) -> _T:
+        """Run an in-place change on the environment's actor, exclusive with its transitions."""
+        self._check_alive(what)
+        if wait:
+            await self._core._exclusive.wait(self.id)
+            self._check_alive(what)
+        with self._core._exclusive.hold(self.id, what):
+            if user is not None:
+                self._record.last_request_user = user
+            result: _T = await call(self._ref.proxy())
+        return result
+
     def _check_alive(self, what: str) -> None:
         if self.id not in self._core._registry:
             raise UnknownEnvironmentError(f"environment {self.id} was destroyed; cannot {what}")
 
     def __repr__(self) -> str:
         return f"<Environment {self.id} {self.workflow} {self.state} run={self.run_number}>"
+
+
+#: Bounds of one `set_vars` request (the gRPC message limit bounds them too).
+MAX_VARS = 256
+MAX_VAR_KEY = 256
+MAX_VAR_VALUE = 64 * 1024
+
+
+def _check_values(env_id: str, values: Mapping[str, Any]) -> None:
+    if len(values) > MAX_VARS:
+        raise ModifyError(f"environment {env_id}: {len(values)} variables at once; at most {MAX_VARS}")
+    for key, value in values.items():
+        if not str(key).strip() or len(str(key)) > MAX_VAR_KEY:
+            raise ModifyError(
+                f"environment {env_id}: variable name {str(key)[:40]!r}: 1 to {MAX_VAR_KEY} characters"
+            )
+        if len(str(value)) > MAX_VAR_VALUE:
+            raise ModifyError(f"environment {env_id}: variable {key}: value over {MAX_VAR_VALUE} characters")
 
 
 class _Exclusive:
@@ -448,14 +575,18 @@ class Core:
         running = {status.task_id: status for found in self.executors.adopted.values() for status in found}
         claimed: set[str] = set()
         for entry in entries:
+            # Variables and iterator counts as last changed (set_vars, scale), else as created.
+            variables = entry.snapshot.get("variables", entry.variables)
+            counts = entry.snapshot.get("iterator_counts", {})
             try:
-                workflow = await asyncio.to_thread(self._load, entry.workflow, entry.variables)
+                workflow = await asyncio.to_thread(self._load, entry.workflow, variables, counts)
             except Exception as exc:
                 log.error("environment %s cannot be restored (%s): its tasks are killed", entry.env_id, exc)
                 await asyncio.to_thread(self.journal.remove, entry.env_id)
                 continue
-            record, ref = await self._manager.proxy().add(entry.env_id, workflow, entry.variables)
+            record, ref = await self._manager.proxy().add(entry.env_id, workflow, variables)
             record.requested_workflow = entry.workflow
+            record.iterator_counts = dict(counts)
             detectors = self.detectors.for_variables(entry.variables) or self.detectors.for_variables(
                 workflow.root.stack
             )
@@ -571,7 +702,9 @@ class Core:
             raise
         return handle
 
-    def _load(self, workflow: str, variables: dict[str, str]) -> Workflow:
+    def _load(
+        self, workflow: str, variables: dict[str, str], iterator_counts: Mapping[str, int] | None = None
+    ) -> Workflow:
         """Resolve `workflow` (`name`, `name@rev`, `repo/workflows/name[@rev]`) and expand it.
 
         Blocking (reads git objects): runs in a worker thread. Each call pins its own revision,
@@ -582,7 +715,9 @@ class Core:
         else:
             repository, name = self.repos.resolve(workflow)
         try:
-            return load_workflow(repository, name, variables, resolver=self.repos.resolver)
+            return load_workflow(
+                repository, name, variables, resolver=self.repos.resolver, iterator_counts=iterator_counts
+            )
         except TemplateNotFoundError as exc:
             elsewhere = [] if "/" in workflow else self.repos.elsewhere(name.partition("@")[0])
             if not elsewhere:

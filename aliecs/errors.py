@@ -82,3 +82,21 @@ class TransitionError(AliecsError):
 
 class DeploymentError(AliecsError):
     """Tasks could not be placed on any node (constraints or resources not satisfiable)."""
+
+
+class ModifyError(AliecsError):
+    """An exclude, include, reconfiguration or scaling of a deployed environment was refused or
+    failed; the message names the role path and what to do next."""
+
+
+class RestartNeededError(ModifyError):
+    """New variables would change the command line of running tasks: they need a restart, which
+    must be asked for explicitly (`restart=True`, `--restart`). Nothing was changed."""
+
+    def __init__(self, env_id: str, tasks: list[str]) -> None:
+        self.tasks = tasks
+        shown = ", ".join(tasks[:10]) + (f" and {len(tasks) - 10} more" if len(tasks) > 10 else "")
+        super().__init__(
+            f"environment {env_id}: the new values change the command line of {shown}: "
+            "they need a restart (ask for it: restart=True, --restart); nothing was changed"
+        )

@@ -39,6 +39,8 @@ class TaskInfo:
     log_path: str = ""
     error: str = ""
     executor_id: str = ""
+    # Left out of the environment's transitions and aggregates (`Environment.exclude`), process kept.
+    excluded: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class TaskRecord:
     # Set by the environment at DEPLOY (command) and CONFIGURE (the arguments sent: channels, properties).
     command: TaskCommand | None = None
     properties: dict[str, str] = field(default_factory=dict)
+    excluded: bool = False
 
     def info(self) -> TaskInfo:
         return TaskInfo(
@@ -85,6 +88,7 @@ class TaskRecord:
             log_path=self.log_path,
             error=self.error,
             executor_id=self.executor_id,
+            excluded=self.excluded,
         )
 
 
@@ -96,6 +100,7 @@ class RoleRecord:
     status: str = UNDEFINED
     children: list[RoleRecord] = field(default_factory=list)
     task: TaskRecord | None = None
+    excluded: bool = False  # the root of an excluded subtree
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class RoleTree:
     status: str
     task: TaskInfo | None
     children: tuple[RoleTree, ...]
+    excluded: bool = False
 
     @classmethod
     def of(cls, record: RoleRecord) -> RoleTree:
@@ -118,6 +124,7 @@ class RoleTree:
             status=record.status,
             task=record.task.info() if record.task else None,
             children=tuple(cls.of(child) for child in record.children),
+            excluded=record.excluded,
         )
 
     def walk(self) -> list[RoleTree]:
@@ -131,6 +138,8 @@ class RoleTree:
 
         def label(node: RoleTree) -> str:
             text = f"[ {node.state} ] {node.name}"
+            if node.excluded:
+                text += " (excluded)"
             if node.task is not None:
                 text += f"  -> {node.task.state:<10} {node.task.host} pid {node.task.pid or '-'}"
                 if not node.task.critical:
@@ -192,3 +201,35 @@ class EnvironmentRecord:
     last_request_user: RequestUser | None = None
     public: bool = True
     requested_workflow: str = ""  # as asked for: `[repo/workflows/]name[@revision]`
+    # Excluded role subtrees (path -> why it stays excluded, "" when on request); the environment's.
+    excluded: dict[str, str] = field(default_factory=dict)
+    # Iterator counts set by scaling (`Environment.scale`), by iterator key (see `Workflow.iterators`).
+    iterator_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModifyResult:
+    """What a change of variables or scale did, as task ids: `added` tasks were deployed and
+    brought to the environment's state, `removed` ones released, `reconfigured` ones got RESET and
+    CONFIGURE with their new arguments (processes kept), `restarted` ones a new process, and
+    `pending` ones get their new arguments at the next CONFIGURE (the environment is RUNNING)."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    reconfigured: tuple[str, ...] = ()
+    restarted: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        parts = [
+            f"{len(ids)} {name}"
+            for name, ids in (
+                ("added", self.added),
+                ("removed", self.removed),
+                ("reconfigured", self.reconfigured),
+                ("restarted", self.restarted),
+                ("pending reconfiguration", self.pending),
+            )
+            if ids
+        ]
+        return ", ".join(parts) or "nothing to change"

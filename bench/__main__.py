@@ -36,6 +36,7 @@ SCENARIOS: dict[str, str] = {
     "readopt": "bench.readopt",
     "core_cost": "bench.core_cost",
     "templates": "bench.templates",
+    "include": "bench.include",
 }
 
 # Top-level key -> (scenario, key in its result). `max_loop_stall_ms` is the max over scenarios.
@@ -51,6 +52,7 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "start_of_run_2000_overhead_s": ("start_of_run", "overhead_s"),
     "readopt_2000_s": ("readopt", "restore_s"),
     "soak_rss_growth_per_cycle_bytes": ("soak", "rss_growth_per_cycle_bytes"),
+    "include_100_into_1000_s": ("include", "include_s"),
 }
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

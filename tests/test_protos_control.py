@@ -310,8 +310,17 @@ def descriptors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, descripto
 EXTENSION_FIRST = 1000
 EXTENSION_FIELDS: dict[str, dict[str, tuple[int, int]]] = {
     "EnvironmentInfo": {"error": (1000, S), "lastRunNumber": (1001, U32)},
-    "ShortTaskInfo": {"error": (1000, S)},
+    "ShortTaskInfo": {"error": (1000, S), "excluded": (1001, B)},
     "Ev_TaskEvent": {"error": (1000, S)},
+    # ModifyEnvironment: variables, restarts, runs and scaling (the original has only roles).
+    "ModifyEnvironmentRequest": {
+        "vars": (1000, M),
+        "restartChanged": (1001, B),
+        "allowRunning": (1002, B),
+        "requestUser": (1003, M),
+    },
+    "EnvironmentOperation": {"count": (1000, I32)},
+    "ModifyEnvironmentReply": {"error": (1000, S), "restartNeeded": (1001, S)},
 }
 EXTENSION_RPCS = {"GetTaskLog": ("GetTaskLogRequest", "GetTaskLogReply")}
 
@@ -375,7 +384,12 @@ def test_enums(descriptors: dict[str, descriptor_pb2.FileDescriptorProto]) -> No
         "RECOVER": 100,  # aliecs extensions on numbers the original does not use
         "EXIT": 101,
     }
-    assert nested[("EnvironmentOperation", "Optype")] == {"NOOP": 0, "REMOVE_ROLE": 3, "ADD_ROLE": 4}
+    assert nested[("EnvironmentOperation", "Optype")] == {
+        "NOOP": 0,
+        "REMOVE_ROLE": 3,
+        "ADD_ROLE": 4,
+        "SCALE_ROLE": 100,  # aliecs extension
+    }
     assert nested[("VarSpecMessage", "Type")] == {"string": 0, "number": 1, "bool": 2, "list": 3, "map": 4}
     assert list(nested[("VarSpecMessage", "UiWidget")]) == [
         "editBox",

@@ -131,9 +131,7 @@ async def test_framework_info_and_empty_answers(harness: Harness) -> None:
 async def test_reserved_rpcs_are_unimplemented(harness: Harness) -> None:
     stub = harness.stub
     await expect_status(stub.teardown(pb.TeardownRequest()), Status.UNIMPLEMENTED, "SIGTERM")
-    await expect_status(
-        stub.modify_environment(pb.ModifyEnvironmentRequest(id="x")), Status.UNIMPLEMENTED, "destroy"
-    )
+    await expect_status(stub.modify_environment(pb.ModifyEnvironmentRequest(id="x")), Status.NOT_FOUND, "x")
 
 
 async def test_full_cycle_over_grpc_with_events_and_audit_log(harness: Harness) -> None:

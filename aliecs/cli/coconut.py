@@ -538,12 +538,87 @@ def env_control(ctx: click.Context, env_id: str, event: str) -> None:
 add_aliases(environment, "control", "ctl", "ct", "t")
 
 
+Operation = pb.EnvironmentOperationOptype
+
+
+def parse_scale(text: str) -> tuple[str, int]:
+    """`PATH=N` of --scale."""
+    path, sep, count = text.partition("=")
+    if not sep or not path.strip() or not count.strip().isdigit():
+        raise click.BadParameter(f"{text!r} is not PATH=N (e.g. copypush.sink=5)", param_hint="--scale")
+    return path.strip(), int(count)
+
+
 @environment.command("modify")
 @click.argument("env_id", metavar="ID")
+@click.option(
+    "--exclude", "excludes", multiple=True, metavar="PATH", help="Exclude a role subtree (repeatable)."
+)
+@click.option(
+    "--include", "includes", multiple=True, metavar="PATH", help="Include an excluded subtree again."
+)
+@click.option("--scale", "scales", multiple=True, metavar="PATH=N", help="Make an iterator generate N roles.")
+@click.option("-e", "--extra-vars", "extra_vars", multiple=True, help="New variables: k=v,k2=v2 or JSON.")
+@click.option("--reconfigure-all", is_flag=True, help="RESET and CONFIGURE every task (CONFIGURED only).")
+@click.option("--restart", is_flag=True, help="Restart tasks whose command line the new variables change.")
+@click.option("--allow-running", is_flag=True, help="Exclude or include critical subtrees during a run.")
+@output_option
 @click.pass_context
-def env_modify(ctx: click.Context, env_id: str) -> None:
-    """Add or remove roles (reserved, not implemented by the core) (aliases: mod, m)."""
-    call(ctx, lambda c: c.stub.modify_environment(pb.ModifyEnvironmentRequest(id=env_id)))
+def env_modify(
+    ctx: click.Context,
+    env_id: str,
+    excludes: tuple[str, ...],
+    includes: tuple[str, ...],
+    scales: tuple[str, ...],
+    extra_vars: tuple[str, ...],
+    reconfigure_all: bool,
+    restart: bool,
+    allow_running: bool,
+) -> None:
+    """Change a deployed environment in place: excludes, then includes, then scales, then
+    variables (aliases: mod, m). Processes of untouched tasks are kept."""
+    operations = [
+        pb.EnvironmentOperation(type=Operation(Operation.REMOVE_ROLE), role_name=path) for path in excludes
+    ]
+    operations += [
+        pb.EnvironmentOperation(type=Operation(Operation.ADD_ROLE), role_name=path) for path in includes
+    ]
+    for text in scales:
+        path, count = parse_scale(text)
+        operations.append(
+            pb.EnvironmentOperation(type=Operation(Operation.SCALE_ROLE), role_name=path, count=count)
+        )
+    variables: dict[str, str] = {}
+    for text in extra_vars:
+        variables.update(parse_extra_vars(text))
+    if not (operations or variables or reconfigure_all):
+        raise click.UsageError(
+            "nothing to change: give --exclude, --include, --scale, -e or --reconfigure-all"
+        )
+    request = pb.ModifyEnvironmentRequest(
+        id=env_id,
+        operations=operations,
+        reconfigure_all=reconfigure_all,
+        vars=variables,
+        restart_changed=restart,
+        allow_running=allow_running,
+        request_user=request_user(),
+    )
+    out = settings(ctx).out
+    reply = call(ctx, lambda c: c.stub.modify_environment(request))
+    if out.json:
+        out.dump(reply)
+    elif not reply.error:
+        out.print(f"environment {reply.id} modified")
+        out.block([("environment id", reply.id), ("state", state_text(reply.state))])
+    if reply.error:
+        not_applied = ", ".join(f"{op.type.name} {op.role_name}" for op in reply.failed_operations)
+        if not_applied:
+            out.error(f"not applied: {not_applied}")
+        if reply.restart_needed:
+            out.error(f"need a restart (--restart): {', '.join(reply.restart_needed)}")
+        out.error(reply.error)
+        sys.exit(EXIT_FAILED)
 
 
 add_aliases(environment, "modify", "mod", "m")

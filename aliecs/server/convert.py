@@ -38,6 +38,7 @@ def short_task(task: TaskInfo) -> pb.ShortTaskInfo:
         claimable=False,
         critical=task.critical,
         error=task.error,
+        excluded=task.excluded,
     )
 
 

@@ -38,7 +38,7 @@ from aliecs.events import (
 )
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
-from aliecs.server import convert
+from aliecs.server import convert, modify
 from aliecs.server.audit import AUDIT_FILE, AuditLog
 from aliecs.server.auth import check_listen, require_token
 from aliecs.server.errors import (
@@ -317,10 +317,7 @@ class ControlService:
         )
 
     async def modify_environment(self, request: pb.ModifyEnvironmentRequest) -> pb.ModifyEnvironmentReply:
-        raise unimplemented(
-            "ModifyEnvironment is reserved by the protocol and not implemented; "
-            "destroy the environment and create it again with the new roles"
-        )
+        return await modify.modify_environment(self.core, request)
 
     # -- environments -----------------------------------------------------------------------------
 

@@ -117,6 +117,7 @@ SCHEMAS: dict[str, Any] = {
         role_path=S,
         log_path=S,
         error=S,
+        excluded=B,
         environment_id=S,
     ),
     "RoleNode": obj(

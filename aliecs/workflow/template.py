@@ -119,6 +119,7 @@ class Role:
     include: str = ""  # for include roles: the identifier of the included workflow
     source: str = ""  # the file the role was written in
     line: int | None = None
+    iterator: str = ""  # the iterator that made this role (see `Workflow.iterators`), if any
 
     @property
     def stack(self) -> dict[str, str]:
@@ -160,6 +161,9 @@ class Workflow:
     root: Role
     description: str = ""
     public: bool = False
+    # Every iterator (`for`) of the expanded tree, by `parent.path.name-template`, and how many
+    # roles it made; `load_workflow(iterator_counts=...)` sets their counts (scaling at runtime).
+    iterators: dict[str, int] = field(default_factory=dict)
 
     def tasks(self) -> list[Role]:
         return self.root.task_roles()
@@ -215,8 +219,11 @@ class _Expander:
         providers: Providers,
         jit: JitRegistry,
         resolver: Resolver | None,
+        iterator_counts: Mapping[str, int] | None = None,
     ) -> None:
         self.user_vars = dict(user_vars)
+        self.iterator_counts = dict(iterator_counts or {})
+        self.iterators: dict[str, int] = {}
         self.providers = providers
         self.jit = jit
         self.resolver = resolver
@@ -306,6 +313,7 @@ class _Expander:
                 )
             self.check_for_items(len(items), ctx, parent_path, loop, "range")
             values = [item if isinstance(item, str) else json.dumps(item) for item in items]
+            first = None
         elif "begin" in loop and "end" in loop:
             begin_text, end_text = text("begin"), text("end")
             try:
@@ -320,6 +328,7 @@ class _Expander:
                 ) from exc
             self.check_for_items(end - begin + 1, ctx, parent_path, loop, "end")
             values = [str(i) for i in range(begin, end + 1)]
+            first = begin
         else:
             raise self.error("'for' needs either 'range' or 'begin' and 'end'", ctx, parent_path, spec, "for")
         name_template = str(spec.get("name", ""))
@@ -331,12 +340,39 @@ class _Expander:
                 spec,
                 "name",
             )
+        key = f"{parent_path}.{name_template}" if parent_path else name_template
+        count = self.iterator_counts.get(key)
+        if count is not None:
+            values = self.scaled(values, count, first, ctx, parent_path, loop)
+        self.iterators[key] = len(values)
         roles = []
         for value in values:
             role = self.expand_single(spec, parent, layers, {var: value}, ctx)
             if role is not None:
+                role.iterator = key
                 roles.append(role)
         return roles
+
+    def scaled(
+        self, values: list[str], count: int, first: int | None, ctx: _Context, parent_path: str, node: Any
+    ) -> list[str]:
+        """An iterator's values for `count` roles: begin/end ranges grow or shrink from `begin`,
+        a `range` list can only be cut (it names its items)."""
+        if count < 0:
+            raise self.error(f"an iterator cannot make {count} roles", ctx, parent_path, node)
+        self.check_for_items(count, ctx, parent_path, node, "end")
+        if first is None:  # a `range` list
+            if count > len(values):
+                raise self.error(
+                    f"for.range lists {len(values)} items: it cannot make {count} roles "
+                    "(change the variable its range is made from instead)",
+                    ctx,
+                    parent_path,
+                    node,
+                    "range",
+                )
+            return values[:count]
+        return [str(first + i) for i in range(count)]
 
     def check_for_items(self, count: int, ctx: _Context, parent_path: str, node: Any, key: str) -> None:
         if count > self.limits.for_items:
@@ -706,6 +742,7 @@ def load_workflow(
     providers: Providers | None = None,
     jit: JitRegistry | None = None,
     resolver: Resolver | None = None,
+    iterator_counts: Mapping[str, int] | None = None,
 ) -> Workflow:
     """Read, parse and expand workflow `name` from `repository` with the user's variables.
 
@@ -715,7 +752,9 @@ def load_workflow(
     """
     providers = providers or Providers()
     jit = jit or JitRegistry(CommandGenerator())
-    expander = _Expander(repository, _split_user_vars(user_vars or {}), providers, jit, resolver)
+    expander = _Expander(
+        repository, _split_user_vars(user_vars or {}), providers, jit, resolver, iterator_counts
+    )
     repository, bare = expander.resolve(repository, name, "workflows")
     source = repository.read_workflow(bare)
     document = parse_workflow_document(source, bare)
@@ -731,4 +770,5 @@ def load_workflow(
         root=roles[0],
         description=str(plain(document.get("description", ""))),
         public=isinstance(raw_name, PublicScalar),
+        iterators=expander.iterators,
     )

@@ -49,6 +49,11 @@ class EnvironmentOperationOptype(betterproto.Enum):
     NOOP = 0
     REMOVE_ROLE = 3
     ADD_ROLE = 4
+    SCALE_ROLE = 100
+    """
+    aliecs extension, a number the original does not use: the iterator roleName names makes
+     `count` roles (roleName is the iterator's template path or one of its roles' paths).
+    """
 
 
 class VarSpecMessageUiWidget(betterproto.Enum):
@@ -232,15 +237,31 @@ class ControlEnvironmentReply(betterproto.Message):
 
 @dataclass(eq=False, repr=False)
 class ModifyEnvironmentRequest(betterproto.Message):
+    """
+    Changes a deployed environment in place, operations in order (REMOVE_ROLE excludes a role
+     subtree, ADD_ROLE includes it again), then variables, then reconfigureAll.
+    """
+
     id: str = betterproto.string_field(1)
     operations: List["EnvironmentOperation"] = betterproto.message_field(2)
     reconfigure_all: bool = betterproto.bool_field(3)
+    vars: Dict[str, str] = betterproto.map_field(
+        1000, betterproto.TYPE_STRING, betterproto.TYPE_STRING
+    )
+    """
+    aliecs extensions, numbered from 1000 to stay clear of the original's fields:
+    """
+
+    restart_changed: bool = betterproto.bool_field(1001)
+    allow_running: bool = betterproto.bool_field(1002)
+    request_user: "_common__.User" = betterproto.message_field(1003)
 
 
 @dataclass(eq=False, repr=False)
 class EnvironmentOperation(betterproto.Message):
     type: "EnvironmentOperationOptype" = betterproto.enum_field(1)
     role_name: str = betterproto.string_field(2)
+    count: int = betterproto.int32_field(1000)
 
 
 @dataclass(eq=False, repr=False)
@@ -248,6 +269,8 @@ class ModifyEnvironmentReply(betterproto.Message):
     failed_operations: List["EnvironmentOperation"] = betterproto.message_field(1)
     id: str = betterproto.string_field(2)
     state: str = betterproto.string_field(3)
+    error: str = betterproto.string_field(1000)
+    restart_needed: List[str] = betterproto.string_field(1001)
 
 
 @dataclass(eq=False, repr=False)
@@ -322,6 +345,7 @@ class ShortTaskInfo(betterproto.Message):
     claimable: bool = betterproto.bool_field(10)
     critical: bool = betterproto.bool_field(11)
     error: str = betterproto.string_field(1000)
+    excluded: bool = betterproto.bool_field(1001)
 
 
 @dataclass(eq=False, repr=False)

@@ -25,7 +25,7 @@ from aliecs.integrations import (
     load_plugins,
 )
 from aliecs.server import convert
-from aliecs.testing import wait_for
+from aliecs.testing import isolated_nodes, wait_for
 from bench.corpus_setup import INTEGRATIONS, MORE_INTEGRATIONS, corpus_available, expand, write_jit_exports
 from tests.conftest import RepoBuilder
 from tests.integration_servers import Services
@@ -121,7 +121,10 @@ def settings(endpoints: dict[str, str]) -> PluginSettings:
 def embedded(tmp_path: Path, repo: RepoBuilder, endpoints: dict[str, str]) -> Core:
     repo.workflow("physics", cycle_workflow())
     return Core.embedded(
-        state_dir=tmp_path / "state", repository=repo.repository, plugins=load_plugins(settings(endpoints))
+        state_dir=tmp_path / "state",
+        nodes=isolated_nodes(),
+        repository=repo.repository,
+        plugins=load_plugins(settings(endpoints)),
     )
 
 
@@ -375,7 +378,7 @@ async def test_a_service_away_at_start_is_reported_and_its_calls_fail(
     )
     plugins = load_plugins(PluginSettings.parse(["trg"], [f"trg=127.0.0.1:{port}"]))
     async with Core.embedded(
-        state_dir=tmp_path / "state", repository=repo.repository, plugins=plugins
+        state_dir=tmp_path / "state", nodes=isolated_nodes(), repository=repo.repository, plugins=plugins
     ) as core:
         (info,) = core.integrations.services()
         assert (info.name, info.endpoint, info.connection_state) == (

@@ -23,6 +23,7 @@ from aliecs.integrations import (
     load_plugins,
 )
 from aliecs.integrations.dcs import DcsPlugin
+from aliecs.testing import isolated_nodes
 from tests.conftest import RepoBuilder
 from tests.doc_examples import ROOT, blocks, write_files
 from tests.integration_servers import Services
@@ -121,7 +122,7 @@ async def test_a_third_party_plugin_is_loaded_from_its_entry_point(tmp_path: Pat
         """,
     )
     async with Core.embedded(
-        state_dir=tmp_path / "state", repository=repo.repository, plugins=plugins
+        state_dir=tmp_path / "state", nodes=isolated_nodes(), repository=repo.repository, plugins=plugins
     ) as core:
         assert [
             (s.name, s.pretty_name, s.endpoint, s.connection_state) for s in core.integrations.services()
@@ -212,7 +213,7 @@ async def test_the_readme_plugin_example_is_loaded_from_its_entry_point(
         """,
     )
     async with Core.embedded(
-        state_dir=tmp_path / "state", repository=repo.repository, plugins=plugins
+        state_dir=tmp_path / "state", nodes=isolated_nodes(), repository=repo.repository, plugins=plugins
     ) as core:
         env = await core.new_environment("fill")
         await env.transition("CONFIGURE")

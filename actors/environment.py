@@ -231,6 +231,10 @@ class EnvironmentActor(AsyncioActor):
                     settle_long_lived()
                 # Failures from here on leave the state changed, but still fail the transition.
                 reason = await fire(f"enter_{self.fsm.state}") or await fire(f"after_{event}")
+                if event in (states.STOP_ACTIVITY, states.GO_ERROR):
+                    # As the original: the run number stays until the after_ hooks (end-of-run calls
+                    # to DCS, trigger, Bookkeeping) have seen it.
+                    self.record.run_number = 0
             if (failures or reason) and not tolerant:
                 self.record.error = reason or str(failures[0])
                 self._announce(event, DONE_ERROR, error=self.record.error)
@@ -340,6 +344,7 @@ class EnvironmentActor(AsyncioActor):
             self.record.state = self.fsm.state
             await self._fire(f"enter_{self.fsm.state}", hook_errors)
             await self._fire(f"after_{states.GO_ERROR}", hook_errors)
+            self.record.run_number = 0  # after the after_ hooks, as in `_run`
         finally:
             self.record.current_transition = failed_transition
         for error in [*errors, *hook_errors]:
@@ -658,12 +663,7 @@ class EnvironmentActor(AsyncioActor):
     async def _stop_activity(self) -> list[TaskError]:
         self._run_event(states.STOP_ACTIVITY, STARTED)
         arguments = self._stop_arguments()
-        errors = await self._transition_tasks(
-            "RUNNING", "STOP", arguments, self._timeout(states.STOP_ACTIVITY)
-        )
-        if not any(error.critical for error in errors):
-            self.record.run_number = 0
-        return errors
+        return await self._transition_tasks("RUNNING", "STOP", arguments, self._timeout(states.STOP_ACTIVITY))
 
     async def _reset(self) -> list[TaskError]:
         return await self._transition_tasks("CONFIGURED", "RESET", {}, self._timeout(states.RESET))
@@ -679,7 +679,6 @@ class EnvironmentActor(AsyncioActor):
         arguments = self._stop_arguments()
         timeout = self._timeout(states.STOP_ACTIVITY)
         errors = await self._transition_tasks("RUNNING", "STOP", arguments, timeout, targets=running)
-        self.record.run_number = 0
         return [TaskError(e.task_id, e.name, e.host, e.message, critical=False) for e in errors]
 
     async def _exit(self) -> list[TaskError]:

@@ -46,6 +46,8 @@ roles:
     call: {func: 'testplugin.Test("sor-neg:" + run_number)', trigger: before_START_ACTIVITY-10}
   - name: sor-pos
     call: {func: 'testplugin.Test("sor-pos:" + run_number)', trigger: before_START_ACTIVITY+10}
+  - name: eor
+    call: {func: 'testplugin.Test("eor:" + run_number)', trigger: after_STOP_ACTIVITY}
   - name: destroyed
     call: {func: 'testplugin.Test("destroy")', trigger: DESTROY}
 """
@@ -151,6 +153,10 @@ async def test_calls_run_in_weight_order_across_triggers(tmp_path: Path, repo: R
         started = await env.transition("START_ACTIVITY")
         # The run number exists only for the non-negative weights of before_START_ACTIVITY.
         assert TESTPLUGIN.recorded(env.id)[-2:] == ["sor-neg:", f"sor-pos:{started.run_number}"]
+        stopped = await env.transition("STOP_ACTIVITY")
+        # ... and until the after_STOP_ACTIVITY hooks (end-of-run calls) have seen it, as in the original.
+        assert TESTPLUGIN.recorded(env.id)[-1] == f"eor:{started.run_number}"
+        assert stopped.run_number == 0 and env.run_number == 0
         await env.destroy()
         assert TESTPLUGIN.recorded(env.id)[-1] == "destroy"
         subscription.close()

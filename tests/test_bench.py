@@ -72,3 +72,15 @@ def test_soak_option_selects_the_soak_alone_and_rejects_zero_cycles() -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--soak", "0", "--no-plots"])
     assert exited.value.code == 2
+
+
+def test_generated_workflow_holds_more_tasks_than_one_iterator_may(tmp_path: Path) -> None:
+    # The scale scenarios run 10,000 tasks; one `for` may generate at most the core's limit.
+    from aliecs.workflow.limits import TemplateLimits
+    from aliecs.workflow.template import load_workflow
+    from bench.common import write_repository
+
+    tasks = TemplateLimits().for_items + 5
+    workflow = load_workflow(write_repository(tmp_path, tasks), "load")
+    names = [role.name for role in workflow.root.children]
+    assert names == [f"t{index}" for index in range(tasks)]

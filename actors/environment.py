@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 # Grace on top of a deadline before the environment stops waiting for a task actor's answer.
 _FAN_OUT_MARGIN = 5.0
+# Task entries let go of per loop iteration when a destroyed environment is dropped.
+_DROP_SLICE = 500
 
 
 @dataclass
@@ -181,6 +183,20 @@ class EnvironmentActor(AsyncioActor):
             release_long_lived()
             if self.journal is not None:
                 await asyncio.to_thread(self.journal.remove, self.record.id)
+
+    async def drop_tasks(self) -> None:
+        """Let go of a destroyed environment's per-task objects a slice at a time (`actors.gc_policy`).
+
+        Task refs, mailboxes and entries hold no cycles of their own: they are garbage only because
+        the environment actor that holds them is in cycles, so left to the collector they are all
+        freed in the one full collection that follows, stalling the loop (~170 ms at 10,000 tasks).
+        Dropped here, reference counting frees each slice at once, between which the loop runs.
+        """
+        ids = list(self.entries)
+        for start in range(0, len(ids), _DROP_SLICE):
+            for task_id in ids[start : start + _DROP_SLICE]:
+                del self.entries[task_id]
+            await asyncio.sleep(0)
 
     # -- the transition engine -------------------------------------------------------------------
 

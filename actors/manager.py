@@ -89,6 +89,7 @@ class EnvironmentManagerActor(AsyncioActor):
         (see `actors.gc_policy`: only a full collection can, once nothing refers to it)."""
         entry = self.registry.pop(env_id, None)
         if entry is not None:
+            await entry[1].proxy().drop_tasks()
             await entry[1].stop()
             del entry
             collect_released()

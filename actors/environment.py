@@ -27,7 +27,7 @@ from actors.role import RoleActor
 from actors.runtime import AsyncioActor
 from actors.task import TaskOutcome
 from aliecs.cluster.placement import PlacementRequest
-from aliecs.cluster.ports import parse_port_list
+from aliecs.cluster.ports import PortExhaustedError, parse_port_list
 from aliecs.cluster.scheduling import ChannelRequest, DeployRequest, Placement, PlacementFailure
 from aliecs.durations import parse_duration
 from aliecs.environment import fsm as states
@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 # Grace on top of a deadline before the environment stops waiting for a task actor's answer.
 _FAN_OUT_MARGIN = 5.0
+# Launches of one task again on another control port when its port was taken on the node.
+_PORT_RETRIES = 3
 # Task entries let go of per loop iteration when a destroyed environment is dropped.
 _DROP_SLICE = 500
 
@@ -540,7 +542,7 @@ class EnvironmentActor(AsyncioActor):
             )
         )
 
-        def send(link: ExecutorLink, group: list[_TaskEntry]) -> Awaitable[list[TaskResult]]:
+        def launch(link: ExecutorLink, group: list[_TaskEntry]) -> Awaitable[list[TaskResult]]:
             orders = []
             for entry in group:
                 assert entry.placement is not None
@@ -548,11 +550,45 @@ class EnvironmentActor(AsyncioActor):
                 orders.append(LaunchOrder(specs[entry.record.id], entry.placement.control_port, controllable))
             return link.launch(orders, startup)
 
+        async def send(link: ExecutorLink, group: list[_TaskEntry]) -> list[TaskResult]:
+            results = await launch(link, group)
+            for _attempt in range(_PORT_RETRIES):
+                taken = [self.entries[result.task_id] for result in results if result.port_in_use]
+                if not taken:
+                    break
+                for entry in list(taken):
+                    try:
+                        await self._move_control_port(entry, specs)
+                    except PortExhaustedError:  # nowhere else to go: its failure stands
+                        taken.remove(entry)
+                if not taken:
+                    break
+                again = {result.task_id: result for result in await launch(link, taken)}
+                results = [again.get(result.task_id, result) for result in results]
+            return results
+
         def apply(entry: _TaskEntry, result: TaskResult) -> Awaitable[TaskOutcome]:
             return entry.ref.proxy().deployed(result)  # type: ignore[no-any-return]
 
         errors += await self._per_node(entries, send, apply, timeout, "DEPLOY")
         return errors
+
+    async def _move_control_port(self, entry: _TaskEntry, specs: dict[str, LaunchSpec]) -> None:
+        """Give a task whose control port was taken on its node another one, before launching it again."""
+        assert entry.placement is not None
+        old = entry.placement.control_port
+        entry.placement = await self.scheduler.proxy().move_control_port(entry.placement)
+        spec = specs[entry.record.id] = self._launch_spec(entry.role, entry.record.id, entry.placement)
+        entry.record.command = TaskCommand(spec.command, spec.arguments, spec.env_list(), spec.shell)
+        await entry.ref.proxy().placed(entry.placement, str(spec.log_path or ""))
+        log.warning(
+            "environment %s: task %s: control port %s was taken on %s; launching it again on port %s",
+            self.record.id,
+            entry.record.name,
+            old,
+            entry.placement.hostname,
+            entry.placement.control_port,
+        )
 
     async def _configure(self) -> list[TaskError]:
         endpoints = {

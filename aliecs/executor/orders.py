@@ -46,6 +46,9 @@ class TaskResult:
     error: str = ""
     # The executor's last event number when this task's step began (see protos/executor.proto).
     since_seq: int = 0
+    # A launch that failed because the task's control port was taken on the node: worth a retry on
+    # another port (see `EnvironmentActor._deploy`).
+    port_in_use: bool = False
 
 
 @dataclass(frozen=True)

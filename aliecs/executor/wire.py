@@ -52,12 +52,26 @@ def transition_from_wire(message: pb.TransitionOrder) -> TransitionOrder:
 
 
 def result_to_wire(result: TaskResult) -> pb.TaskResult:
-    return pb.TaskResult(result.task_id, result.ok, result.state, result.pid, result.error, result.since_seq)
+    return pb.TaskResult(
+        result.task_id,
+        result.ok,
+        result.state,
+        result.pid,
+        result.error,
+        result.since_seq,
+        result.port_in_use,
+    )
 
 
 def result_from_wire(message: pb.TaskResult) -> TaskResult:
     return TaskResult(
-        message.task_id, message.ok, message.state, message.pid, message.error, message.since_seq
+        message.task_id,
+        message.ok,
+        message.state,
+        message.pid,
+        message.error,
+        message.since_seq,
+        message.port_in_use,
     )
 
 

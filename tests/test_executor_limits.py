@@ -1,0 +1,48 @@
+"""Issue 11: the executor protocol bounds the messages it reads, as the control API and OCC do."""
+
+from __future__ import annotations
+
+import asyncio
+
+from grpclib.const import Status
+from grpclib.server import Server
+
+from aliecs.executor.agent import NodeAgent
+from aliecs.executor.service import MAX_MESSAGE_BYTES, ExecutorService
+from aliecs.generated import aliecs_executor as pb
+from aliecs.pytest_plugin import isolated_nodes
+from tests.grpc_raw import RawGrpc, frame
+
+
+async def test_executor_refuses_a_request_above_its_limit_before_reading_it() -> None:
+    (node,) = isolated_nodes(1)
+    agent = NodeAgent(node)
+    await agent.start()
+    server = Server([ExecutorService(agent)])
+    await server.start("127.0.0.1", 0)
+    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+
+        def calls() -> list[tuple[int | None, str]]:
+            with RawGrpc(port) as raw:
+                # One byte over the limit announced, 32 kB sent, then silence.
+                prefix = b"\x00" + (MAX_MESSAGE_BYTES + 1).to_bytes(4, "big")
+                too_big = raw.call("/aliecs_executor.Executor/Launch", prefix + b"\x0a" * 32768, end=False)
+            with RawGrpc(port) as raw:
+                garbage = raw.call("/aliecs_executor.Executor/Kill", frame(b"\x0a\x05ab"))
+            return [(too_big.status, too_big.message), (garbage.status, garbage.message)]
+
+        (big_status, big_message), (bad_status, bad_message) = await asyncio.to_thread(calls)
+        assert big_status == Status.RESOURCE_EXHAUSTED.value, big_message
+        assert f"{MAX_MESSAGE_BYTES + 1} bytes" in big_message and "limit" in big_message
+        assert bad_status == Status.INVALID_ARGUMENT.value and "KillBatch" in bad_message, bad_message
+        # Still serving, and a well-formed request within the limit is read as before.
+        with RawGrpc(port) as raw:
+            answer = await asyncio.to_thread(
+                raw.call, "/aliecs_executor.Executor/Kill", frame(bytes(pb.KillBatch(["nosuch"])))
+            )
+        assert answer.status == Status.OK.value, answer.message
+    finally:
+        server.close()
+        await server.wait_closed()
+        await agent.stop()

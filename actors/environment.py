@@ -36,7 +36,17 @@ from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.environment.timeouts import DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_TIMEOUTS
 from aliecs.errors import InvalidTransitionError, TaskError, TransitionError
-from aliecs.events import DONE_ERROR, DONE_OK, STARTED, EnvironmentEvent, EventBus, RunEvent
+from aliecs.events import (
+    DONE_ERROR,
+    DONE_OK,
+    ONGOING,
+    STARTED,
+    STEP_FINISHED,
+    STEP_STARTING,
+    EnvironmentEvent,
+    EventBus,
+    RunEvent,
+)
 from aliecs.executor.link import ExecutorLink
 from aliecs.executor.orders import LaunchOrder, TaskResult, TaskStatus, TransitionOrder
 from aliecs.executor.process import LaunchSpec
@@ -223,15 +233,24 @@ class EnvironmentActor(AsyncioActor):
         try:
             reason = await fire(f"before_{event}", self.preparations.get(event))
             reason = reason or await fire(f"leave_{from_state}")
+            step = ""
             if not reason:  # the tasks' transition closes leave_<STATE>, after all its hooks
+                step = f"tasks_{event}"
+                self._announce_step(step, False, "")
                 try:
                     errors = await self.steps[event]()
                 except TemplateError as exc:
                     reason = str(exc)
+                failed = reason or "; ".join(str(error) for error in errors if error.critical)
+                if failed and not tolerant:
+                    self._announce_step(step, True, failed)
+                    step = ""
             failures = [error for error in errors if error.critical]
             if tolerant or not (failures or reason):
                 self.fsm.fire(event)
                 self.record.state = self.fsm.state
+                if step:  # finished in the state the tasks reached, as the original says it
+                    self._announce_step(step, True, "")
                 if event == states.DEPLOY:
                     settle_long_lived()
                 # Failures from here on leave the state changed, but still fail the transition.
@@ -271,17 +290,19 @@ class EnvironmentActor(AsyncioActor):
         collected += errors
         return "; ".join(str(error) for error in errors if error.critical)
 
-    def _announce_step(self, trigger: str, status: str, error: str) -> None:
-        """A hook trigger point of the running transition (`transition_step` = the trigger)."""
+    def _announce_step(self, trigger: str, finished: bool, error: str) -> None:
+        """A step of the running transition starts or finishes (`transition_step` = the trigger
+        point, or `tasks_<EVENT>`), as the original says it: ONGOING, or DONE_ERROR if it failed."""
         self.bus.publish(
             EnvironmentEvent(
                 environment_id=self.record.id,
                 state=self.fsm.state,
                 transition=self.record.current_transition,
                 transition_step=trigger,
-                transition_status=status,
+                transition_status=DONE_ERROR if error else ONGOING,
                 run_number=self.record.run_number,
                 error=error,
+                message=STEP_FINISHED if finished else STEP_STARTING,
             )
         )
 

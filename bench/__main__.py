@@ -35,6 +35,7 @@ SCENARIOS: dict[str, str] = {
     "start_of_run": "bench.start_of_run",
     "readopt": "bench.readopt",
     "core_cost": "bench.core_cost",
+    "audit_fsync": "bench.audit_fsync",
     "templates": "bench.templates",
 }
 
@@ -51,6 +52,7 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "start_of_run_2000_overhead_s": ("start_of_run", "overhead_s"),
     "readopt_2000_s": ("readopt", "restore_s"),
     "soak_rss_growth_per_cycle_bytes": ("soak", "rss_growth_per_cycle_bytes"),
+    "audit_fsync_ratio": ("audit_fsync", "fsync_ratio"),
 }
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

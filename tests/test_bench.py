@@ -84,3 +84,33 @@ def test_generated_workflow_holds_more_tasks_than_one_iterator_may(tmp_path: Pat
     workflow = load_workflow(write_repository(tmp_path, tasks), "load")
     names = [role.name for role in workflow.root.children]
     assert names == [f"t{index}" for index in range(tasks)]
+
+
+async def test_audit_fsync_scenario_measures_each_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The policies compared by `python -m bench audit_fsync`: never, at most once a second (the
+    # default), after every write; each round writes all its events.
+    import os
+
+    from aliecs.server import audit
+    from bench.audit_fsync import POLICIES, filesystem_of, one_round
+
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(audit.os, "fdatasync", counting)
+    counts = {}
+    for name, interval in POLICIES.items():
+        synced.clear()
+        (tmp_path / name).mkdir()
+        assert await one_round(tmp_path / name, 30, interval) > 0
+        lines = (tmp_path / name / "events.jsonl").read_text().splitlines()
+        assert len(lines) == 30 and '"transitionStep":"tasks_START_ACTIVITY_29"' in lines[-1]
+        counts[name] = len(synced)
+    assert counts["never"] == 0 and counts["default"] >= 1 and counts["every_write"] >= counts["default"]
+    assert filesystem_of(tmp_path) != "unknown"

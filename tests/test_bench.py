@@ -63,6 +63,13 @@ def test_quick_bench_writes_every_headline_key(tmp_path: Path) -> None:
     assert soak["occ"]["cycles"] == soak["subscribe"]["cycles"] == 10
     assert soak["subscribe"]["subscribers_left"] == 0
     assert soak["occ"]["last"]["fds"] <= soak["occ"]["after_warmup"]["fds"]
+    # Each node's executor process is sampled along with the core (two nodes).
+    assert len(soak["executors"]) == 2
+    assert all(
+        len(executor["rss_kb"]) == 4 and not executor["restarted"] for executor in soak["executors"].values()
+    )
+    # The audit log's fsync policies, each measured.
+    assert set(results["audit_fsync"]["events_per_s"]) == {"never", "default", "every_write"}
 
 
 def test_soak_option_selects_the_soak_alone_and_rejects_zero_cycles() -> None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from grpclib.client import Channel
 from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from grpclib.server import Server
 
 from aliecs.executor.agent import NodeAgent
-from aliecs.executor.service import MAX_MESSAGE_BYTES, ExecutorService
+from aliecs.executor.link import BoundedExecutorStub
+from aliecs.executor.orders import MAX_MESSAGE_BYTES
+from aliecs.executor.service import ExecutorService
 from aliecs.generated import aliecs_executor as pb
 from aliecs.pytest_plugin import isolated_nodes
 from tests.grpc_raw import RawGrpc, frame
@@ -43,6 +48,31 @@ async def test_executor_refuses_a_request_above_its_limit_before_reading_it() ->
             )
         assert answer.status == Status.OK.value, answer.message
     finally:
+        server.close()
+        await server.wait_closed()
+        await agent.stop()
+
+
+async def test_core_refuses_an_executor_reply_above_its_limit() -> None:
+    # The core's side of the protocol reads replies (and events) bounded too: a reply of a few kB
+    # is refused by a client whose limit is 1 kB, and read by one with the protocol's limit.
+    (node,) = isolated_nodes(1)
+    agent = NodeAgent(node)
+    await agent.start()
+    server = Server([ExecutorService(agent)])
+    await server.start("127.0.0.1", 0)
+    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    channel = Channel("127.0.0.1", port)
+    try:
+        unknown = pb.KillBatch([f"task{index:04d}" for index in range(100)])  # ~100 error entries
+        reply = await BoundedExecutorStub(channel).kill(unknown, timeout=10)
+        assert len(reply.results) == 100 and len(bytes(reply)) > 1024
+        with pytest.raises(GRPCError) as refused:
+            await BoundedExecutorStub(channel, max_bytes=1024).kill(unknown, timeout=10)
+        assert refused.value.status == Status.RESOURCE_EXHAUSTED
+        assert "limit of 1024 bytes" in str(refused.value.message)
+    finally:
+        channel.close()
         server.close()
         await server.wait_closed()
         await agent.stop()

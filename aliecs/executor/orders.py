@@ -14,6 +14,11 @@ from aliecs.executor.process import LaunchSpec
 
 # Talking to the executor of the core's own protocol version only; see protos/executor.proto.
 PROTOCOL_VERSION = 1
+#: Largest message either side of the executor protocol reads, in bytes: the executor its requests
+#: (`aliecs.executor.service`), the core the executor's replies and events (`aliecs.executor.link`).
+#: A batch carries one node's tasks (a launch order is about 1 KB), so this holds tens of thousands
+#: of them; a larger message is refused (RESOURCE_EXHAUSTED) before its body is read.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)

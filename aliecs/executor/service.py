@@ -21,18 +21,13 @@ from grpclib.server import Stream
 
 from aliecs.executor import wire
 from aliecs.executor.agent import NodeAgent
-from aliecs.executor.orders import PROTOCOL_VERSION
+from aliecs.executor.orders import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from aliecs.generated import aliecs_executor as pb
 from aliecs.wire import recv_request
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FAILOVER_TIMEOUT = 60.0
-#: Largest message either side of the executor protocol accepts, in bytes. A batch carries one
-#: node's tasks (a launch order is about 1 KB), so this holds tens of thousands of them; a larger
-#: request is refused (RESOURCE_EXHAUSTED) before its body is read, and the core splits its batches
-#: to stay below it (`aliecs.executor.link`).
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class _BoundedStream:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server
+from h2.connection import H2Connection
 
 from aliecs.executor.agent import NodeAgent
 from aliecs.executor.link import BoundedExecutorStub
 from aliecs.executor.orders import MAX_MESSAGE_BYTES
 from aliecs.executor.service import ExecutorService
 from aliecs.generated import aliecs_executor as pb
+from aliecs.http2 import MAX_CLOSED_STREAMS
 from aliecs.pytest_plugin import isolated_nodes
 from tests.grpc_raw import RawGrpc, frame
 
@@ -71,6 +74,33 @@ async def test_core_refuses_an_executor_reply_above_its_limit() -> None:
             await BoundedExecutorStub(channel, max_bytes=1024).kill(unknown, timeout=10)
         assert refused.value.status == Status.RESOURCE_EXHAUSTED
         assert "limit of 1024 bytes" in str(refused.value.message)
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()
+        await agent.stop()
+
+
+async def test_a_long_lived_connection_keeps_a_bounded_record_of_its_closed_streams() -> None:
+    # Each call is an HTTP/2 stream; h2 remembered up to 65,536 closed ones per connection (~7.5 MB),
+    # which the soak measured as the core's and the executors' RSS growth. Now at most 1,024.
+    (node,) = isolated_nodes(1)
+    agent = NodeAgent(node)
+    await agent.start()
+    server = Server([ExecutorService(agent)])
+    await server.start("127.0.0.1", 0)
+    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    channel = Channel("127.0.0.1", port)
+    try:
+        stub = BoundedExecutorStub(channel)
+        for _ in range(MAX_CLOSED_STREAMS + 200):
+            await stub.heartbeat(pb.HeartbeatRequest(), timeout=10)
+        connections = [item for item in gc.get_objects() if isinstance(item, H2Connection)]
+        assert len(connections) >= 2  # the core's side and the executor's
+        assert all(len(connection._closed_streams) <= MAX_CLOSED_STREAMS for connection in connections)
+        assert (
+            max(connection.highest_outbound_stream_id for connection in connections) > 2 * MAX_CLOSED_STREAMS
+        )
     finally:
         channel.close()
         server.close()

@@ -28,6 +28,7 @@ from grpclib.client import Stream as ClientStream
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
+import aliecs.http2  # noqa: F401 (bounds what each connection keeps of its closed streams)
 from actors.messages import TaskLost, TaskReconciled
 from aliecs.executor import wire
 from aliecs.executor.agent import NodeAgent

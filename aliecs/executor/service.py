@@ -19,6 +19,7 @@ from typing import Any
 from grpclib.const import Handler
 from grpclib.server import Stream
 
+import aliecs.http2  # noqa: F401 (bounds what each connection keeps of its closed streams)
 from aliecs.executor import wire
 from aliecs.executor.agent import NodeAgent
 from aliecs.executor.orders import MAX_MESSAGE_BYTES, PROTOCOL_VERSION

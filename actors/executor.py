@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from actors.messages import DeviceEvent, ForgetProcess, ProcessExited
 from actors.runtime import AsyncioActor
 from aliecs.cluster.inventory import NodeSpec
+from aliecs.cluster.ports import port_bindable
 from aliecs.executor.process import ExitInfo, LaunchError, LaunchSpec, TaskProcess
 from aliecs.occ.client import OccClient, OccError
 
@@ -50,6 +51,16 @@ class TaskLife(Protocol):
 
 class TaskStartError(RuntimeError):
     pass
+
+
+class PortInUseError(TaskStartError):
+    """The task's control port was taken on the node, by a program the core knows nothing of, between
+    its placement and the task binding it: the core launches the task again on another port."""
+
+
+# How a task that could not bind its control port says so in its last output: the OCC library's
+# OccPortInUseError, or the operating system's EADDRINUSE text (FairMQ devices, other programs).
+_BIND_FAILED = ("is already in use", "address already in use")
 
 
 class TaskTransitionError(RuntimeError):
@@ -84,6 +95,10 @@ class ProcessActor(AsyncioActor):
 
     async def start_process(self, startup_timeout: float) -> int:
         """Launch and, for OCC tasks, wait until the process answers GetState with STANDBY."""
+        if self.controllable and not port_bindable(self.control_port or 0):
+            # Taken since placement: started anyway, the task would fail to bind, or worse, this
+            # executor would take the program listening there for its task.
+            raise PortInUseError(f"control port {self.control_port} is already in use on this node")
         try:
             self.process = await self._spawn()
         except LaunchError as exc:
@@ -122,7 +137,10 @@ class ProcessActor(AsyncioActor):
         last_error = "no answer yet"
         while True:
             if not self.process.alive:
-                raise TaskStartError(self._crash_message("crashed on start"))
+                message = self._crash_message("crashed on start")
+                if any(text in line.lower() for line in self.process.log_tail() for text in _BIND_FAILED):
+                    raise PortInUseError(message)
+                raise TaskStartError(message)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 await self.process.terminate(term_grace=1.0, int_grace=1.0)

@@ -28,6 +28,13 @@ later collections keep ignoring it. Its cost is that of one full collection over
 once per destroyed environment (a few ms for the core alone; more while other large environments
 are alive, which stay frozen otherwise). Garbage frozen along with an environment is freed at the
 next release: memory held beyond the live objects is bounded by one environment's lifetime.
+
+What that collection frees it also has to walk and deallocate while the loop waits: at 10,000 tasks
+the per-task objects (refs, mailboxes, entries: ~8 per task) doubled its time (193 -> 98 ms of CPU
+on a loaded 2-core machine). They hold no cycles of their own, so the environment lets go of them a
+slice at a time before it stops (`EnvironmentActor.drop_tasks`), freed by reference counting between
+loop iterations; the collection then frees only the environment's own few dozen cyclic objects, and
+costs what a walk over the live objects costs.
 """
 
 from __future__ import annotations

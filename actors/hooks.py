@@ -150,7 +150,7 @@ class HookEngine:
         plugins: Mapping[str, Plugin],
         run_task: Callable[[Role, float], Awaitable[TaskRun]],
         runtime_vars: Callable[[], Mapping[str, str]],
-        announce_step: Callable[[str, str, str], None],
+        announce_step: Callable[[str, bool, str], None],
     ) -> None:
         self.plan = plan
         self.environment_id = environment_id
@@ -171,11 +171,13 @@ class HookEngine:
         After a critical failure the remaining weights and, if not yet run, the built-in step are
         skipped."""
         weights = self.plan.weights.get(trigger)
+        # Every trigger point is a step clients see start and finish, hooks or not, as in the original.
+        self.announce_step(trigger, False, "")
         if weights is None:
             if builtin is not None:
                 await builtin()
+            self.announce_step(trigger, True, "")
             return []
-        self.announce_step(trigger, STARTED, "")
         errors: list[HookError] = []
         for weight in weights:
             if builtin is not None and weight >= 0:
@@ -188,7 +190,7 @@ class HookEngine:
             if builtin is not None:
                 await builtin()
         critical = "; ".join(str(error) for error in errors if error.critical)
-        self.announce_step(trigger, DONE_ERROR if critical else DONE_OK, critical)
+        self.announce_step(trigger, True, critical)
         return errors
 
     async def _run_weight(self, point: Point) -> list[HookError]:

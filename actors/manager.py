@@ -7,12 +7,15 @@ the environment's own actor by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pykka import ActorDeadError
 
 from actors.environment import EnvironmentActor
 from actors.gc_policy import collect_released
@@ -89,6 +92,8 @@ class EnvironmentManagerActor(AsyncioActor):
         (see `actors.gc_policy`: only a full collection can, once nothing refers to it)."""
         entry = self.registry.pop(env_id, None)
         if entry is not None:
+            with contextlib.suppress(ActorDeadError):  # an actor that failed holds nothing to drop
+                await entry[1].proxy().drop_tasks()
             await entry[1].stop()
             del entry
             collect_released()

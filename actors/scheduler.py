@@ -10,6 +10,7 @@ environment decides whether that is fatal).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -143,6 +144,18 @@ class LocalClusterActor(AsyncioActor):
                 self.data_ports[hostname].take(port)
                 allocation.ports.append((self.data_ports[hostname], port))
         return Placement(task_id, hostname, address, self.executors[hostname], control_port, endpoints)
+
+    def move_control_port(self, placement: Placement) -> Placement:
+        """The placement with another control port: its port was taken on the node (by a program
+        this core knows nothing of) before the task could bind it. The new port is allocated first,
+        so the taken one is not handed straight back (the allocator also skips ports it cannot bind)."""
+        allocation = self.allocations[placement.task_id]
+        allocator = self.control_ports[placement.hostname]
+        port = self._port(allocator, allocation)
+        if placement.control_port is not None:
+            allocation.ports.remove((allocator, placement.control_port))
+            allocator.release(placement.control_port)
+        return dataclasses.replace(placement, control_port=port)
 
     @staticmethod
     def _port(allocator: PortAllocator, allocation: _Allocation) -> int:

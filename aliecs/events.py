@@ -24,6 +24,10 @@ ONGOING = "ONGOING"
 DONE_OK = "DONE_OK"
 DONE_ERROR = "DONE_ERROR"
 DONE_TIMEOUT = "DONE_TIMEOUT"
+#: The messages of the two events the original sends for every step of a transition (trigger points
+#: `before_X`, `leave_S`, `enter_S`, `after_X`, and `tasks_X` for the tasks' own transition).
+STEP_STARTING = "transition step starting"
+STEP_FINISHED = "transition step finished"
 
 
 def now_ns() -> int:

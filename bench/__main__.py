@@ -35,6 +35,7 @@ SCENARIOS: dict[str, str] = {
     "start_of_run": "bench.start_of_run",
     "readopt": "bench.readopt",
     "core_cost": "bench.core_cost",
+    "audit_fsync": "bench.audit_fsync",
     "templates": "bench.templates",
     "include": "bench.include",
 }
@@ -53,6 +54,7 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "readopt_2000_s": ("readopt", "restore_s"),
     "soak_rss_growth_per_cycle_bytes": ("soak", "rss_growth_per_cycle_bytes"),
     "include_100_into_1000_s": ("include", "include_s"),
+    "audit_fsync_ratio": ("audit_fsync", "fsync_ratio"),
 }
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

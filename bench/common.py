@@ -17,6 +17,7 @@ from typing import Any
 
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.cluster.ports import PortRange
+from aliecs.workflow.limits import TemplateLimits
 from aliecs.workflow.repository import DirectoryRepository
 
 #: The environment transitions of one full cycle, in order (DEPLOY happens in `new_environment`).
@@ -41,9 +42,14 @@ name: {name}
 defaults:
   task_args: ""
 roles:
+"""
+
+#: One `for` of the generated workflow: the tasks beyond one iterator's bound (the core's default
+#: `for` limit, `aliecs.workflow.limits`) continue in the next one, so the role tree stays flat.
+_ROLES = """\
   - name: "t{{{{ i }}}}"
     for:
-      begin: "0"
+      begin: "{first}"
       end: "{last}"
       var: i
     task:
@@ -59,11 +65,16 @@ def write_repository(
     The task's command carries fake-task options from the variable `task_args` (e.g.
     ``--latency 0.01``), read by the farm and the in-process fake executor alike.
     """
+    per_for = TemplateLimits().for_items
     (root / "workflows").mkdir(parents=True, exist_ok=True)
     (root / "tasks").mkdir(parents=True, exist_ok=True)
     (root / "tasks" / f"{task}.yaml").write_text(_TASK.format(name=task, command="fakefarm-task"))
     (root / "workflows" / f"{workflow}.yaml").write_text(
-        textwrap.dedent(_WORKFLOW.format(name=workflow, last=tasks - 1, task=task))
+        textwrap.dedent(_WORKFLOW.format(name=workflow))
+        + "".join(
+            _ROLES.format(first=first, last=min(first + per_for, tasks) - 1, task=task)
+            for first in range(0, tasks, per_for)
+        )
     )
     return DirectoryRepository(root, name="bench-repo")
 

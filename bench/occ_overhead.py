@@ -226,11 +226,11 @@ async def _measure_all(sizes: Sequence[int], rounds: int) -> dict[str, Any]:
 
 
 def run(seconds: float = 2.0, quick: bool = False, large: bool = False) -> dict[str, Any]:
-    """N = 100 and 1,000, five rounds (and 3,000, three rounds, with `large`); `quick`: N = 20 and 50,
-    one round."""
+    """N = 30, 100, 300 and 1,000, five rounds (and 3,000, three rounds, with `large`); `quick`:
+    N = 10, 20, 35 and 50, one round. Four sizes at least, so each curve of the plot is one."""
     if quick:
-        return uvloop.run(_measure_all((20, 50), 1))
-    sizes = (100, 1000, 3000) if large else (100, 1000)
+        return uvloop.run(_measure_all((10, 20, 35, 50), 1))
+    sizes = (30, 100, 300, 1000, 3000) if large else (30, 100, 300, 1000)
     return uvloop.run(_measure_all(sizes, 5))
 
 

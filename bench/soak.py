@@ -11,7 +11,9 @@ this process, which is the core:
   (`sys.getallocatedblocks`, sees everything pymalloc holds, unlike `tracemalloc` started late) and
   objects tracked by the cyclic collector (including the frozen ones, see `actors.gc_policy`);
 - open file descriptors, OS threads, child processes (all task processes are gone after destroy);
-- the longest event-loop stall during the cycle (`LoopMonitor`).
+- the longest event-loop stall during the cycle (`LoopMonitor`);
+- and each node's `aliecs-executor` process (the core runs one per node; they live as long as the
+  core and run every task): its RSS, descriptors, threads and child processes (tasks).
 
 Growth per cycle is the least-squares slope over the cycles after the warm-up (the first cycles
 fill caches, pools and allocator arenas once). The plot (`soak.png`) shows the curves.
@@ -78,9 +80,9 @@ def slope(values: list[float]) -> float:
     return num / den
 
 
-def child_processes() -> int:
-    """Processes below this one: the executors (one per node, for the life of the core) and their
-    task processes (which must all be gone once their environment is destroyed)."""
+def child_processes(root: int | None = None) -> int:
+    """Processes below `root` (default: this one): the executors (one per node, for the life of the
+    core) and their task processes (which must all be gone once their environment is destroyed)."""
     parents: dict[str, str] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -93,7 +95,7 @@ def child_processes() -> int:
             continue
         if fields[0] != "Z":
             parents[entry.name] = fields[1]
-    below = {str(os.getpid())}
+    below = {str(os.getpid() if root is None else root)}
     grown = True
     while grown:
         found = {pid for pid, parent in parents.items() if parent in below} - below
@@ -105,6 +107,23 @@ def child_processes() -> int:
 def process_rss(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def executor_pids(core: Core) -> dict[str, int]:
+    """Node -> pid of its `aliecs-executor` process (none when the executors are embedded)."""
+    executors = getattr(core.executors, "executors", {})
+    return {node: executor.pid for node, executor in executors.items()}
+
+
+def executor_sample(pid: int) -> dict[str, int]:
+    """One reading of an executor process: what must stay flat over the life of the core."""
+    return {
+        "rss": process_rss(pid),
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "threads": len(os.listdir(f"/proc/{pid}/task")),
+        "children": child_processes(pid),
+        "pid": pid,  # a changed pid would mean the executor was restarted: its curve starts again
+    }
 
 
 def growth_of(
@@ -239,6 +258,19 @@ async def soak_subscribe(core: Core, rounds: int) -> dict[str, Any]:
     return result
 
 
+def executor_growth(entries: list[dict[str, int]], warmup: int) -> dict[str, Any]:
+    """One executor's slopes per cycle after the warm-up, whether its descriptors, threads and
+    children stayed flat, and its RSS curve (for the plot)."""
+    restarted = len({entry["pid"] for entry in entries}) > 1
+    readings = [{key: value for key, value in entry.items() if key != "pid"} for entry in entries]
+    result = growth_of(readings, warmup)
+    steady, last = result["after_warmup"], result["last"]
+    result["restarted"] = restarted
+    result["flat"] = not restarted and all(last[key] <= steady[key] for key in ("fds", "threads", "children"))
+    result["rss_kb"] = [entry["rss"] // 1024 for entry in readings]
+    return result
+
+
 def sample() -> dict[str, int]:
     """One reading of everything that must not grow from one cycle to the next."""
     return {
@@ -267,14 +299,22 @@ async def measure(cycles: int, workdir: Path, occ_cycles: int, rounds: int) -> d
     durations: list[float] = []
     with LoopMonitor() as monitor:
         async with Core.embedded(state_dir=workdir / "state", nodes=nodes_for(4, 2, FIRST_PORT)) as core:
-            samples.append(sample())  # before the first cycle: the core alone
+            pids = executor_pids(core)
+            executors: dict[str, list[dict[str, int]]] = {node: [] for node in pids}
+
+            def sample_all() -> None:
+                samples.append(sample())
+                for node, pid in executor_pids(core).items():
+                    executors[node].append(executor_sample(pid))
+
+            sample_all()  # before the first cycle: the core and its executors alone
             for _ in range(cycles):
                 monitor.max_stall = 0.0
                 started = time.perf_counter()
                 await cycle(core)
                 durations.append(time.perf_counter() - started)
                 stalls.append(round(monitor.max_stall * 1000, 1))
-                samples.append(sample())
+                sample_all()
             collected = collected_sample(sample)
             subscribe = await soak_subscribe(core, rounds)
     occ = await soak_occ(occ_cycles)
@@ -283,6 +323,10 @@ async def measure(cycles: int, workdir: Path, occ_cycles: int, rounds: int) -> d
     summary = growth_of(samples, warmup, collected)
     growth, steady, last = summary["growth_per_cycle"], summary["after_warmup"], summary["last"]
     series = {key: [entry[key] for entry in samples] for key in samples[0]}
+    per_executor = {node: executor_growth(entries, warmup) for node, entries in executors.items()}
+    executor_rss_growth = max(
+        (entry["growth_per_cycle"]["rss"] for entry in per_executor.values()), default=0.0
+    )
     return {
         "cycles": cycles,
         "workflow": WORKFLOW,
@@ -298,9 +342,13 @@ async def measure(cycles: int, workdir: Path, occ_cycles: int, rounds: int) -> d
         "rss_first_mb": round(samples[0]["rss"] / 2**20, 2),
         "rss_last_mb": round(samples[-1]["rss"] / 2**20, 2),
         "goal_bytes_per_cycle": GOAL_BYTES_PER_CYCLE,
-        "goal_met": growth["rss"] < GOAL_BYTES_PER_CYCLE,
+        # The executors' RSS growth: the largest of the per-executor slopes.
+        "executor_rss_growth_per_cycle_bytes": round(executor_rss_growth),
+        "goal_met": growth["rss"] < GOAL_BYTES_PER_CYCLE and executor_rss_growth < GOAL_BYTES_PER_CYCLE,
         # Descriptors, threads, processes: none more at the end than right after the warm-up.
         "flat": {key: last[key] <= steady[key] for key in ("fds", "threads", "children")},
+        "executors_flat": all(entry["flat"] for entry in per_executor.values()),
+        "executors": per_executor,
         "max_loop_stall_ms": max(stalls) if stalls else 0.0,
         # Per sample (index 0: before the first cycle), for the plot.
         "series": series,
@@ -336,10 +384,12 @@ def report(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("cycles (warm-up left out of the slopes)", f"{result['cycles']} ({result['warmup_cycles']})"),
         ("median cycle", f"{result['cycle_s']:.2f} s"),
         ("RSS first -> last", f"{first / 2**20:.1f} MB -> {last / 2**20:.1f} MB"),
+        (f"core RSS growth per cycle (goal < {result['goal_bytes_per_cycle']} B)", f"{growth['rss']:,.0f} B"),
         (
-            f"RSS growth per cycle (goal < {result['goal_bytes_per_cycle']} B)",
-            f"{growth['rss']:,.0f} B ({'met' if result['goal_met'] else 'NOT met'})",
+            f"executors' RSS growth per cycle, largest of {len(result['executors'])}",
+            f"{result['executor_rss_growth_per_cycle_bytes']:,} B",
         ),
+        ("goal (core and executors)", "met" if result["goal_met"] else "NOT met"),
         ("Python heap blocks per cycle", f"{growth['heap_blocks']:+.1f}"),
         ("gc-tracked objects per cycle", f"{growth['gc_objects']:+.1f}"),
         ("heap blocks held after a full collection", f"{result['heap_blocks_held']:+,}"),
@@ -347,6 +397,7 @@ def report(result: dict[str, Any]) -> list[tuple[str, str]]:
             "fds / threads / children flat",
             " / ".join("yes" if result["flat"][key] else "NO" for key in ("fds", "threads", "children")),
         ),
+        ("executors' fds / threads / children flat", "yes" if result["executors_flat"] else "NO"),
         ("max loop stall", f"{result['max_loop_stall_ms']} ms"),
     ]
     occ, subscribe = result["occ"], result["subscribe"]

@@ -63,6 +63,13 @@ def test_quick_bench_writes_every_headline_key(tmp_path: Path) -> None:
     assert soak["occ"]["cycles"] == soak["subscribe"]["cycles"] == 10
     assert soak["subscribe"]["subscribers_left"] == 0
     assert soak["occ"]["last"]["fds"] <= soak["occ"]["after_warmup"]["fds"]
+    # Each node's executor process is sampled along with the core (two nodes).
+    assert len(soak["executors"]) == 2
+    assert all(
+        len(executor["rss_kb"]) == 4 and not executor["restarted"] for executor in soak["executors"].values()
+    )
+    # The audit log's fsync policies, each measured.
+    assert set(results["audit_fsync"]["events_per_s"]) == {"never", "default", "every_write"}
 
 
 def test_soak_option_selects_the_soak_alone_and_rejects_zero_cycles() -> None:
@@ -72,3 +79,45 @@ def test_soak_option_selects_the_soak_alone_and_rejects_zero_cycles() -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--soak", "0", "--no-plots"])
     assert exited.value.code == 2
+
+
+def test_generated_workflow_holds_more_tasks_than_one_iterator_may(tmp_path: Path) -> None:
+    # The scale scenarios run 10,000 tasks; one `for` may generate at most the core's limit.
+    from aliecs.workflow.limits import TemplateLimits
+    from aliecs.workflow.template import load_workflow
+    from bench.common import write_repository
+
+    tasks = TemplateLimits().for_items + 5
+    workflow = load_workflow(write_repository(tmp_path, tasks), "load")
+    names = [role.name for role in workflow.root.children]
+    assert names == [f"t{index}" for index in range(tasks)]
+
+
+async def test_audit_fsync_scenario_measures_each_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The policies compared by `python -m bench audit_fsync`: never, at most once a second (the
+    # default), after every write; each round writes all its events.
+    import os
+
+    from aliecs.server import audit
+    from bench.audit_fsync import POLICIES, filesystem_of, one_round
+
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(audit.os, "fdatasync", counting)
+    counts = {}
+    for name, interval in POLICIES.items():
+        synced.clear()
+        (tmp_path / name).mkdir()
+        assert await one_round(tmp_path / name, 30, interval) > 0
+        lines = (tmp_path / name / "events.jsonl").read_text().splitlines()
+        assert len(lines) == 30 and '"transitionStep":"tasks_START_ACTIVITY_29"' in lines[-1]
+        counts[name] = len(synced)
+    assert counts["never"] == 0 and counts["default"] >= 1 and counts["every_write"] >= counts["default"]
+    assert filesystem_of(tmp_path) != "unknown"

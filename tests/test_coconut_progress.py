@@ -28,8 +28,12 @@ def test_progress_line() -> None:
     progress.apply(task_event("t0", "RUNNING"))
     progress.apply(task_event("t1", "RUNNING"))
     progress.apply(task_event("t2", "ERROR"))
-    step = events_pb.EvEnvironmentEvent(transition="START_ACTIVITY", transition_step="before_START_ACTIVITY")
-    step.transition_status = events_pb.OpStatus.STARTED
+    step = events_pb.EvEnvironmentEvent(
+        transition="START_ACTIVITY",
+        transition_step="before_START_ACTIVITY",
+        message="transition step starting",
+    )
+    step.transition_status = events_pb.OpStatus.ONGOING
     progress.apply(events_pb.Event(environment_event=step))
     assert progress.text() == (
         "START_ACTIVITY: 2.5s of 60s deadline · step before_START_ACTIVITY · tasks 2 RUNNING / 2 pending"

@@ -167,9 +167,15 @@ async def test_calls_run_in_weight_order_across_triggers(tmp_path: Path, repo: R
         if isinstance(e, EnvironmentEvent) and e.transition == "CONFIGURE" and e.transition_step
     ]
     assert steps == [
-        (trigger, status)
-        for trigger in ("before_CONFIGURE", "leave_DEPLOYED", "enter_CONFIGURED", "after_CONFIGURE")
-        for status in ("STARTED", "DONE_OK")
+        (step, "ONGOING")
+        for step in (
+            "before_CONFIGURE",
+            "leave_DEPLOYED",
+            "tasks_CONFIGURE",
+            "enter_CONFIGURED",
+            "after_CONFIGURE",
+        )
+        for _starting_then_finished in range(2)
     ]
     calls = [(e.path, e.status) for e in events if isinstance(e, CallEvent) and e.path == "ordered.a"]
     assert calls == [("ordered.a", "STARTED"), ("ordered.a", "DONE_OK")]
@@ -184,7 +190,12 @@ async def test_calls_run_in_weight_order_across_triggers(tmp_path: Path, repo: R
     assert last_leave < configured < first_enter
 
 
-async def test_environment_without_hooks_publishes_no_step_events(tmp_path: Path, repo: RepoBuilder) -> None:
+async def test_environment_without_hooks_publishes_every_step_as_the_original(
+    tmp_path: Path, repo: RepoBuilder
+) -> None:
+    # The original's FSM callbacks announce each step of a transition, hooks or not: before_X,
+    # leave_S, tasks_X, enter_S', after_X, each "transition step starting" then "... finished"
+    # (ONGOING; DONE_ERROR if it failed), tasks_X finished in the state the tasks reached.
     hook_repo(repo)
     repo.workflow("plain", "name: plain\nroles:\n  - name: worker\n    task: {load: fake}\n")
     async with Core.embedded(state_dir=tmp_path, repository=repo.repository) as core:
@@ -194,7 +205,24 @@ async def test_environment_without_hooks_publishes_no_step_events(tmp_path: Path
         await env.destroy()
         subscription.close()
         events = [event async for event in subscription]
-    assert not any(isinstance(e, EnvironmentEvent) and e.transition_step for e in events)
+    steps = [
+        (e.transition_step, e.message, e.transition_status, e.state)
+        for e in events
+        if isinstance(e, EnvironmentEvent) and e.transition == "CONFIGURE" and e.transition_step
+    ]
+    starting, finished = "transition step starting", "transition step finished"
+    assert steps == [
+        ("before_CONFIGURE", starting, "ONGOING", "DEPLOYED"),
+        ("before_CONFIGURE", finished, "ONGOING", "DEPLOYED"),
+        ("leave_DEPLOYED", starting, "ONGOING", "DEPLOYED"),
+        ("leave_DEPLOYED", finished, "ONGOING", "DEPLOYED"),
+        ("tasks_CONFIGURE", starting, "ONGOING", "DEPLOYED"),
+        ("tasks_CONFIGURE", finished, "ONGOING", "CONFIGURED"),
+        ("enter_CONFIGURED", starting, "ONGOING", "CONFIGURED"),
+        ("enter_CONFIGURED", finished, "ONGOING", "CONFIGURED"),
+        ("after_CONFIGURE", starting, "ONGOING", "CONFIGURED"),
+        ("after_CONFIGURE", finished, "ONGOING", "CONFIGURED"),
+    ]
     assert not any(isinstance(e, CallEvent) for e in events)
 
 

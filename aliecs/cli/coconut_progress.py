@@ -18,6 +18,7 @@ import betterproto
 
 from aliecs.environment import fsm as states
 from aliecs.environment.timeouts import transition_timeout
+from aliecs.events import STEP_STARTING
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
 from aliecs.server.client import ControlClient
@@ -60,10 +61,12 @@ class Progress:
             self.tasks[payload.taskid] = (payload.name, payload.state)
         elif kind == "environment_event" and isinstance(payload, events_pb.EvEnvironmentEvent):
             status = payload.transition_status.name
+            # a teardown runs STOP_ACTIVITY, RESET and EXIT as steps of its own
+            teardown = bool(payload.transition) and payload.transition != self.action
             if payload.transition_step:
-                self.step = payload.transition_step if status == "STARTED" else ""
-            elif payload.transition and payload.transition != self.action:
-                # a teardown runs STOP_ACTIVITY, RESET and EXIT as steps of its own
+                step = payload.transition_step if payload.message == STEP_STARTING else ""
+                self.step = f"{payload.transition} {step}".rstrip() if teardown else step
+            elif teardown:
                 self.step = payload.transition if status == "STARTED" else ""
 
     def text(self) -> str:

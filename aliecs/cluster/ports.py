@@ -103,7 +103,7 @@ def parse_port_list(expression: str, descriptor: str) -> tuple[int, ...]:
 def static_port_free(port: int) -> bool:
     """Whether a wanted static port could be reserved now: no allocation of this process holds it
     (every simulated node is this machine) and the operating system lets us bind it."""
-    return port not in _RESERVED and _bindable(port)
+    return port not in _RESERVED and port_bindable(port)
 
 
 def reserve_static(ports: Iterable[int]) -> tuple[int, ...]:
@@ -125,7 +125,8 @@ def release_static(ports: Iterable[int]) -> None:
     _RESERVED.difference_update(ports)
 
 
-def _bindable(port: int) -> bool:
+def port_bindable(port: int) -> bool:
+    """Whether a TCP port of this machine can be bound now (nothing listens on it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -179,7 +180,7 @@ class PortAllocator:
 
     def allocate(self) -> int:
         for port in self._candidates():
-            if port in _RESERVED or not _bindable(port):
+            if port in _RESERVED or not port_bindable(port):
                 continue
             _RESERVED.add(port)
             self._mine.add(port)

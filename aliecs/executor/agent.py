@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actors.executor import ExecutorActor, TaskStartError, TaskTransitionError
+from actors.executor import ExecutorActor, PortInUseError, TaskStartError, TaskTransitionError
 from actors.messages import BasicTaskTerminated, ForgetProcess, ProcessExited
 from actors.runtime import AsyncioActor
 from aliecs.cluster.inventory import NodeSpec
@@ -108,7 +108,9 @@ class NodeAgent:
             )
         except TaskStartError as exc:
             self._forget(task_id)
-            return TaskResult(task_id, False, "ERROR", error=str(exc))
+            return TaskResult(
+                task_id, False, "ERROR", error=str(exc), port_in_use=isinstance(exc, PortInUseError)
+            )
         except TimeoutError:
             self._forget(task_id)
             return TaskResult(task_id, False, "ERROR", error=f"did not start within {startup_timeout:g}s")

@@ -20,16 +20,20 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from grpclib.client import Channel
+from grpclib.client import Stream as ClientStream
+from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
+import aliecs.http2  # noqa: F401 (bounds what each connection keeps of its closed streams)
 from actors.messages import TaskLost, TaskReconciled
 from aliecs.executor import wire
 from aliecs.executor.agent import NodeAgent
 from aliecs.executor.orders import (
+    MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     ExecutorUnavailableError,
     HookOutcome,
@@ -39,6 +43,7 @@ from aliecs.executor.orders import (
     TransitionOrder,
 )
 from aliecs.generated import aliecs_executor as pb
+from aliecs.wire import recv_request
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,49 @@ DEFAULT_HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_DEADLINE = 5.0
 # Heartbeats missed in a row before an executor is declared unreachable and its tasks lost.
 MISSED_HEARTBEATS = 2
+
+
+class BoundedExecutorStub(pb.ExecutorStub):
+    """The executor protocol's client stub, reading every reply and event bounded (`max_bytes`,
+    refused before its body is read) and strictly decoded (`aliecs.wire.recv_request`), as the
+    executor reads the core's requests: grpclib's own reading trusts the length prefix."""
+
+    def __init__(self, channel: Channel, *, metadata: Any = None, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        super().__init__(channel, metadata=metadata)
+        self.max_bytes = max_bytes
+
+    async def _recv(self, stream: Any) -> Any:
+        try:
+            return await recv_request(stream, self.max_bytes)
+        except GRPCError as exc:  # its message speaks of a server reading a request
+            raise GRPCError(exc.status, f"reply not read: {exc.message}") from None
+
+    def _open(
+        self, route: str, cardinality: Cardinality, request: Any, response_type: type, timeout: float | None
+    ) -> ClientStream[Any, Any]:
+        return self.channel.request(
+            route, cardinality, type(request), response_type, timeout=timeout, metadata=self.metadata
+        )
+
+    async def _unary_unary(  # type: ignore[override]
+        self, route: str, request: Any, response_type: type, *, timeout: float | None = None, **_: Any
+    ) -> Any:
+        async with self._open(route, Cardinality.UNARY_UNARY, request, response_type, timeout) as stream:
+            await stream.send_message(request, end=True)
+            await stream.recv_initial_metadata()
+            reply = await self._recv(stream)
+        if reply is None:
+            raise GRPCError(Status.UNKNOWN, f"{route}: the executor answered no message")
+        return reply
+
+    async def _unary_stream(  # type: ignore[override]
+        self, route: str, request: Any, response_type: type, *, timeout: float | None = None, **_: Any
+    ) -> AsyncIterator[Any]:
+        async with self._open(route, Cardinality.UNARY_STREAM, request, response_type, timeout) as stream:
+            await stream.send_message(request, end=True)
+            await stream.recv_initial_metadata()
+            while (message := await self._recv(stream)) is not None:
+                yield message
 
 
 class ExecutorLink:
@@ -181,7 +229,7 @@ class RemoteLink(ExecutorLink):
         if self._channel is not None:
             self._channel.close()
         self._channel = Channel(*self.address)
-        self._stub = pb.ExecutorStub(self._channel, metadata=self.metadata)
+        self._stub = BoundedExecutorStub(self._channel, metadata=self.metadata)
         return self._stub
 
     async def start(self) -> list[TaskStatus]:

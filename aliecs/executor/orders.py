@@ -14,6 +14,11 @@ from aliecs.executor.process import LaunchSpec
 
 # Talking to the executor of the core's own protocol version only; see protos/executor.proto.
 PROTOCOL_VERSION = 2
+#: Largest message either side of the executor protocol reads, in bytes: the executor its requests
+#: (`aliecs.executor.service`), the core the executor's replies and events (`aliecs.executor.link`).
+#: A batch carries one node's tasks (a launch order is about 1 KB), so this holds tens of thousands
+#: of them; a larger message is refused (RESOURCE_EXHAUSTED) before its body is read.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,9 @@ class TaskResult:
     error: str = ""
     # The executor's last event number when this task's step began (see protos/executor.proto).
     since_seq: int = 0
+    # A launch that failed because the task's control port was taken on the node: worth a retry on
+    # another port (see `EnvironmentActor._deploy`).
+    port_in_use: bool = False
 
 
 @dataclass(frozen=True)

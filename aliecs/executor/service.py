@@ -13,16 +13,43 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+from grpclib.const import Handler
+from grpclib.server import Stream
+
+import aliecs.http2  # noqa: F401 (bounds what each connection keeps of its closed streams)
 from aliecs.executor import wire
 from aliecs.executor.agent import NodeAgent
-from aliecs.executor.orders import PROTOCOL_VERSION
+from aliecs.executor.orders import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from aliecs.generated import aliecs_executor as pb
+from aliecs.wire import recv_request
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FAILOVER_TIMEOUT = 60.0
+
+
+class _BoundedStream:
+    """A server stream whose request is read bounded and strictly (`aliecs.wire.recv_request`): the
+    generated handlers read it with grpclib's `recv_message`, which trusts the length prefix."""
+
+    def __init__(self, stream: Stream[Any, Any]) -> None:
+        self._stream = stream
+
+    async def recv_message(self) -> Any:
+        return await recv_request(self._stream, MAX_MESSAGE_BYTES)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _bounded(func: Callable[[Any], Awaitable[None]]) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
+    async def handle(stream: Stream[Any, Any]) -> None:
+        await func(_BoundedStream(stream))
+
+    return handle
 
 
 class ExecutorService(pb.ExecutorBase):
@@ -35,6 +62,15 @@ class ExecutorService(pb.ExecutorBase):
         self.executor_id = uuid.uuid4().hex[:12]
         self.core_id = ""
         self._last_contact = asyncio.get_running_loop().time()
+
+    def __mapping__(self) -> dict[str, Handler]:
+        """The generated handlers, each reading its request through `_BoundedStream`."""
+        return {
+            path: Handler(
+                _bounded(handler.func), handler.cardinality, handler.request_type, handler.reply_type
+            )
+            for path, handler in super().__mapping__().items()
+        }
 
     def _touch(self) -> None:
         self._last_contact = asyncio.get_running_loop().time()

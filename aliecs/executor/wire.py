@@ -80,10 +80,16 @@ def results_to_wire(results: Sequence[TaskResult]) -> pb.BatchReply:
     reply = pb.BatchReply()
     groups: dict[tuple[bool, str, int], pb.TaskResultGroup] = {}
     for result in results:
-        if result.error:
+        if result.error or result.port_in_use:
             reply.results.append(
                 pb.TaskResult(
-                    result.task_id, result.ok, result.state, result.pid, result.error, result.since_seq
+                    result.task_id,
+                    result.ok,
+                    result.state,
+                    result.pid,
+                    result.error,
+                    result.since_seq,
+                    result.port_in_use,
                 )
             )
             continue
@@ -99,7 +105,15 @@ def results_to_wire(results: Sequence[TaskResult]) -> pb.BatchReply:
 
 def results_from_wire(reply: pb.BatchReply) -> list[TaskResult]:
     results = [
-        TaskResult(message.task_id, message.ok, message.state, message.pid, message.error, message.since_seq)
+        TaskResult(
+            message.task_id,
+            message.ok,
+            message.state,
+            message.pid,
+            message.error,
+            message.since_seq,
+            message.port_in_use,
+        )
         for message in reply.results
     ]
     for group in reply.groups:

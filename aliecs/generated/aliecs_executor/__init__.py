@@ -108,6 +108,12 @@ class TaskResult(betterproto.Message):
      higher number happened meanwhile and says more than this answer (the two travel separately).
     """
 
+    port_in_use: bool = betterproto.bool_field(7)
+    """
+    Launch only: the task's control port was taken on the node (by another program) when it was
+     to bind it; the core places the task on another port and launches it again.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class TaskResultGroup(betterproto.Message):

@@ -16,6 +16,7 @@ from aliecs.executor.agent import NodeAgent
 from aliecs.executor.link import BoundedExecutorStub
 from aliecs.executor.orders import MAX_MESSAGE_BYTES
 from aliecs.executor.service import ExecutorService
+from aliecs.executor.wire import results_from_wire
 from aliecs.generated import aliecs_executor as pb
 from aliecs.http2 import MAX_CLOSED_STREAMS
 from aliecs.pytest_plugin import isolated_nodes
@@ -67,9 +68,9 @@ async def test_core_refuses_an_executor_reply_above_its_limit() -> None:
     port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     channel = Channel("127.0.0.1", port)
     try:
-        unknown = pb.KillBatch([f"task{index:04d}" for index in range(100)])  # ~100 error entries
+        unknown = pb.KillBatch([f"task{index:04d}" for index in range(300)])  # ~3 kB of task ids
         reply = await BoundedExecutorStub(channel).kill(unknown, timeout=10)
-        assert len(reply.results) == 100 and len(bytes(reply)) > 1024
+        assert len(results_from_wire(reply)) == 300 and len(bytes(reply)) > 1024
         with pytest.raises(GRPCError) as refused:
             await BoundedExecutorStub(channel, max_bytes=1024).kill(unknown, timeout=10)
         assert refused.value.status == Status.RESOURCE_EXHAUSTED

@@ -26,10 +26,11 @@ from actors.core import CoreActor
 from actors.manager import new_environment_id
 from aliecs.cluster.executors import InProcessExecutors, LocalExecutors
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
+from aliecs.cluster.scheduling import answer
 from aliecs.environment.autostop import TIMER_USER, AutoStop
 from aliecs.environment.detectors import DETECTORS, HOSTS, DetectorRegistry
 from aliecs.environment.fsm import normalize_event
-from aliecs.environment.journal import Journal
+from aliecs.environment.journal import Journal, JournalEntry
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import AliecsError, EnvironmentBusyError, UnknownEnvironmentError, UnknownTaskError
 from aliecs.events import (
@@ -43,6 +44,7 @@ from aliecs.events import (
     WorkflowTemplateRef,
 )
 from aliecs.executor.link import ExecutorLink
+from aliecs.executor.orders import TaskStatus
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.integration import Plugin, builtin_plugins
 from aliecs.locks import Lock, LockTable
@@ -54,6 +56,9 @@ from aliecs.workflow.repository import DirectoryRepository, TemplateNotFoundErro
 from aliecs.workflow.template import Workflow, load_workflow
 
 log = logging.getLogger(__name__)
+
+# How long a core on Mesos waits for its subscription (and, after a restart, its tasks' reconciliation).
+MESOS_SUBSCRIBE_TIMEOUT = 30.0
 
 
 def default_state_dir() -> Path:
@@ -285,7 +290,10 @@ class Core:
         executor_kind: str = "process",
         outlive_core: bool = False,
         failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
+        mesos: str | None = None,
     ) -> None:
+        # The Mesos master to run on (its URL); None: the local cluster of `nodes`.
+        self.mesos = mesos
         self.executor_class = executor_class
         self.executor_kind = executor_kind
         self.outlive_core = outlive_core
@@ -297,7 +305,9 @@ class Core:
         self.events = EventBus(stamp=self._stamp)
         self.locks = LockTable()  # which operator controls which environment (front ends enforce it)
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
-        if nodes is None or isinstance(nodes, int):
+        if mesos is not None and nodes is None:
+            self.nodes = []  # Mesos agents come with the offers
+        elif nodes is None or isinstance(nodes, int):
             self.nodes = default_nodes(nodes or 1)
         elif isinstance(nodes, (str, Path)):
             self.nodes = load_inventory(Path(nodes))
@@ -308,6 +318,7 @@ class Core:
         self._exclusive = _Exclusive()
         self.detectors = DetectorRegistry(self.nodes)
         self._core: Any = None
+        self._scheduler: Any = None
         self._manager: Any = None
         self.run_numbers: RunNumberStore | None = None
         self.start_event: CoreStartEvent | None = None
@@ -332,6 +343,7 @@ class Core:
         executor_kind: str = "process",
         outlive_core: bool = False,
         failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
+        mesos: str | None = None,
     ) -> Core:
         """An embedded core. Each node's executor is an `aliecs-executor` process (tasks are its
         children): `executor_kind` "process" runs real task processes, "farm" fake-farm endpoints.
@@ -340,7 +352,8 @@ class Core:
         they die with the core, so a test harness never leaks a process. `executor_class` instead
         embeds the node executors in this process (the in-process fake executor of scale runs).
         `plugins` (name -> plugin) are the integrations `call` roles can use; by default only the
-        built-in `testplugin`."""
+        built-in `testplugin`. `mesos` (a master URL, `http://HOST:5050`) runs the tasks on Apache Mesos
+        instead of the local nodes: a framework whose executor runs on each agent it uses."""
         return cls(
             state_dir=state_dir,
             nodes=nodes,
@@ -350,6 +363,7 @@ class Core:
             executor_kind=executor_kind,
             outlive_core=outlive_core,
             failover_timeout=failover_timeout,
+            mesos=mesos,
         )
 
     async def __aenter__(self) -> Core:
@@ -368,6 +382,16 @@ class Core:
             RunNumberStore, self.state_dir / "runs.sqlite", self.state_dir / AUDIT_FILE
         )
         await asyncio.to_thread(lambda: self.repos)  # read (or create) the repository state off the loop
+        if self.mesos is not None:
+            await self._start_on_mesos(self.mesos)
+        else:
+            await self._start_local()
+        self.auto_stop = AutoStop(self.events, self._root_variables, self._stop_run)
+        self.auto_stop.start()
+        self.start_event = CoreStartEvent(framework_id=str(self.state_dir))
+        self.events.publish(self.start_event)
+
+    async def _start_local(self) -> None:
         if self.executor_class is not None:
             self.executors = InProcessExecutors(self.nodes, self.executor_class)
         else:
@@ -393,11 +417,40 @@ class Core:
         )
         _scheduler, self._manager = await self._core.proxy().refs()
         if self.journal is not None:
-            await self._restore(links)
-        self.auto_stop = AutoStop(self.events, self._root_variables, self._stop_run)
-        self.auto_stop.start()
-        self.start_event = CoreStartEvent(framework_id=str(self.state_dir))
-        self.events.publish(self.start_event)
+            entries = await asyncio.to_thread(self.journal.load)
+            await self._restore(entries, links, self.executors.adopted)
+
+    async def _start_on_mesos(self, master: str) -> None:
+        """The core as a Mesos framework: the MesosAdapter is its scheduler; executors come and go
+        with the tasks placed on agents (see actors.mesos_adapter)."""
+        # Imported here: the local cluster does not need the Mesos client (aiohttp) loaded.
+        from actors.mesos_adapter import MesosAdapter
+
+        if self.outlive_core:
+            self.journal = await asyncio.to_thread(Journal, self.state_dir / "journal.sqlite")
+        self._core = CoreActor.start(
+            self.nodes,
+            self.run_numbers,
+            self.state_dir / "logs",
+            self._registry,
+            self.events,
+            {},
+            plugins=self.plugins,
+            journal=self.journal,
+            scheduler=(MesosAdapter, (master, self.state_dir, self.failover_timeout)),
+        )
+        self._scheduler, self._manager = await self._core.proxy().refs()
+        try:
+            await answer(self._scheduler.proxy().wait_subscribed(MESOS_SUBSCRIBE_TIMEOUT))
+        except Exception:
+            await self._core.stop()
+            self._core = None
+            raise
+        if self.journal is not None:
+            entries = await asyncio.to_thread(self.journal.load)
+            task_ids = [task_id for entry in entries for task_id in entry.snapshot["task_ids"]]
+            adopted = await answer(self._scheduler.proxy().readopt(task_ids, MESOS_SUBSCRIBE_TIMEOUT))
+            await self._restore(entries, await self._scheduler.proxy().links(), adopted)
 
     async def stop(self) -> None:
         """Destroy every environment (orderly, concurrently), then stop the actor tree."""
@@ -421,22 +474,29 @@ class Core:
         This is how to stop or upgrade the core during a run; it needs `outlive_core`."""
         if self._core is None:
             return
-        if not self.outlive_core or self.executors is None:
+        if not self.outlive_core or (self.executors is None and self.mesos is None):
             raise AliecsError("detach needs a core whose executors outlive it (outlive_core=True)")
+        if self.mesos is not None:
+            await self._scheduler.proxy().keep_framework()  # no TEARDOWN: Mesos keeps the tasks
         await self._core.stop()
         self._core = None
-        await self.executors.stop(stop_executors=False)
+        if self.executors is not None:
+            await self.executors.stop(stop_executors=False)
         self.executors = None
         if self.journal is not None:
             self.journal.close()
             self.journal = None
 
-    async def _restore(self, links: Mapping[str, ExecutorLink]) -> None:
+    async def _restore(
+        self,
+        entries: list[JournalEntry],
+        links: Mapping[str, ExecutorLink],
+        adopted: Mapping[str, list[TaskStatus]],
+    ) -> None:
         """Take back the environments of an earlier core from the journal, with the tasks the
-        executors kept running; tasks no environment claims any more are killed."""
-        assert self.journal is not None and self.executors is not None
-        entries = await asyncio.to_thread(self.journal.load)
-        running = {status.task_id: status for found in self.executors.adopted.values() for status in found}
+        executors kept running (`adopted`, per node); tasks no environment claims any more are killed."""
+        assert self.journal is not None
+        running = {status.task_id: status for found in adopted.values() for status in found}
         claimed: set[str] = set()
         for entry in entries:
             try:
@@ -456,7 +516,7 @@ class Core:
                 log.error("environment %s: %s", entry.env_id, exc)
             await ref.proxy().restore(entry.snapshot, running)
             claimed.update(entry.snapshot["task_ids"])
-        for hostname, found in self.executors.adopted.items():
+        for hostname, found in adopted.items():
             orphans = [status.task_id for status in found if status.task_id not in claimed]
             if orphans:
                 log.warning("node %s: killing %d task(s) no environment claims", hostname, len(orphans))

@@ -15,9 +15,10 @@ retry can cure (no node has the wanted attributes at all) is final at once.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.workflow.channels import Endpoint
@@ -116,6 +117,16 @@ class Scheduler(Protocol):
     ) -> Placement | Awaitable[Placement]:
         """Take back a task that kept running through a restart of the core."""
         ...
+
+
+async def answer(reply: Awaitable[Any]) -> Any:
+    """The value of a scheduler call made through an actor proxy. A handler that has to wait (for
+    offers, for a retry) answers with an awaitable instead of waiting in its mailbox, so that other
+    environments' calls go on meanwhile; the caller awaits that in turn."""
+    result = await reply
+    while inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 async def place_retrying(

@@ -26,6 +26,7 @@ from aliecs.api import Core, Environment, default_state_dir
 from aliecs.environment import fsm as states
 from aliecs.environment.runnumber import RunNumberStoreError
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
+from aliecs.mesos.scheduler_api import SubscriptionError, scheduler_url
 from aliecs.runtime import run
 from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenFileError, TokenRequiredError, resolve_token
@@ -69,12 +70,16 @@ async def _serve(
     failover_timeout: float,
     http: tuple[str, int] = (DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT),
     log_level: str = "INFO",
+    mesos: str | None = None,
 ) -> int:
     try:
         return await _serve_core(
-            state_dir, nodes, inventory, host, port, token, failover_timeout, http, log_level
+            state_dir, nodes, inventory, host, port, token, failover_timeout, http, log_level, mesos
         )
     except RunNumberStoreError as exc:  # a damaged state directory: say which file, no traceback
+        say(f"error: {exc}")
+        return 1
+    except SubscriptionError as exc:  # --mesos: the master did not take us
         say(f"error: {exc}")
         return 1
 
@@ -89,11 +94,16 @@ async def _serve_core(
     failover_timeout: float,
     http: tuple[str, int],
     log_level: str,
+    mesos: str | None = None,
 ) -> int:
     # Logging: a file in the state directory and one line per transition (see aliecs.server.corelog).
     log_path = configure_logging(log_level, state_dir)
     core = Core.embedded(
-        state_dir=state_dir, nodes=inventory or nodes, outlive_core=True, failover_timeout=failover_timeout
+        state_dir=state_dir,
+        nodes=inventory or nodes,
+        outlive_core=True,
+        failover_timeout=failover_timeout,
+        mesos=mesos,
     )
     async with core:
         transition_log = TransitionLog(core.events)
@@ -126,8 +136,11 @@ async def _serve_core(
             say(f"error: cannot listen on {http[0]}:{http[1]} for the web page: {exc.strerror or exc}")
             await server.close()
             return 1
-        names = ", ".join(node.hostname for node in core.nodes)
-        say(f"local cluster with nodes {names}; state in {core.state_dir}")
+        if mesos is not None:
+            say(f"Mesos framework on master {mesos}; state in {core.state_dir}")
+        else:
+            names = ", ".join(node.hostname for node in core.nodes)
+            say(f"local cluster with nodes {names}; state in {core.state_dir}")
         for env in await core.environments():
             say(f"environment {env.id} restored in {env.state} (run {env.run_number or '-'})")
         say(f"audit log {server.audit.path}")
@@ -191,7 +204,12 @@ async def _serve_core(
     show_default=True,
     help="Seconds the executors keep tasks running without this core (after a crash, or SIGUSR1).",
 )
-@click.option("--mesos", metavar="URL", default=None, help="Mesos master (not available yet).")
+@click.option(
+    "--mesos",
+    metavar="URL",
+    default=None,
+    help="Run on Apache Mesos: the master's URL (http://HOST:5050) instead of the local cluster.",
+)
 # -- the web page and REST API (aliecs.web) --
 @click.option(
     "--http-host", default=DEFAULT_HTTP_HOST, show_default=True, help="Address of the web page and REST API."
@@ -225,13 +243,12 @@ def command(
     log_level: str,
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
-    if mesos:
-        click.echo(
-            f"aliecs-core: error: --mesos {mesos}: the Mesos scheduler is not available yet; "
-            "run without --mesos to use the embedded local cluster",
-            err=True,
-        )
-        sys.exit(EXIT_USAGE)
+    if mesos is not None:
+        try:
+            scheduler_url(mesos)
+        except ValueError as exc:
+            click.echo(f"aliecs-core: error: --mesos: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
     try:
         token = resolve_token(token_file)
     except TokenFileError as exc:
@@ -239,7 +256,9 @@ def command(
         sys.exit(EXIT_USAGE)
     directory = state_dir or default_state_dir()
     http = (http_host, http_port)
-    sys.exit(run(_serve(directory, nodes, inventory, host, port, token, failover_timeout, http, log_level)))
+    sys.exit(
+        run(_serve(directory, nodes, inventory, host, port, token, failover_timeout, http, log_level, mesos))
+    )
 
 
 def main() -> None:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from aliecs import Core, TransitionError
-from aliecs.testing import isolated_nodes
-from tests.conftest import RepoBuilder
+from aliecs.api import Environment
+from aliecs.cluster.inventory import NodeSpec
+from aliecs.testing import isolated_nodes, wait_for_environment_state
+from tests.conftest import RepoBuilder, pid_alive
 from tests.mesos_emulator.cluster import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
@@ -89,7 +92,9 @@ async def test_framework_id_is_private_and_reused_after_detach(
     tmp_path: Path, emulator: Emulator, workflows: RepoBuilder
 ) -> None:
     state = tmp_path / "state"
-    first = Core.embedded(state_dir=state, repository=workflows.repository, mesos=emulator.url, outlive_core=True)
+    first = Core.embedded(
+        state_dir=state, repository=workflows.repository, mesos=emulator.url, outlive_core=True
+    )
     await first.start()
     saved = state / "mesos-framework.json"
     framework_id = json.loads(saved.read_text())["framework_id"]
@@ -102,5 +107,97 @@ async def test_framework_id_is_private_and_reused_after_detach(
         assert second.mesos == emulator.url
 
 
-def test_local_nodes_unchanged(repo: RepoBuilder) -> None:
-    assert isolated_nodes(3)[0].attributes == {"machine_id": "node00"}
+def agent_like_nodes() -> list[NodeSpec]:
+    """Local nodes named and labelled like the emulated agents, for the same workflow."""
+    nodes = isolated_nodes(3)
+    return [
+        replace(
+            node,
+            hostname=f"agent-{number}",
+            attributes={"machine_id": f"agent-{number}", **ATTRIBUTES.get(f"agent-{number}", {})},
+        )
+        for number, node in enumerate(nodes, start=1)
+    ]
+
+
+def hosts(env: Environment) -> dict[str, str]:
+    return {task.name.rsplit(".", 1)[-1]: task.host for task in env.tasks}
+
+
+async def full_cycle(core: Core) -> list[int]:
+    """DEPLOY the spread workflow, run it through a whole cycle, destroy it; returns its task pids."""
+    env = await core.new_environment("spread")
+    assert env.state == "DEPLOYED"
+    assert hosts(env) == {"first": "agent-1", "second": "agent-2", "third": "agent-3"}
+    pids = [task.pid for task in env.tasks]
+    assert all(pid > 0 for pid in pids) and len(set(pids)) == 3
+    for event, state, task_state in (
+        ("CONFIGURE", "CONFIGURED", "CONFIGURED"),
+        ("START_ACTIVITY", "RUNNING", "RUNNING"),
+        ("STOP_ACTIVITY", "CONFIGURED", "CONFIGURED"),
+        ("RESET", "DEPLOYED", "STANDBY"),
+    ):
+        result = await env.transition(event)
+        assert result.to_state == state and env.state == state
+        assert all(task.state == task_state for task in env.tasks)
+    await env.destroy()
+    assert await core.environments() == []
+    return pids
+
+
+async def test_a_workflow_with_constraints_runs_a_full_cycle_on_three_agents(
+    tmp_path: Path, emulator: Emulator, workflows: RepoBuilder
+) -> None:
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=workflows.repository, mesos=emulator.url
+    ) as core:
+        pids = await full_cycle(core)
+        assert not any(pid_alive(pid) for pid in pids)
+        # Each agent runs one executor, launched by the emulator with the first task placed there.
+        executors = {agent.hostname: [e.pid for e in agent.executors.values()] for agent in emulator.agents}
+        assert all(len(pids) == 1 for pids in executors.values()), executors
+        # A second environment reuses the running executors (no new executor process).
+        await full_cycle(core)
+        again = {agent.hostname: [e.pid for e in agent.executors.values()] for agent in emulator.agents}
+        assert again == executors
+
+
+async def test_the_same_workflow_runs_on_the_local_cluster(tmp_path: Path, workflows: RepoBuilder) -> None:
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=workflows.repository, nodes=agent_like_nodes()
+    ) as core:
+        pids = await full_cycle(core)
+    assert not any(pid_alive(pid) for pid in pids)
+
+
+async def test_losing_an_agent_loses_its_tasks_and_a_critical_one_puts_the_environment_in_error(
+    tmp_path: Path, emulator: Emulator, workflows: RepoBuilder
+) -> None:
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=workflows.repository, mesos=emulator.url
+    ) as core:
+        env = await core.new_environment("spread")
+        await env.transition("CONFIGURE")
+        emulator.lose_agent("agent-3")
+        await wait_for_environment_state(core, env, "ERROR")
+        (third,) = [task for task in env.tasks if task.name.endswith("third")]
+        assert "agent-3" in third.error or "agent-3" in env.error
+        await env.destroy()
+
+
+async def test_a_rescinded_offer_and_a_master_restart_are_survived(
+    tmp_path: Path, emulator: Emulator, workflows: RepoBuilder
+) -> None:
+    async with Core.embedded(
+        state_dir=tmp_path / "state", repository=workflows.repository, mesos=emulator.url
+    ) as core:
+        env = await core.new_environment("spread")
+        emulator.rescind_offers()  # whatever the framework holds now is gone
+        await env.transition("CONFIGURE")
+        await emulator.restart_master(downtime=0.5)
+        # Control does not go through the master: the run goes on while it comes back.
+        await env.transition("START_ACTIVITY")
+        await env.transition("STOP_ACTIVITY")
+        await env.destroy()
+        # Offers flow again after the re-subscription: a new environment deploys.
+        await full_cycle(core)

@@ -194,8 +194,8 @@ class MesosAgentLink(ExecutorLink):
             self.remote = None
 
     async def launch(self, orders: Sequence[LaunchOrder], startup_timeout: float) -> list[TaskResult]:
-        results: list[TaskResult] = await self.adapter.proxy().launch(
-            self.agent_id, list(orders), startup_timeout
+        results: list[TaskResult] = await answer(
+            self.adapter.proxy().launch(self.agent_id, list(orders), startup_timeout)
         )
         if any(result.ok for result in results):
             await self.connected(EXECUTOR_CONNECT_TIMEOUT)  # transitions come next: be ready for them

@@ -230,6 +230,7 @@ class _Agent:
     attributes: dict[str, str]
     link: MesosAgentLink
     executor_launched: bool = False
+    executor_address: str = ""  # where its executor's own service listens (HOST:PORT)
 
 
 @dataclass
@@ -297,16 +298,26 @@ class MesosAdapter(AsyncioActor):
 
     def _saved_framework_id(self) -> str | None:
         """The framework ID of an earlier core, if it left less than `failover_timeout` ago (after
-        that the master has removed the framework and a new one must be registered)."""
+        that the master has removed the framework and a new one must be registered), and where its
+        executors listened: the master's reconciliation does not say (its updates carry no data)."""
         try:
             saved = json.loads(self._id_file.read_text())
             seen = float(saved["seen"])
             framework_id = str(saved["framework_id"])
-        except (OSError, ValueError, KeyError, TypeError):
+            executors = {
+                str(agent_id): (str(where["hostname"]), str(where["address"]))
+                for agent_id, where in saved.get("executors", {}).items()
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         if time.time() - seen > self.failover_timeout:
             log.info("Mesos framework %s expired (failover timeout); registering anew", framework_id)
             return None
+        for agent_id, (hostname, address) in executors.items():
+            agent = self._agent(agent_id, hostname, "", None)
+            agent.executor_launched = True
+            agent.executor_address = address
+            agent.link.executor_at(address)
         return framework_id
 
     def _save_framework_id(self, framework_id: str | None) -> None:
@@ -316,8 +327,19 @@ class MesosAdapter(AsyncioActor):
             return
         temporary = self._id_file.with_suffix(".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        executors = {
+            agent.agent_id: {"hostname": agent.hostname, "address": agent.executor_address}
+            for agent in self.agents.values()
+            if agent.executor_address
+        }
+        saved = {
+            "framework_id": framework_id,
+            "master": self.master,
+            "seen": time.time(),
+            "executors": executors,
+        }
         with os.fdopen(fd, "w") as out:
-            json.dump({"framework_id": framework_id, "master": self.master, "seen": time.time()}, out)
+            json.dump(saved, out)
         os.replace(temporary, self._id_file)
 
     def on_start(self) -> None:
@@ -459,6 +481,7 @@ class MesosAdapter(AsyncioActor):
         )
         log.error("%s", what)
         agent.executor_launched = False
+        agent.executor_address = ""
         agent.link.executor_gone()
         for task in list(self.tasks.values()):
             if task.agent_id == agent_id and task.match is None and task.state not in TERMINAL_STATES:
@@ -480,9 +503,14 @@ class MesosAdapter(AsyncioActor):
         agent = self.agents.get(agent_id)
         if agent is None and agent_id and data.get("node"):
             agent = self._agent(agent_id, str(data["node"]), "", None)
-        if agent is not None and data.get("executor_address") and state not in TERMINAL_STATES:
+        address = str(data.get("executor_address") or "")
+        if agent is not None and address and state not in TERMINAL_STATES:
             agent.executor_launched = True
-            agent.link.executor_at(str(data["executor_address"]))
+            agent.link.executor_at(address)
+            if address != agent.executor_address:
+                agent.executor_address = address
+                if self.client is not None and self.client.framework_id is not None:
+                    self._save_framework_id(self.client.framework_id)
         message = status.get("message", "")
         reason = status.get("reason", "")
         if task is None:

@@ -201,3 +201,35 @@ async def test_a_rescinded_offer_and_a_master_restart_are_survived(
         await env.destroy()
         # Offers flow again after the re-subscription: a new environment deploys.
         await full_cycle(core)
+
+
+async def test_a_core_restart_resubscribes_as_the_same_framework_and_readopts_the_tasks(
+    tmp_path: Path, emulator: Emulator, workflows: RepoBuilder
+) -> None:
+    state = tmp_path / "state"
+    first = Core.embedded(
+        state_dir=state, repository=workflows.repository, mesos=emulator.url, outlive_core=True
+    )
+    await first.start()
+    try:
+        env = await first.new_environment("spread")
+        await env.transition("CONFIGURE")
+        env_id = env.id
+        pids = {task.id: task.pid for task in env.tasks}
+        framework_id = json.loads((state / "mesos-framework.json").read_text())["framework_id"]
+    finally:
+        await first.detach()
+    assert all(pid_alive(pid) for pid in pids.values())  # Mesos keeps them through the failover timeout
+    async with Core.embedded(
+        state_dir=state, repository=workflows.repository, mesos=emulator.url, outlive_core=True
+    ) as second:
+        (framework,) = emulator.state()["frameworks"]
+        assert framework["id"] == framework_id
+        (restored,) = await second.environments()
+        assert restored.id == env_id and restored.state == "CONFIGURED"
+        assert {task.id: task.pid for task in restored.tasks} == pids
+        assert hosts(restored) == {"first": "agent-1", "second": "agent-2", "third": "agent-3"}
+        await restored.transition("START_ACTIVITY")
+        await restored.transition("STOP_ACTIVITY")
+        await restored.destroy()
+    assert not any(pid_alive(pid) for pid in pids.values())

@@ -19,96 +19,9 @@ import aiohttp
 import pytest
 
 from tests.mesos_emulator import AgentTimings, Emulator, EmulatorConfig
+from tests.mesos_emulator.raw_framework import DEADLINE, RawFramework
 
 ROOT = Path(__file__).resolve().parent.parent
-DEADLINE = 20.0
-
-
-class RawFramework:
-    """A scheduler speaking the v1 HTTP API directly."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
-        self.session = session
-        self.url = url.rstrip("/") + "/api/v1/scheduler"
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.backlog: list[dict[str, Any]] = []
-        self.stream_id = ""
-        self.framework_id = ""
-        self._reader: asyncio.Task[None] | None = None
-        self._response: aiohttp.ClientResponse | None = None
-        self.ended = asyncio.Event()
-
-    async def subscribe(self, **info: Any) -> dict[str, Any]:
-        framework_info = {"user": "tester", "name": "raw framework", **info}
-        body: dict[str, Any] = {"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info}}
-        if "id" in info:
-            body["framework_id"] = info["id"]
-        response = await self.session.post(self.url, json=body, headers={"Accept": "application/json"})
-        assert response.status == 200, await response.text()
-        assert response.headers["Content-Type"] == "application/json"
-        self.stream_id = response.headers["Mesos-Stream-Id"]
-        self._response = response
-        self.ended.clear()
-        self._reader = asyncio.ensure_future(self._read(response))
-        first = await self.next("SUBSCRIBED", "ERROR")
-        if first["type"] == "SUBSCRIBED":
-            self.framework_id = first["subscribed"]["framework_id"]["value"]
-        return first
-
-    async def _read(self, response: aiohttp.ClientResponse) -> None:
-        try:
-            while True:
-                line = await response.content.readline()
-                if not line:
-                    break
-                record = await response.content.readexactly(int(line))
-                await self.events.put(json.loads(record))
-        except (aiohttp.ClientError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self.ended.set()
-
-    async def next(self, *kinds: str) -> dict[str, Any]:
-        """The first event of one of `kinds` within the deadline; other events stay for later calls
-        (heartbeats are dropped unless asked for)."""
-        for index, kept in enumerate(self.backlog):
-            if kept["type"] in kinds:
-                return self.backlog.pop(index)
-        async with asyncio.timeout(DEADLINE):
-            while True:
-                received = await self.events.get()
-                if received["type"] in kinds:
-                    return received
-                if received["type"] != "HEARTBEAT":
-                    self.backlog.append(received)
-
-    async def offers_from(self, count: int) -> dict[str, dict[str, Any]]:
-        """Offers until `count` different agents offered; hostname -> latest offer."""
-        offers: dict[str, dict[str, Any]] = {}
-        while len(offers) < count:
-            received = await self.next("OFFERS")
-            for offer in received["offers"]["offers"]:
-                offers[offer["hostname"]] = offer
-        return offers
-
-    async def call(self, kind: str, stream_id: str | None = None, **member: Any) -> aiohttp.ClientResponse:
-        body = {"framework_id": {"value": self.framework_id}, "type": kind, **member}
-        headers = {"Mesos-Stream-Id": self.stream_id if stream_id is None else stream_id}
-        if stream_id == "":
-            headers = {}
-        async with self.session.post(self.url, json=body, headers=headers) as response:
-            await response.read()
-            return response
-
-    async def acknowledge(self, status: dict[str, Any]) -> None:
-        member = {"agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": status["uuid"]}
-        assert (await self.call("ACKNOWLEDGE", acknowledge=member)).status == 202
-
-    async def close(self) -> None:
-        if self._response is not None:
-            self._response.close()
-        if self._reader is not None:
-            await asyncio.wait_for(self.ended.wait(), DEADLINE)
 
 
 @pytest.fixture

@@ -93,6 +93,8 @@ class _Executor:
     termination: _Termination | None = None
     timer: asyncio.TimerHandle | None = None
     framework_removed: bool = False
+    subscriptions: int = 0
+    resent_updates: int = 0  # unacknowledged updates received in SUBSCRIBE calls
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -194,7 +196,16 @@ class Agent:
         """The agent process restarts: executor streams end and the port refuses connections for
         `downtime` seconds. Executors of checkpointing frameworks keep running and must re-subscribe
         within the re-registration timeout; the others are destroyed (their tasks TASK_LOST)."""
-        log.info("%s restarting (down for %gs)", self.hostname, downtime)
+        await self.go_down()
+        if downtime > 0:
+            await asyncio.sleep(downtime)
+        await self.come_back()
+
+    async def go_down(self) -> None:
+        """The first half of a restart: the agent process is gone, its executors keep running."""
+        if not self.up:
+            return
+        log.info("%s going down", self.hostname)
         self.master.agent_disconnected(self)
         for executor in list(self.executors.values()):
             if executor.state == "TERMINATED":
@@ -205,8 +216,12 @@ class Agent:
                 )
                 self._destroy(executor)
         await self._close_http()
-        if downtime > 0:
-            await asyncio.sleep(downtime)
+
+    async def come_back(self) -> None:
+        """The second half of a restart: the agent listens again and waits for its executors."""
+        if self.up:
+            return
+        log.info("%s back", self.hostname)
         await self.start()
         for executor in self.executors.values():
             if executor.state in ("RUNNING", "REGISTERING"):
@@ -645,7 +660,9 @@ class Agent:
                 },
             )
         )
+        executor.subscriptions += 1
         for update in subscribe.get("unacknowledged_updates") or []:
+            executor.resent_updates += 1
             self._executor_update(executor, update["status"])
         if executor.state == "TERMINATING":
             stream.send(event("SHUTDOWN"))
@@ -731,6 +748,8 @@ class Agent:
                     "state": e.state,
                     "connected": e.stream is not None,
                     "live_tasks": sorted(e.live),
+                    "subscriptions": e.subscriptions,
+                    "resent_updates": e.resent_updates,
                     "sandbox": str(e.sandbox),
                 }
                 for e in self.executors.values()

@@ -113,6 +113,8 @@ class Emulator:
         admin.router.add_get("/emulator/state", self._admin_state)
         admin.router.add_post("/emulator/agents/{hostname}/lose", self._admin_lose)
         admin.router.add_post("/emulator/agents/{hostname}/restart", self._admin_restart_agent)
+        admin.router.add_post("/emulator/agents/{hostname}/stop", self._admin_stop_agent)
+        admin.router.add_post("/emulator/agents/{hostname}/start", self._admin_start_agent)
         admin.router.add_post("/emulator/agents/{hostname}/kill-executors", self._admin_kill_executors)
         admin.router.add_post("/emulator/master/restart", self._admin_restart_master)
         admin.router.add_post("/emulator/offers/rescind", self._admin_rescind)
@@ -163,10 +165,23 @@ class Emulator:
         agent.lose()
 
     async def restart_agent(self, hostname: str, downtime: float = 0.0) -> None:
+        """The agent process restarts (down for `downtime` seconds); executors of checkpointing
+        frameworks survive and re-subscribe, the others' are destroyed."""
+        await self._active(hostname).restart(downtime)
+
+    async def stop_agent(self, hostname: str) -> None:
+        """The first half of `restart_agent`, for tests that act while the agent is down."""
+        await self._active(hostname).go_down()
+
+    async def start_agent(self, hostname: str) -> None:
+        """The second half of `restart_agent`."""
+        await self._active(hostname).come_back()
+
+    def _active(self, hostname: str) -> Agent:
         agent = self.agent(hostname)
         if not agent.active:
             raise EmulatorError(f"agent {hostname} is lost")
-        await agent.restart(downtime)
+        return agent
 
     def kill_executors(self, hostname: str, executor_id: str | None = None) -> list[int]:
         """SIGKILL the running executor processes on an agent (one by id, or all); their pids."""
@@ -201,6 +216,12 @@ class Emulator:
     async def _admin_restart_agent(self, request: web.Request) -> web.Response:
         downtime = _downtime(request)
         return await _answer(lambda: self.restart_agent(request.match_info["hostname"], downtime))
+
+    async def _admin_stop_agent(self, request: web.Request) -> web.Response:
+        return await _answer(lambda: self.stop_agent(request.match_info["hostname"]))
+
+    async def _admin_start_agent(self, request: web.Request) -> web.Response:
+        return await _answer(lambda: self.start_agent(request.match_info["hostname"]))
 
     async def _admin_kill_executors(self, request: web.Request) -> web.Response:
         executor_id = request.query.get("executor_id")

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from tests.mesos_emulator import AgentTimings, Emulator, EmulatorConfig
+from tests.mesos_emulator.fixture import EmulatorProcess, EmulatorProcessError
 from tests.mesos_emulator.raw_framework import DEADLINE, RawFramework
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -365,3 +366,55 @@ async def test_agent_restart_ends_the_executors_of_frameworks_that_do_not_checkp
         lost = (await framework.next("UPDATE"))["update"]["status"]
         assert (lost["state"], lost["reason"]) == ("TASK_LOST", "REASON_AGENT_RESTARTED")
         await framework.close()
+
+
+async def test_the_emulator_runs_as_a_subprocess_with_an_admin_api(
+    session: aiohttp.ClientSession, no_leaked_processes: None
+) -> None:
+    arguments = ("--agents", "2", "--attribute", "agent-2:detector=TPC", "--ports-base", "63600")
+    async with EmulatorProcess(
+        *arguments, "--heartbeat-interval", "0.5", "--allocation-interval", "0.05"
+    ) as emulator:
+        assert sorted(emulator.agents) == ["agent-1", "agent-2"]
+        framework = RawFramework(session, emulator.url)
+        await framework.subscribe(checkpoint=True, failover_timeout=60)
+        offers = await framework.offers_from(2)
+        assert _attributes(offers["agent-2"]) == {"machine_id": "agent-2", "detector": "TPC"}
+        assert _ports(offers["agent-1"]) == [(63600, 63999)]
+
+        assert await emulator.rescind_offers("agent-1") == 1
+        assert (await framework.next("RESCIND"))["rescind"]["offer_id"] == offers["agent-1"]["id"]
+        await emulator.lose_agent("agent-2")
+        assert (await framework.next("FAILURE"))["failure"]["agent_id"] == offers["agent-2"]["agent_id"]
+        with pytest.raises(
+            EmulatorProcessError, match=r"404 no agent named 'agent-9' \(agents: agent-1, agent-2\)"
+        ):
+            await emulator.lose_agent("agent-9")
+        state = await emulator.state()
+        assert [(a["hostname"], a["active"]) for a in state["agents"]] == [
+            ("agent-1", True),
+            ("agent-2", False),
+        ]
+
+        await emulator.restart_master(downtime=0.1)
+        await asyncio.wait_for(framework.ended.wait(), DEADLINE)
+        again = RawFramework(session, emulator.url)
+        assert (await again.subscribe(id={"value": framework.framework_id}))["type"] == "SUBSCRIBED"
+        await again.close()
+    assert emulator.process is not None and emulator.process.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--attribute", "agent-2"], "expected HOSTNAME:NAME=VALUE"),
+        (["--agents", "0"], "agents must be between 1 and 100"),
+        (["--agents", "2", "--attribute", "agent-3:a=b"], "attributes for unknown agent(s) ['agent-3']"),
+        (["--ports-base", "65000"], "do not fit in 1..65535"),
+    ],
+)
+async def test_bad_emulator_arguments_are_refused(arguments: list[str], message: str) -> None:
+    with pytest.raises(EmulatorProcessError, match="did not start") as caught:
+        async with EmulatorProcess(*arguments):
+            pass
+    assert message in str(caught.value)

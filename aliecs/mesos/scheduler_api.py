@@ -199,7 +199,8 @@ class SchedulerClient:
             except Exception as exc:
                 self.last_error = str(exc) or type(exc).__name__
                 failures += 1
-                log.warning("Mesos subscription to %s: %s", self.url, self.last_error)
+                if not self._closing:  # after TEARDOWN the master ends the stream: no news
+                    log.warning("Mesos subscription to %s: %s", self.url, self.last_error)
             finally:
                 self._subscribed.clear()
                 self.stream_id = None
@@ -376,7 +377,9 @@ class SchedulerClient:
         await self.call("SHUTDOWN", {"executor_id": {"value": executor_id}, "agent_id": {"value": agent_id}})
 
     async def teardown(self) -> None:
-        """Remove the framework: the master shuts down its executors (and so its tasks)."""
+        """Remove the framework: the master shuts down its executors (and so its tasks) and ends
+        the subscription (which is not renewed)."""
+        self._closing = True
         await self.call("TEARDOWN")
 
 

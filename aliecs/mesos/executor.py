@@ -41,7 +41,7 @@ from aliecs.mesos.executor_driver import JSON, ExecutorDriver, MesosEnvironment
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_LABEL = "aliecs.startup_timeout"
-DEFAULT_STARTUP_TIMEOUT = 30.0
+DEFAULT_STARTUP_TIMEOUT = 60.0
 MAX_STARTUP_TIMEOUT = 3600.0
 
 

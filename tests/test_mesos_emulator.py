@@ -418,3 +418,55 @@ async def test_bad_emulator_arguments_are_refused(arguments: list[str], message:
         async with EmulatorProcess(*arguments):
             pass
     assert message in str(caught.value)
+
+
+async def test_task_groups_messages_and_executor_shutdown(
+    session: aiohttp.ClientSession, no_leaked_processes: None
+) -> None:
+    async with Emulator(_config(agents=1)) as emulator:
+        framework = RawFramework(session, emulator.url)
+        await framework.subscribe()
+        offer = (await framework.offers_from(1))["agent-1"]
+        executor = _sample_executor("group-executor")
+        tasks = [_task(name, offer, executor, cpus=0.5) for name in ("g1", "g2")]
+        for task in tasks:
+            del task["executor"]
+        tasks[1]["resources"] = tasks[1]["resources"][:2]  # the port is g1's alone
+        group = {"executor": executor, "task_group": {"tasks": tasks}}
+        accept = {"offer_ids": [offer["id"]], "operations": [{"type": "LAUNCH_GROUP", "launch_group": group}]}
+        assert (await framework.call("ACCEPT", accept=accept)).status == 202
+        for name in ("g1", "g2"):
+            status = await framework.next_update(name)
+            assert status["state"] == "TASK_RUNNING"
+            await framework.acknowledge(status)
+
+        # MESSAGE reaches the executor, which sends it back.
+        ids = {"agent_id": offer["agent_id"], "executor_id": {"value": "group-executor"}}
+        data = base64.b64encode(b"hello executor").decode()
+        await framework.call("MESSAGE", message={**ids, "data": data})
+        echoed = (await framework.next("MESSAGE"))["message"]
+        assert echoed == {**ids, "data": data}
+
+        # SHUTDOWN: the executor kills its tasks and exits by itself.
+        await framework.call("SHUTDOWN", shutdown=ids)
+        for name in ("g1", "g2"):
+            assert (await framework.next_update(name))["state"] == "TASK_KILLED"
+        failure = (await framework.next("FAILURE"))["failure"]
+        assert failure == {**ids, "status": 0}
+        await framework.close()
+
+
+async def test_a_framework_gone_past_its_failover_timeout_loses_its_executors(
+    session: aiohttp.ClientSession, no_leaked_processes: None
+) -> None:
+    async with Emulator(_config(agents=1)) as emulator:
+        framework = RawFramework(session, emulator.url)
+        await framework.subscribe(failover_timeout=0.3)
+        offer = (await framework.offers_from(1))["agent-1"]
+        await framework.call("ACCEPT", accept=_launch(offer, [_task("t1", offer, _sample_executor("e1"))]))
+        assert (await framework.next_update("t1"))["state"] == "TASK_RUNNING"
+        executor = emulator.agents[0].executors[(framework.framework_id, "e1")]
+        await framework.close()
+        await asyncio.wait_for(executor.exited.wait(), DEADLINE)  # shut down once the timeout passed
+        assert framework.framework_id in emulator.state()["removed_frameworks"]
+        assert not emulator.state()["tasks"]

@@ -84,8 +84,13 @@ def executor_id(hostname: str) -> str:
     return f"aliecs-executor-{hostname}"
 
 
-def executor_info(hostname: str, role: str) -> dict[str, Any]:
-    """Our custom executor on one agent (the same for every task there: one executor per agent)."""
+def executor_info(hostname: str, role: str, kind: str = "process") -> dict[str, Any]:
+    """Our custom executor on one agent (the same for every task there: one executor per agent).
+    `kind` is the executor's task kind (`aliecs-executor --kind`: real processes, or fake-farm
+    endpoints for benchmarks)."""
+    arguments = [sys.executable, "-m", "aliecs.cli.executor", "--mesos"]
+    if kind != "process":
+        arguments += ["--kind", kind]
     return {
         "executor_id": {"value": executor_id(hostname)},
         "type": "CUSTOM",
@@ -93,7 +98,7 @@ def executor_info(hostname: str, role: str) -> dict[str, Any]:
         "command": {
             "shell": False,
             "value": sys.executable,
-            "arguments": [sys.executable, "-m", "aliecs.cli.executor", "--mesos"],
+            "arguments": arguments,
         },
         "resources": [_scalar("cpus", EXECUTOR_CPUS, role), _scalar("mem", EXECUTOR_MEM, role)],
     }
@@ -133,6 +138,7 @@ class MesosAgentLink(ExecutorLink):
         self.adopted: list[TaskStatus] = []
         self._ready = asyncio.Event()
         self._connecting: asyncio.Task[None] | None = None
+        self._target: tuple[str, int] | None = None  # the executor address connected (or connecting) to
 
     def executor_at(self, address: str) -> None:
         """The agent's executor listens at `address` (from a status update): connect to it."""
@@ -140,8 +146,9 @@ class MesosAgentLink(ExecutorLink):
         if not host or not port.isdigit():
             log.warning("agent %s: executor address %r is not HOST:PORT", self.hostname, address)
             return
-        if self.remote is not None and self.remote.address == (host, int(port)):
-            return
+        if self._target == (host, int(port)):
+            return  # connected or connecting there already
+        self._target = (host, int(port))
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         self._ready.clear()
@@ -158,13 +165,18 @@ class MesosAgentLink(ExecutorLink):
         except ExecutorUnavailableError as exc:
             log.error("agent %s: executor at %s:%d does not answer: %s", self.hostname, host, port, exc)
             await remote.close()
+            self._target = None  # the next update naming it tries again
             return
+        except asyncio.CancelledError:
+            await remote.close()
+            raise
         self.remote = remote
         self._ready.set()
         log.info("agent %s: connected to its executor at %s:%d", self.hostname, host, port)
 
     def executor_gone(self) -> None:
         self._ready.clear()
+        self._target = None
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         remote, self.remote = self.remote, None
@@ -268,8 +280,10 @@ class MesosAdapter(AsyncioActor):
         retry: RetryPolicy = ORIGINAL_RETRY,
         heartbeat_interval: float = 1.0,
         user: str | None = None,
+        executor_kind: str = "process",
     ) -> None:
         super().__init__()
+        self.executor_kind = executor_kind
         self.master = master
         self.state_dir = state_dir
         self.failover_timeout = failover_timeout
@@ -702,7 +716,7 @@ class MesosAdapter(AsyncioActor):
             "name": task.name or order.spec.name,
             "task_id": {"value": task.task_id},
             "agent_id": {"value": task.agent_id},
-            "executor": executor_info(task.hostname, role),
+            "executor": executor_info(task.hostname, role, self.executor_kind),
             "resources": resources,
             "data": encode_bytes(bytes(wire.launch_to_wire(order))),
             "labels": {"labels": [{"key": STARTUP_TIMEOUT_LABEL, "value": f"{startup_timeout:g}"}]},

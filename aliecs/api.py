@@ -26,7 +26,7 @@ from actors.core import CoreActor
 from actors.manager import new_environment_id
 from aliecs.cluster.executors import InProcessExecutors, LocalExecutors
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
-from aliecs.cluster.scheduling import answer
+from aliecs.cluster.scheduling import ORIGINAL_RETRY, answer
 from aliecs.environment.autostop import TIMER_USER, AutoStop
 from aliecs.environment.detectors import DETECTORS, HOSTS, DetectorRegistry
 from aliecs.environment.fsm import normalize_event
@@ -437,7 +437,18 @@ class Core:
             {},
             plugins=self.plugins,
             journal=self.journal,
-            scheduler=(MesosAdapter, (master, self.state_dir, self.failover_timeout)),
+            scheduler=(
+                MesosAdapter,
+                (
+                    master,
+                    self.state_dir,
+                    self.failover_timeout,
+                    ORIGINAL_RETRY,
+                    1.0,
+                    None,
+                    self.executor_kind,
+                ),
+            ),
         )
         self._scheduler, self._manager = await self._core.proxy().refs()
         try:

@@ -36,6 +36,7 @@ SCENARIOS: dict[str, str] = {
     "readopt": "bench.readopt",
     "core_cost": "bench.core_cost",
     "templates": "bench.templates",
+    "mesos_deploy": "bench.mesos_deploy",
 }
 
 # Top-level key -> (scenario, key in its result). `max_loop_stall_ms` is the max over scenarios.
@@ -51,6 +52,8 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "start_of_run_2000_overhead_s": ("start_of_run", "overhead_s"),
     "readopt_2000_s": ("readopt", "restore_s"),
     "soak_rss_growth_per_cycle_bytes": ("soak", "rss_growth_per_cycle_bytes"),
+    "mesos_deploy_tasks_per_s": ("mesos_deploy", "mesos_tasks_per_s"),
+    "mesos_deploy_vs_local_ratio": ("mesos_deploy", "mesos_vs_local_ratio"),
 }
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

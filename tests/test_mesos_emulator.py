@@ -345,6 +345,21 @@ async def test_invalid_tasks_get_task_error(session: aiohttp.ClientSession) -> N
         assert "cpus 4.1 (available 1)" in errors["greedy"]["message"]
         assert errors["command"]["state"] == "TASK_ERROR"
         assert "custom executors only" in errors["command"]["message"]
+
+        # A call of about 2 MB (delivered in many TCP segments) is read whole: every task is answered.
+        offer = (await framework.offers_from(1))["agent-1"]
+        bulky = []
+        for number in range(400):
+            task = {
+                **_task(f"bulk{number}", offer, _sample_executor("e1"), cpus=0.1),
+                "command": {"value": "true"},
+            }
+            del task["executor"]
+            task["data"] = base64.b64encode(b"x" * 4096).decode()
+            bulky.append(task)
+        assert (await framework.call("ACCEPT", accept=_launch(offer, bulky))).status == 202
+        answered = {(await framework.next("UPDATE"))["update"]["status"]["task_id"]["value"] for _ in bulky}
+        assert answered == {f"bulk{number}" for number in range(400)}
         await framework.close()
 
 

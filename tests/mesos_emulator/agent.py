@@ -27,6 +27,7 @@ from aiohttp import web
 
 from tests.mesos_emulator.protocol import (
     JSON,
+    MAX_BODY_BYTES,
     TASK_STATES,
     TERMINAL_STATES,
     CallError,
@@ -162,7 +163,7 @@ class Agent:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/api/v1/executor", self.handle)
         self._runner, self.port = await listen(app, self.host, self.port)
         self.up = True

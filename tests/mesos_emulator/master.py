@@ -18,6 +18,7 @@ from aiohttp import web
 
 from tests.mesos_emulator.protocol import (
     JSON,
+    MAX_BODY_BYTES,
     TERMINAL_STATES,
     CallError,
     EventStream,
@@ -202,7 +203,7 @@ class Master:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/api/v1/scheduler", self.handle)
         self._runner, self.port = await listen(app, self.host, self.port)
         if self._ticker is None:

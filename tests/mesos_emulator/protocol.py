@@ -97,11 +97,10 @@ async def read_call(request: web.Request, what: str = "Call") -> JSON:
         raise CallError(
             415, f"Expecting 'Content-Type' of {APPLICATION_JSON} (the emulator speaks JSON only)"
         )
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise CallError(413, f"Request body of {request.content_length} bytes exceeds {MAX_BODY_BYTES}")
-    body = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        raise CallError(413, f"Request body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        body = await request.read()  # bounded by the application's client_max_size (see `listen`)
+    except web.HTTPRequestEntityTooLarge:
+        raise CallError(413, f"Request body exceeds {MAX_BODY_BYTES} bytes") from None
     try:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

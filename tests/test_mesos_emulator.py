@@ -485,3 +485,19 @@ async def test_a_framework_gone_past_its_failover_timeout_loses_its_executors(
         await asyncio.wait_for(executor.exited.wait(), DEADLINE)  # shut down once the timeout passed
         assert framework.framework_id in emulator.state()["removed_frameworks"]
         assert not emulator.state()["tasks"]
+
+
+async def test_a_restarting_agent_is_not_offered_until_it_is_back(session: aiohttp.ClientSession) -> None:
+    async with Emulator(_config(agents=2)) as emulator:
+        framework = RawFramework(session, emulator.url)
+        await framework.subscribe()
+        offers = await framework.offers_from(2)
+        await emulator.stop_agent("agent-1")
+        assert (await framework.next("RESCIND"))["rescind"]["offer_id"] == offers["agent-1"]["id"]
+        # Two heartbeats later (dozens of allocation rounds), still nothing offered for agent-1.
+        for _ in range(2):
+            received = await framework.next("OFFERS", "HEARTBEAT")
+            assert received["type"] == "HEARTBEAT", received
+        await emulator.start_agent("agent-1")
+        assert (await framework.offers_from(1)).keys() == {"agent-1"}
+        await framework.close()

@@ -189,9 +189,9 @@ class Agent:
             if executor.stream is not None:
                 executor.stream.close()
                 executor.stream = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
     async def restart(self, downtime: float = 0.0) -> None:
         """The agent process restarts: executor streams end and the port refuses connections for

@@ -224,9 +224,9 @@ class Master:
         for framework in self.frameworks.values():
             if framework.stream is not None:
                 framework.stream.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
     async def restart(self, downtime: float = 0.0) -> None:
         """A master failover: every scheduler stream ends, the port refuses connections for `downtime`
@@ -457,8 +457,8 @@ class Master:
             framework.filters = [f for f in framework.filters if f.expires > now]
             new: list[Offer] = []
             for agent in self.agents.values():
-                if not agent.active:
-                    continue
+                if not agent.active or not agent.up:
+                    continue  # lost, or restarting: offered again once it is back
                 available = self.available(agent)
                 if not available.allocatable():
                     continue
@@ -606,7 +606,8 @@ class Master:
         agents = {framework.offers[i].agent_id for i in offer_ids}
         if len(agents) > 1:
             return "Aggregated offers must belong to one single agent"
-        if not self.agents[agents.pop()].active:
+        agent = self.agents[agents.pop()]
+        if not agent.active or not agent.up:
             return "Agent is not active"
         return ""
 

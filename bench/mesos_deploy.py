@@ -50,8 +50,6 @@ async def on_mesos(tasks: int, agents: int, workdir: Path) -> dict[str, float]:
         "1000",
         "--mem",
         "1000000",
-        "--ports-base",
-        "40000",
         "--heartbeat-interval",
         "5",
         "--work-dir",

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from tests.mesos_emulator import AgentTimings, Emulator, EmulatorConfig
+from tests.mesos_emulator.__main__ import main as emulator_main
 from tests.mesos_emulator.fixture import EmulatorProcess, EmulatorProcessError
 from tests.mesos_emulator.raw_framework import DEADLINE, RawFramework
 
@@ -428,11 +429,21 @@ async def test_the_emulator_runs_as_a_subprocess_with_an_admin_api(
         (["--ports-base", "65000"], "do not fit in 1..65535"),
     ],
 )
-async def test_bad_emulator_arguments_are_refused(arguments: list[str], message: str) -> None:
-    with pytest.raises(EmulatorProcessError, match="did not start") as caught:
-        async with EmulatorProcess(*arguments):
+def test_bad_emulator_arguments_are_refused(
+    arguments: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = emulator_main(arguments)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+async def test_an_emulator_that_cannot_start_says_why() -> None:
+    with pytest.raises(EmulatorProcessError, match=r"did not start.*agents must be between 1 and 100"):
+        async with EmulatorProcess("--agents", "0"):
             pass
-    assert message in str(caught.value)
 
 
 async def test_task_groups_messages_and_executor_shutdown(

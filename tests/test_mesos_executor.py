@@ -20,8 +20,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from click.testing import CliRunner
 from grpclib.client import Channel
 
+from aliecs.cli.executor import command
 from aliecs.generated import aliecs_executor as pb
 from tests.conftest import pid_alive
 from tests.mesos_emulator import AgentTimings, Emulator, EmulatorConfig
@@ -219,18 +221,19 @@ async def test_the_executor_survives_an_agent_restart_and_resends_unacknowledged
         await framework.close()
 
 
-async def test_outside_a_mesos_agent_the_mesos_mode_explains_what_is_missing(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "aliecs.cli.executor", "--mesos", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    _out, err = await asyncio.wait_for(process.communicate(), DEADLINE)
-    assert process.returncode == 2
-    assert b"MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID, MESOS_AGENT_ENDPOINT not set" in err
-    env.update(MESOS_FRAMEWORK_ID="f", MESOS_EXECUTOR_ID="e", MESOS_AGENT_ENDPOINT="agent:http")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "aliecs.cli.executor", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    _out, err = await asyncio.wait_for(process.communicate(), DEADLINE)
-    assert process.returncode == 2
-    assert b"MESOS_AGENT_ENDPOINT='agent:http': expected HOST:PORT" in err
+def test_outside_a_mesos_agent_the_mesos_mode_explains_what_is_missing() -> None:
+    env = {name: None for name in os.environ if name.startswith("MESOS_")}
+    result = CliRunner(env=env).invoke(command, ["--mesos"])
+    assert result.exit_code == 2
+    assert "MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID, MESOS_AGENT_ENDPOINT not set" in result.output
+    # Without --mesos and without --node, a Mesos agent's environment selects the Mesos mode.
+    bad = {**env, "MESOS_FRAMEWORK_ID": "f", "MESOS_EXECUTOR_ID": "e", "MESOS_AGENT_ENDPOINT": "agent:http"}
+    result = CliRunner(env=bad).invoke(command, [])
+    assert result.exit_code == 2
+    assert "MESOS_AGENT_ENDPOINT='agent:http': expected HOST:PORT" in result.output
+    wrong = {**bad, "MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_RECOVERY_TIMEOUT": "soon"}
+    result = CliRunner(env=wrong).invoke(command, [])
+    assert result.exit_code == 2
+    assert "MESOS_RECOVERY_TIMEOUT='soon': not a Mesos duration" in result.output
+    result = CliRunner(env=env).invoke(command, [])
+    assert result.exit_code == 2 and "--node NAME is required" in result.output

@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from grpclib.client import Channel
 
 from aliecs.cli.executor import command
 from aliecs.generated import aliecs_executor as pb
+from aliecs.mesos.executor_driver import ExecutorDriver, MesosEnvironment, parse_duration
 from tests.conftest import pid_alive
 from tests.mesos_emulator import AgentTimings, Emulator, EmulatorConfig
 from tests.mesos_emulator.raw_framework import DEADLINE, RawFramework, wait_until
@@ -237,3 +239,72 @@ def test_outside_a_mesos_agent_the_mesos_mode_explains_what_is_missing() -> None
     assert "MESOS_RECOVERY_TIMEOUT='soon': not a Mesos duration" in result.output
     result = CliRunner(env=env).invoke(command, [])
     assert result.exit_code == 2 and "--node NAME is required" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("250ms", 0.25),
+        ("5secs", 5.0),
+        ("1.5mins", 90.0),
+        ("2hrs", 7200.0),
+        ("1days", 86400.0),
+        ("100ns", 1e-7),
+    ],
+)
+def test_mesos_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text, "MESOS_X") == pytest.approx(seconds)
+
+
+def test_the_mesos_environment_is_read_as_an_agent_writes_it(tmp_path: Path) -> None:
+    env = MesosEnvironment.from_environ(
+        {
+            "MESOS_FRAMEWORK_ID": "fw",
+            "MESOS_EXECUTOR_ID": "ex",
+            "MESOS_AGENT_ENDPOINT": "10.0.0.7:5051",
+            "MESOS_SANDBOX": str(tmp_path),
+            "MESOS_CHECKPOINT": "1",
+            "MESOS_SUBSCRIPTION_BACKOFF_MAX": "250ms",
+            "MESOS_RECOVERY_TIMEOUT": "15mins",
+            "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "5secs",
+        }
+    )
+    assert (env.agent_host, env.checkpoint, env.backoff_max, env.recovery_timeout, env.shutdown_grace) == (
+        "10.0.0.7",
+        True,
+        0.25,
+        900.0,
+        5.0,
+    )
+    assert env.sandbox == tmp_path
+    plain = MesosEnvironment.from_environ(
+        {"MESOS_FRAMEWORK_ID": "f", "MESOS_EXECUTOR_ID": "e", "MESOS_AGENT_ENDPOINT": "h:1"}
+    )
+    assert not plain.checkpoint and plain.backoff_max == 2.0
+
+
+async def _no_events(event: dict[str, Any]) -> None:
+    raise AssertionError(f"no event expected, got {event}")
+
+
+async def test_without_its_agent_the_driver_gives_up_as_mesos_says() -> None:
+    # A port nothing listens on: bound then closed.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"127.0.0.1:{probe.getsockname()[1]}"
+    base = MesosEnvironment("fw", "ex", endpoint, Path("."), checkpoint=False)
+    # Without checkpointing an executor exits as soon as its agent is gone.
+    assert await ExecutorDriver(base, _no_events).run() == "disconnected"
+    # With it, it retries (backing off) for the recovery timeout, keeping its updates meanwhile.
+    patient = MesosEnvironment(
+        "fw", "ex", endpoint, Path("."), checkpoint=True, backoff_max=0.05, recovery_timeout=0.3
+    )
+    driver = ExecutorDriver(patient, _no_events)
+    await driver.update("t1", "TASK_RUNNING", b"{}")
+    assert await asyncio.wait_for(driver.run(), DEADLINE) == "recovery timeout"
+    [kept] = driver.unacknowledged_updates.values()
+    assert (kept["task_id"], kept["state"], kept["source"]) == (
+        {"value": "t1"},
+        "TASK_RUNNING",
+        "SOURCE_EXECUTOR",
+    )

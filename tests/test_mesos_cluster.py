@@ -7,6 +7,7 @@ The same workflow runs on the local cluster too (`test_the_same_workflow_runs_on
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from actors.mesos_adapter import MesosAdapter
 from aliecs import Core, TransitionError
 from aliecs.api import Environment
 from aliecs.cluster.inventory import NodeSpec
+from aliecs.cluster.placement import PlacementRequest, Wants
+from aliecs.cluster.scheduling import DeployRequest, Placement, RetryPolicy, answer
 from aliecs.testing import isolated_nodes, wait_for_environment_state
 from tests.conftest import RepoBuilder, pid_alive
 from tests.mesos_emulator.cluster import Emulator, EmulatorConfig
@@ -233,3 +237,43 @@ async def test_a_core_restart_resubscribes_as_the_same_framework_and_readopts_th
         await restored.transition("STOP_ACTIVITY")
         await restored.destroy()
     assert not any(pid_alive(pid) for pid in pids.values())
+
+
+async def test_a_placement_waiting_for_offers_does_not_hold_up_another(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    """Two environments' placements: one waits for an offer that never fits (its retries are a
+    minute apart), the other is placed meanwhile; the adapter's mailbox never waits for offers."""
+    adapter = MesosAdapter.start(emulator.url, tmp_path, 60.0, RetryPolicy(2, 60.0))
+    try:
+        await answer(adapter.proxy().wait_subscribed(10.0))
+        never = DeployRequest(PlacementRequest("never", "never", Wants(0.1, 1), {"detector": "ITS"}))
+        fits = DeployRequest(
+            PlacementRequest("fits", "fits", Wants(0.1, 1), {"detector": "TPC"}), controllable=True
+        )
+        waiting = asyncio.ensure_future(answer(adapter.proxy().place([never])))
+        (placed,) = await answer(adapter.proxy().place([fits]))
+        assert isinstance(placed, Placement) and placed.hostname == "agent-2"
+        assert placed.control_port is not None and 61400 <= placed.control_port < 61800  # agent-2's ports
+        assert not waiting.done()
+        assert await answer(adapter.proxy().status()) == {"fits": "agent-2"}
+        await answer(adapter.proxy().release(["fits"]))
+    finally:
+        await adapter.stop()
+    with pytest.raises(RuntimeError, match="the Mesos scheduler stopped"):
+        await waiting
+
+
+async def test_a_non_leading_master_redirects_the_framework_to_the_leader(tmp_path: Path) -> None:
+    config = EmulatorConfig(agents=1, standby=True, heartbeat_interval=1.0, work_dir=tmp_path / "mesos")
+    async with Emulator(config) as cluster:
+        assert cluster.standby_url is not None
+        adapter = MesosAdapter.start(cluster.standby_url, tmp_path, 60.0)
+        try:
+            await answer(adapter.proxy().wait_subscribed(10.0))
+            client = await adapter.proxy().client
+            assert client.url == f"{cluster.url}/api/v1/scheduler"
+            (framework,) = cluster.state()["frameworks"]
+            assert framework["id"] == client.framework_id
+        finally:
+            await adapter.stop()

@@ -187,6 +187,7 @@ class MesosExecutor:
     async def _launch(self, infos: list[JSON]) -> None:
         assert self.agent is not None
         orders: list[LaunchOrder] = []
+        refused: list[tuple[str, str, str, str]] = []  # (task id, state, message, reason)
         timeout = 0.0
         for info in infos:
             task_id = str((info.get("task_id") or {}).get("value", ""))
@@ -195,27 +196,32 @@ class MesosExecutor:
             try:
                 order = _order(info, task_id)
             except ValueError as exc:
-                await self._update(task_id, "TASK_FAILED", str(exc), "REASON_TASK_INVALID")
+                refused.append((task_id, "TASK_FAILED", str(exc), "REASON_TASK_INVALID"))
                 continue
             if self._shutting_down:
-                await self._update(task_id, "TASK_KILLED", "executor shutting down")
+                refused.append((task_id, "TASK_KILLED", "executor shutting down", ""))
                 continue
             orders.append(order)
             timeout = max(timeout, _startup_timeout(info))
-            await self._update(task_id, "TASK_STARTING")
+        await asyncio.gather(
+            *(self._update(*answer) for answer in refused),
+            *(self._update(order.spec.task_id, "TASK_STARTING") for order in orders),
+        )
         orders = [order for order in orders if order.spec.task_id in self.tasks]  # not killed meanwhile
         if not orders:
             return
+        answers = []
         for result in await self.agent.launch(orders, timeout):
             task = self.tasks.get(result.task_id)
             if task is None:
                 continue  # killed meanwhile: its TASK_KILLED is sent
+            task.aliecs_state = result.state
             if result.ok:
-                task.pid, task.aliecs_state = result.pid, result.state
-                await self._update(result.task_id, "TASK_RUNNING")
+                task.pid = result.pid
+                answers.append(self._update(result.task_id, "TASK_RUNNING"))
             else:
-                task.aliecs_state = result.state
-                await self._update(result.task_id, "TASK_FAILED", result.error or "launch failed")
+                answers.append(self._update(result.task_id, "TASK_FAILED", result.error or "launch failed"))
+        await asyncio.gather(*answers)
 
     async def _kill(self, task_id: str) -> None:
         if self.agent is None or task_id not in self.tasks:

@@ -31,6 +31,7 @@ class RawFramework:
         self.url = url.rstrip("/") + "/api/v1/scheduler"
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.backlog: list[dict[str, Any]] = []
+        self.seen_uuids: set[str] = set()
         self.stream_id = ""
         self.framework_id = ""
         self._reader: asyncio.Task[None] | None = None
@@ -82,18 +83,26 @@ class RawFramework:
                     self.backlog.append(received)
 
     async def next_update(self, task_id: str) -> dict[str, Any]:
-        """The next status update of one task (other events stay for later calls)."""
+        """The next status update of one task (other events stay for later calls). Retries of an
+        update already returned (the agent re-sends what is not acknowledged yet) are skipped."""
+        while True:
+            status = await self._next_update(task_id)
+            uuid = status.get("uuid")
+            if uuid is None or uuid not in self.seen_uuids:
+                if uuid is not None:
+                    self.seen_uuids.add(uuid)
+                return status
+
+    async def _next_update(self, task_id: str) -> dict[str, Any]:
         for index, kept in enumerate(self.backlog):
             if kept["type"] == "UPDATE" and kept["update"]["status"]["task_id"]["value"] == task_id:
                 return dict(self.backlog.pop(index)["update"]["status"])
         async with asyncio.timeout(DEADLINE):
             while True:
                 received = await self.events.get()
-                if (
-                    received["type"] == "UPDATE"
-                    and received["update"]["status"]["task_id"]["value"] == task_id
-                ):
-                    return dict(received["update"]["status"])
+                status = received.get("update", {}).get("status", {})
+                if received["type"] == "UPDATE" and status["task_id"]["value"] == task_id:
+                    return dict(status)
                 if received["type"] != "HEARTBEAT":
                     self.backlog.append(received)
 

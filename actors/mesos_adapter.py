@@ -70,6 +70,8 @@ FRAMEWORK_ID_FILE = "mesos-framework.json"
 IDLE_REFUSE_SECONDS = 30.0
 # What a placed task's launch may take on top of its startup timeout before the core gives up.
 LAUNCH_MARGIN = 10.0
+# ... and how long the executor's own start may add, on the agent where a launch starts it.
+EXECUTOR_START_ALLOWANCE = 30.0
 # How long a launch waits for the agent's executor to answer on its own protocol.
 EXECUTOR_CONNECT_TIMEOUT = 30.0
 STARTUP_TIMEOUT_LABEL = "aliecs.startup_timeout"
@@ -424,6 +426,10 @@ class MesosAdapter(AsyncioActor):
     def subscribed(self, framework_id: str) -> None:
         self._save_framework_id(framework_id)
         self.suppressed = False  # a new subscription starts unsuppressed
+        # Offers of an earlier subscription are void (a new master, or the old one failed over);
+        # tasks placed on them and not launched yet fail at launch, naming it.
+        for offer_id in list(self.offers):
+            self._rescind(offer_id)
         assert self.client is not None
         known = [(task_id, task.agent_id) for task_id, task in self.tasks.items() if task.match is None]
         # Explicit for the tasks we know; implicit (all of the framework's) after a restart of the core.
@@ -679,6 +685,10 @@ class MesosAdapter(AsyncioActor):
             task.answer = loop.create_future()
             info = self._task_info(task, order, startup_timeout, offer.role)
             by_offer.setdefault(offer.offer_id, []).append(info)
+        # The first launch on an agent starts its executor too: a process to start before the tasks.
+        deadline = (
+            startup_timeout + LAUNCH_MARGIN + (0.0 if agent.executor_launched else EXECUTOR_START_ALLOWANCE)
+        )
         for offer_id, infos in by_offer.items():
             offer = self.offers.pop(offer_id)
             agent.executor_launched = True
@@ -688,7 +698,7 @@ class MesosAdapter(AsyncioActor):
                 task = self.tasks.get(task_id)
                 if task is not None:
                     task.match = None  # launched: the offer is spent
-        return asyncio.ensure_future(self._answers(orders, failed, startup_timeout + LAUNCH_MARGIN))
+        return asyncio.ensure_future(self._answers(orders, failed, deadline))
 
     async def _accept(self, offer: Offer, operations: list[dict[str, Any]]) -> None:
         assert self.client is not None

@@ -28,7 +28,7 @@ from aliecs.cluster.ports import (
     reserve_static,
     static_port_free,
 )
-from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure, RetryPolicy
+from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure, RetryPolicy, Scheduler
 from aliecs.durations import parse_duration
 from aliecs.testing import isolated_nodes
 
@@ -262,3 +262,13 @@ async def test_local_cluster_retry_is_bounded_and_constraints_are_final() -> Non
     assert isinstance(never, PlacementFailure) and not never.retryable
     assert never.reason == f"no node fits: {node.hostname}: constraints machine_id=elsewhere not met"
     cluster.on_stop()
+
+
+def test_the_local_cluster_and_the_mesos_adapter_are_both_schedulers() -> None:
+    from actors.mesos_adapter import MesosAdapter
+
+    # mypy checks the assignment structurally against the Protocol; the loop checks at run time.
+    schedulers: list[type[Scheduler]] = [LocalClusterActor, MesosAdapter]
+    for scheduler in schedulers:
+        for method in ("place", "release", "kill", "status", "adopt"):
+            assert callable(getattr(scheduler, method)), (scheduler, method)

@@ -9,6 +9,10 @@ tasks and exits.
 
 It prints one line, `aliecs-executor: ready HOST:PORT pid PID`, once it listens (whoever started it
 waits for that line), then logs to stderr.
+
+With `--mesos` (or when a Mesos agent started it: MESOS_AGENT_ENDPOINT set, no --node) it is instead
+the Mesos custom executor of its agent's node (`aliecs.mesos.executor`): launches, kills and task
+status travel through Mesos, the core's control still comes straight over the executor protocol.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ Simplified (where a real cluster behaves differently)
 - JSON only (no application/x-protobuf), no authentication, no roles or reservations (every
   resource is "*"), no quota, weights, maintenance, inverse offers or operation feedback; operations
   other than LAUNCH and LAUNCH_GROUP are accepted and ignored. No command executor and no default
-  executor: a TaskInfo must carry a CUSTOM ExecutorInfo. No offer_timeout; one allocation per
+  executor: a TaskInfo must carry a CUSTOM ExecutorInfo. SUBSCRIBE's offer_constraints are ignored
+  (every agent is offered to every framework). No offer_timeout; one allocation per
   `allocation_interval` (1 s) plus one right after anything that frees resources.
 - A container is the executor's process tree (no cgroups, namespaces or images). Task processes that
   start their own session are only killed with their executor if they die with their parent.

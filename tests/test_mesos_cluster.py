@@ -24,6 +24,7 @@ from aliecs.cluster.scheduling import DeployRequest, Placement, RetryPolicy, ans
 from aliecs.testing import isolated_nodes, wait_for_environment_state
 from tests.conftest import RepoBuilder, pid_alive
 from tests.mesos_emulator.cluster import Emulator, EmulatorConfig
+from tests.test_coconut import free_port, start_core, stop_or_kill
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
 
@@ -277,3 +278,16 @@ async def test_a_non_leading_master_redirects_the_framework_to_the_leader(tmp_pa
             assert framework["id"] == client.framework_id
         finally:
             await adapter.stop()
+
+
+async def test_aliecs_core_runs_as_a_mesos_framework(tmp_path: Path, emulator: Emulator) -> None:
+    core = await start_core(tmp_path, free_port(), "--mesos", emulator.url, "--http-port", "0")
+    try:
+        assert any(f"Mesos framework on master {emulator.url}" in line for line in core.lines), core.lines
+        (framework,) = emulator.state()["frameworks"]
+        assert framework["name"] == "aliecs" and framework["connected"]
+        assert (core.state_dir / "mesos-framework.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        await stop_or_kill(core)
+    assert core.process.returncode == 0, core.lines
+    assert emulator.state()["frameworks"] == []  # a core that stops normally tears the framework down

@@ -175,7 +175,8 @@ class ExecutorDriver:
                 except AgentRefusedError as exc:
                     return f"error: {exc}"
                 except (aiohttp.ClientError, OSError, RecordIOError, ValueError, TimeoutError) as exc:
-                    log.warning("connection to the agent at %s lost: %s", self.env.agent_endpoint, exc)
+                    if not self.stopped.is_set():  # stop() closes the stream: no loss to report then
+                        log.warning("connection to the agent at %s lost: %s", self.env.agent_endpoint, exc)
                 finally:
                     was_subscribed = self.subscribed.is_set()
                     self.subscribed.clear()

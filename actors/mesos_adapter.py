@@ -245,6 +245,7 @@ class _Agent:
     link: MesosAgentLink
     executor_launched: bool = False
     executor_address: str = ""  # where its executor's own service listens (HOST:PORT)
+    next_port: int = 0  # where the next dynamic port is looked for (see Offer.next_port)
 
 
 @dataclass
@@ -472,7 +473,8 @@ class MesosAdapter(AsyncioActor):
             except OfferError as exc:
                 log.error("Mesos offer ignored: %s", exc)
                 continue
-            self._agent(offer.agent_id, offer.hostname, offer.address, offer.attributes)
+            agent = self._agent(offer.agent_id, offer.hostname, offer.address, offer.attributes)
+            offer.next_port = agent.next_port
             self.offers[offer.offer_id] = offer
         self._match()
         self._decide_offers()
@@ -599,6 +601,7 @@ class MesosAdapter(AsyncioActor):
             for result, request in zip(match_batch(pending, usable, running, known), pending, strict=True):
                 task_id = request.placement.task_id
                 if isinstance(result, Match):
+                    self.agents[result.offer.agent_id].next_port = result.offer.next_port
                     result.offer.holder = batch.number
                     result.offer.tasks.append(task_id)
                     if result.with_executor:

@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import uvloop
 
+from actors.mesos_adapter import TERMINAL_STATES
 from aliecs.api import Core
 from bench.common import nodes_for, quiet_logs, write_repository
 
@@ -35,6 +37,18 @@ async def _deploy(core: Core) -> tuple[float, str]:
     elapsed = time.perf_counter() - started
     await env.destroy()
     return elapsed, env.state
+
+
+async def _all_tasks_gone(admin: str, timeout: float = 300.0) -> None:
+    """Wait until the master knows no task any more: every terminal update was acknowledged and the
+    tasks' resources are free to be offered again (the next DEPLOY must not wait for them)."""
+    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
+        while True:
+            async with session.get(f"{admin}/emulator/state") as response:
+                state = await response.json()
+            if not [task for task in state["tasks"] if task["state"] not in TERMINAL_STATES]:
+                return
+            await asyncio.sleep(0.5)  # poll
 
 
 async def on_mesos(tasks: int, agents: int, workdir: Path) -> dict[str, float]:
@@ -62,7 +76,8 @@ async def on_mesos(tasks: int, agents: int, workdir: Path) -> dict[str, float]:
         line = (await asyncio.wait_for(emulator.stdout.readline(), 60)).decode()
         if not line.startswith(READY):
             raise RuntimeError(f"the Mesos emulator did not start: {line.strip()}")
-        master = json.loads(line.removeprefix(READY))["master"]
+        ready = json.loads(line.removeprefix(READY))
+        master = ready["master"]
         core = Core.embedded(
             state_dir=workdir / "mesos-state",
             repository=write_repository(workdir / "repo", tasks),
@@ -71,6 +86,7 @@ async def on_mesos(tasks: int, agents: int, workdir: Path) -> dict[str, float]:
         )
         async with core:
             cold_s, _ = await _deploy(core)
+            await _all_tasks_gone(ready["admin"])  # their resources are offered again
             warm_s, _ = await _deploy(core)
     finally:
         if emulator.returncode is None:

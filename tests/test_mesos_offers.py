@@ -105,3 +105,15 @@ def test_a_mismatch_names_each_agent_and_what_failed() -> None:
         assert f"{agent}: constraints detector=ITS not met" in nowhere.reason
     (none,) = match_batch([request("y")], [], set(), {})
     assert isinstance(none, Mismatch) and none.reason == "no offer fits: no offers from any agent"
+
+
+def test_dynamic_ports_rotate_past_the_ones_handed_out_last() -> None:
+    offer = Offer.from_json(offer_json(1))
+    offer.next_port = 61002  # 61000 and 61001 were given last time: they may still be closing
+    first, second = match_batch(
+        [request("a", cpu=0.1), request("b", cpu=0.1, channels=1)], [offer], {"S1"}, {}
+    )
+    assert isinstance(first, Match) and isinstance(second, Match)
+    assert first.ports == (61002,)
+    assert second.ports == (61003, 61000)  # wraps around to the bottom of the range
+    assert offer.next_port == 61001

@@ -9,6 +9,7 @@ from the offer's port ranges instead of a configured node range.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,9 @@ class Offer:
     holder: int | None = None
     # Whether the executor's own resources were set aside from this offer already.
     executor_reserved: bool = False
+    # Dynamic ports are handed out from here upwards (then wrapping around): a port just given back
+    # may still be held by a process that is shutting down, so the next ones are taken first.
+    next_port: int = 0
 
     @classmethod
     def from_json(cls, offer: Mapping[str, Any]) -> Offer:
@@ -149,8 +153,12 @@ def match_batch(
         if with_executor:
             offer.executor_reserved = True
         offer.ports.difference_update(wanted.static_ports)
-        dynamic = tuple(sorted(offer.ports)[:count])
+        ordered = sorted(offer.ports)
+        split = bisect.bisect_left(ordered, offer.next_port)
+        dynamic = tuple((ordered[split:] + ordered[:split])[:count])
         offer.ports.difference_update(dynamic)
+        if dynamic:
+            offer.next_port = dynamic[-1] + 1
         results.append(
             Match(
                 wanted.task_id,

@@ -194,7 +194,7 @@ class Master:
         self._allocation_pending = False
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self._stopping = False
 
     @property
     def url(self) -> str:
@@ -210,6 +210,7 @@ class Master:
             self._ticker = asyncio.ensure_future(self._tick())
 
     async def stop(self) -> None:
+        self._stopping = True
         await self._close_http()
         if self._ticker is not None:
             self._ticker.cancel()
@@ -217,8 +218,6 @@ class Master:
         for framework in self.frameworks.values():
             if framework.failover is not None:
                 framework.failover.cancel()
-        for task in list(self._background):
-            task.cancel()
 
     async def _close_http(self) -> None:
         for framework in self.frameworks.values():
@@ -398,7 +397,7 @@ class Master:
         """The subscription connection broke: offers go back, the failover timeout starts."""
         framework.stream = None
         framework.offers.clear()
-        if framework.framework_id in self.removed_frameworks:
+        if framework.framework_id in self.removed_frameworks or self._stopping:
             return
         timeout = float(framework.info.get("failover_timeout") or 0.0)
         log.info("framework %s disconnected: failover timeout %gs", framework.framework_id, timeout)

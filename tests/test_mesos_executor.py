@@ -32,8 +32,8 @@ from tests.mesos_emulator import AgentTimings, Emulator, EmulatorConfig
 from tests.mesos_emulator.raw_framework import DEADLINE, RawFramework, wait_until
 
 # Control ports of the fake tasks come from the agents' offered ports: a block of their own, away
-# from the emulator's default (61000+) that the scheduler-side tests use.
-PORTS_BASE = 63200
+# from the emulator's default (61000+) that the scheduler-side tests and the bench use (61000-64999).
+PORTS_BASE = 65000
 
 
 @pytest.fixture

@@ -304,6 +304,7 @@ class MesosAdapter(AsyncioActor):
         self._numbers = 0
         self._ticker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._order = asyncio.Lock()
         self._reconciled: asyncio.Event = asyncio.Event()
         self._teardown = True
 
@@ -409,12 +410,20 @@ class MesosAdapter(AsyncioActor):
         for task in self._background:
             task.cancel()
 
-    def _spawn(self, coroutine: Any, what: str) -> None:
-        """A call to the master in the background: the mailbox never waits for the network."""
+    def _spawn(self, coroutine: Any, what: str, ordered: bool = False) -> None:
+        """A call to the master in the background: the mailbox never waits for the network.
+
+        `ordered` calls (those that steer the offers: ACCEPT, DECLINE, SUPPRESS, REVIVE) reach the
+        master in the order they were made, one at a time: on connections of their own, a REVIVE
+        could otherwise overtake the SUPPRESS before it and leave the framework without offers."""
 
         async def guarded() -> None:
             try:
-                await coroutine
+                if ordered:
+                    async with self._order:  # FIFO: tasks start, and queue here, in creation order
+                        await coroutine
+                else:
+                    await coroutine
             except MesosCallError as exc:
                 log.warning("Mesos %s: %s", what, exc)
 
@@ -573,7 +582,7 @@ class MesosAdapter(AsyncioActor):
         assert self.client is not None
         self.suppressed = False
         if self.client.subscribed:
-            self._spawn(self.client.revive(), "REVIVE")
+            self._spawn(self.client.revive(), "REVIVE", ordered=True)
 
     async def _tick(self) -> None:
         """The retry clock: every `retry.interval`, each task still waiting has used one more try."""
@@ -653,10 +662,10 @@ class MesosAdapter(AsyncioActor):
         for offer_id in idle:
             del self.offers[offer_id]
         if idle:
-            self._spawn(self.client.decline(idle, IDLE_REFUSE_SECONDS), "DECLINE")
+            self._spawn(self.client.decline(idle, IDLE_REFUSE_SECONDS), "DECLINE", ordered=True)
         if not self.suppressed:
             self.suppressed = True
-            self._spawn(self.client.suppress(), "SUPPRESS")
+            self._spawn(self.client.suppress(), "SUPPRESS", ordered=True)
 
     # -- launching -------------------------------------------------------------------------------
 
@@ -696,7 +705,7 @@ class MesosAdapter(AsyncioActor):
             offer = self.offers.pop(offer_id)
             agent.executor_launched = True
             launch = {"type": "LAUNCH", "launch": {"task_infos": infos}}
-            self._spawn(self._accept(offer, [launch]), "ACCEPT")
+            self._spawn(self._accept(offer, [launch]), "ACCEPT", ordered=True)
             for task_id in offer.tasks:
                 task = self.tasks.get(task_id)
                 if task is not None:
@@ -779,7 +788,7 @@ class MesosAdapter(AsyncioActor):
                 # Its resources were deducted for tasks that will not run: take the offer again whole.
                 del self.offers[offer.offer_id]
                 assert self.client is not None
-                self._spawn(self.client.decline([offer.offer_id], 0.0), "DECLINE")
+                self._spawn(self.client.decline([offer.offer_id], 0.0), "DECLINE", ordered=True)
         self._decide_offers()
 
     def kill(self, task_ids: list[str]) -> asyncio.Future[list[TaskResult]]:

@@ -41,6 +41,7 @@ from aliecs.mesos.executor_driver import JSON, ExecutorDriver, MesosEnvironment
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_LABEL = "aliecs.startup_timeout"
+_TERMINAL = frozenset({"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST"})
 DEFAULT_STARTUP_TIMEOUT = 60.0
 MAX_STARTUP_TIMEOUT = 3600.0
 
@@ -177,12 +178,24 @@ class MesosExecutor:
         ).encode()
 
     async def _update(self, task_id: str, state: str, message: str = "", reason: str = "") -> None:
+        """Send one update. A terminal one forgets the task at once, before the call goes out, so
+        that no second terminal update can follow it (a process exit noticed during a kill)."""
         task = self.tasks.get(task_id)
+        if task is None and state not in _TERMINAL:
+            return  # it ended meanwhile (its terminal update is on its way): nothing follows that
+        data = self._data(task_id)
         if task is not None:
             task.state = state
-        await self.driver.update(task_id, state, self._data(task_id), message, reason)
-        if state in ("TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST"):
+        if state in _TERMINAL:
             self.tasks.pop(task_id, None)
+        await self.driver.update(task_id, state, data, message, reason)
+
+    def _finish(self, task_id: str, state: str, message: str = "") -> None:
+        """A task's terminal update, from code that cannot wait for the call to go out."""
+        if task_id in self.tasks:
+            data = self._data(task_id)
+            self.tasks.pop(task_id)
+            self._spawn(self.driver.update(task_id, state, data, message))
 
     async def _launch(self, infos: list[JSON]) -> None:
         assert self.agent is not None
@@ -233,17 +246,16 @@ class MesosExecutor:
 
     def killed(self, result: TaskResult) -> None:
         """The NodeAgent killed a task (a Mesos KILL, SHUTDOWN or the core's own kill)."""
-        if result.task_id in self.tasks:
-            self._spawn(self._update(result.task_id, "TASK_KILLED", result.error))
+        self._finish(result.task_id, "TASK_KILLED", result.error)
 
     def process_exited(self, message: ProcessExited) -> None:
         """A controllable task's process ended: the Mesos task is over, unless it is being killed."""
         if message.task_id in self.killing or message.task_id not in self.tasks:
             return
         if message.expected or message.exit.clean:
-            self._spawn(self._update(message.task_id, "TASK_FINISHED", message.exit.report()))
+            self._finish(message.task_id, "TASK_FINISHED", message.exit.report())
         else:
-            self._spawn(self._update(message.task_id, "TASK_FAILED", message.exit.report(message.log_tail)))
+            self._finish(message.task_id, "TASK_FAILED", message.exit.report(message.log_tail))
 
     async def _shutdown(self) -> None:
         """SHUTDOWN: kill every task, report them TASK_KILLED, and exit within the grace period."""

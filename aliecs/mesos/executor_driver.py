@@ -142,6 +142,7 @@ class ExecutorDriver:
         self.subscriptions = 0
         self._session: aiohttp.ClientSession | None = None
         self._response: aiohttp.ClientResponse | None = None
+        self._sending: dict[str, tuple[asyncio.Lock, int]] = {}  # task id -> (its lock, calls using it)
 
     def _ids(self) -> JSON:
         return {
@@ -286,6 +287,23 @@ class ExecutorDriver:
             log.error("%d updates unacknowledged: dropping the oldest (%s)", MAX_UNACKNOWLEDGED, oldest)
             del self.unacknowledged_updates[oldest]
         self.unacknowledged_updates[status["uuid"]] = status
+        # One task's updates go out in the order they were made (the agent keeps that order).
+        lock, users = self._sending.get(task_id, (asyncio.Lock(), 0))
+        self._sending[task_id] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._send(status)
+        finally:
+            lock, users = self._sending[task_id]
+            if users == 1:
+                del self._sending[task_id]
+            else:
+                self._sending[task_id] = (lock, users - 1)
+
+    async def _send(self, status: JSON) -> None:
+        task_id, state = status["task_id"]["value"], status["state"]
+        if status["uuid"] not in self.unacknowledged_updates:
+            return  # acknowledged already (re-sent in a SUBSCRIBE meanwhile)
         if not self.subscribed.is_set():
             log.info(
                 "UPDATE %s of %s kept until the agent is back (sent with the next SUBSCRIBE)", state, task_id

@@ -305,6 +305,7 @@ class MesosAdapter(AsyncioActor):
         self._ticker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._order = asyncio.Lock()
+        self._saved_at = 0.0  # when the framework file was last written
         self._reconciled: asyncio.Event = asyncio.Event()
         self._teardown = True
 
@@ -350,10 +351,11 @@ class MesosAdapter(AsyncioActor):
             for agent in self.agents.values()
             if agent.executor_address
         }
+        self._saved_at = time.time()
         saved = {
             "framework_id": framework_id,
             "master": self.master,
-            "seen": time.time(),
+            "seen": self._saved_at,
             "executors": executors,
         }
         with os.fdopen(fd, "w") as out:
@@ -463,7 +465,14 @@ class MesosAdapter(AsyncioActor):
                 assert self.client is not None
                 self.client.framework_info.pop("id", None)  # subscribe as a new framework
                 self._save_framework_id(None)
-        elif kind != "HEARTBEAT":
+        elif kind == "HEARTBEAT":
+            # The saved ID says when this core was last connected: a core started again decides by it
+            # whether the framework can still be failed over to (a crash leaves no last word).
+            if time.time() - self._saved_at > min(self.failover_timeout / 4, 30.0):
+                assert self.client is not None
+                if self.client.framework_id is not None:
+                    self._save_framework_id(self.client.framework_id)
+        else:
             log.debug("Mesos event %s ignored", kind)
 
     def _agent(self, agent_id: str, hostname: str, address: str, attributes: dict[str, str] | None) -> _Agent:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -291,3 +293,20 @@ async def test_aliecs_core_runs_as_a_mesos_framework(tmp_path: Path, emulator: E
         await stop_or_kill(core)
     assert core.process.returncode == 0, core.lines
     assert emulator.state()["frameworks"] == []  # a core that stops normally tears the framework down
+
+
+def test_the_mesos_demo_runs_the_full_cycle_and_leaves_nothing_running() -> None:
+    """What `make demo-mesos` runs: the copypush cycle on three emulated agents, exit 0, no process left."""
+    result = subprocess.run(
+        [sys.executable, "-m", "aliecs.mesos.demo", "--seconds", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for event in ("DEPLOY", "CONFIGURE", "START_ACTIVITY", "STOP_ACTIVITY", "RESET", "EXIT"):
+        assert f"=== {event}:" in result.stdout
+    assert "Mesos emulator: master http://" in result.stdout
+    assert all(f"agent-{n} pid" in result.stdout for n in (1, 2, 3))  # the tasks spread over the agents
+    assert "all 4 task processes are gone" in result.stdout
+    assert "no executor or task process is left" in result.stdout

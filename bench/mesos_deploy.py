@@ -27,6 +27,9 @@ from aliecs.api import Core
 from bench.common import nodes_for, quiet_logs, write_repository
 
 AGENTS = 10
+# The local nodes' control ports: away from 23000+, which the other load scenarios use (and may hold
+# while another bench or test run is going on on this machine).
+LOCAL_FIRST_PORT = 25000
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 READY = "mesos-emulator: ready "
 
@@ -98,7 +101,7 @@ async def on_mesos(tasks: int, agents: int, workdir: Path) -> dict[str, float]:
 async def on_local(tasks: int, nodes: int, workdir: Path) -> float:
     core = Core.embedded(
         state_dir=workdir / "local-state",
-        nodes=nodes_for(tasks, nodes),
+        nodes=nodes_for(tasks, nodes, LOCAL_FIRST_PORT),
         repository=write_repository(workdir / "repo-local", tasks),
         executor_kind="farm",
     )

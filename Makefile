@@ -48,3 +48,8 @@ typecheck: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The demo's copypush cycle with the core as a Mesos framework on an emulated three-agent cluster
+# (tests/mesos_emulator); exits non-zero if a step fails or a process is left running.
+demo-mesos: setup
+	$(BIN)/python -m aliecs.mesos.demo

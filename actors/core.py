@@ -1,4 +1,4 @@
-"""The root of the supervision tree: the scheduler (local cluster) and the environment manager."""
+"""The root of the supervision tree: the scheduler (local cluster or Mesos) and the environment manager."""
 
 from __future__ import annotations
 
@@ -32,8 +32,11 @@ class CoreActor(AsyncioActor):
         executors: dict[str, ExecutorLink],
         plugins: Mapping[str, Plugin] | None = None,
         journal: Journal | None = None,
+        scheduler: tuple[type[AsyncioActor], tuple[Any, ...]] | None = None,
     ) -> None:
         super().__init__()
+        # The scheduler's class and arguments; by default the local cluster of `nodes`.
+        self.scheduler_spec = scheduler or (LocalClusterActor, (nodes, executors))
         self.journal = journal
         self.nodes = nodes
         self.run_numbers = run_numbers
@@ -46,7 +49,8 @@ class CoreActor(AsyncioActor):
         self.manager: Any = None
 
     def on_start(self) -> None:
-        self.scheduler = self.start_child(LocalClusterActor, self.nodes, self.executors)
+        scheduler_class, arguments = self.scheduler_spec
+        self.scheduler = self.start_child(scheduler_class, *arguments)
         self.manager = self.start_child(
             EnvironmentManagerActor,
             self.registry,

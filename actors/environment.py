@@ -28,7 +28,7 @@ from actors.runtime import AsyncioActor
 from actors.task import TaskOutcome
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.cluster.ports import PortExhaustedError, parse_port_list
-from aliecs.cluster.scheduling import ChannelRequest, DeployRequest, Placement, PlacementFailure
+from aliecs.cluster.scheduling import ChannelRequest, DeployRequest, Placement, PlacementFailure, answer
 from aliecs.durations import parse_duration
 from aliecs.environment import fsm as states
 from aliecs.environment import subtrees
@@ -557,7 +557,7 @@ class EnvironmentActor(AsyncioActor):
                     controllable=task_class.control_mode != "basic",
                 )
             )
-        placements = await self.scheduler.proxy().place(requests)
+        placements = await answer(self.scheduler.proxy().place(requests))
         to_start: list[tuple[_TaskEntry, LaunchSpec]] = []
         for placement in placements:
             entry = self.entries[placement.task_id]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aliecs.cluster.placement import PlacementRequest
-from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure
+from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure, answer
 from aliecs.durations import parse_duration
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, CallEvent, EventBus
 from aliecs.executor.orders import LaunchOrder
@@ -127,7 +127,9 @@ class HookTaskLauncher:
         request = PlacementRequest(
             task_id, role.path, task_class.wants, {**task_class.constraints, **role.constraints}
         )
-        (placement,) = await self.scheduler.proxy().place([DeployRequest(request, controllable=False)])
+        (placement,) = await answer(
+            self.scheduler.proxy().place([DeployRequest(request, controllable=False)])
+        )
         try:
             if isinstance(placement, PlacementFailure):
                 raise RuntimeError(f"undeployable: {placement.reason}")

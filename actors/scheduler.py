@@ -6,19 +6,26 @@ are reserved until it is released; all simulated nodes are this machine, so a st
 any task of this process is taken on every node. A batch is placed all-or-nothing per task: a task
 that does not fit gets a failure naming the reason, and the others are still placed (the
 environment decides whether that is fatal).
+
+It implements `aliecs.cluster.scheduling.Scheduler`. Its default `RetryPolicy` tries once: the
+local nodes' resources are held only by this core's own environments, which a deployment cannot
+wait for; with a policy of more tries, a task that did not fit for want of cpu, memory or a port
+is tried again alone (the answer then comes as an awaitable, so other environments' calls go on).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from actors.runtime import AsyncioActor
 from aliecs.cluster.inventory import NodeSpec
-from aliecs.cluster.placement import NodeCapacity, choose_node, explain_mismatch
+from aliecs.cluster.placement import NodeCapacity, choose_node, constraints_hold, explain_mismatch
 from aliecs.cluster.ports import (
     PortAllocator,
     PortExhaustedError,
@@ -27,8 +34,17 @@ from aliecs.cluster.ports import (
     reserve_static,
     static_port_free,
 )
-from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure
+from aliecs.cluster.scheduling import (
+    NO_RETRY,
+    DeployRequest,
+    Placement,
+    PlacementFailure,
+    PlacementResult,
+    RetryPolicy,
+    place_retrying,
+)
 from aliecs.executor.link import ExecutorLink
+from aliecs.executor.orders import TaskResult
 from aliecs.workflow.channels import Endpoint
 
 log = logging.getLogger(__name__)
@@ -51,8 +67,10 @@ class LocalClusterActor(AsyncioActor):
         nodes: list[NodeSpec],
         executors: dict[str, ExecutorLink],
         node_address: str = "127.0.0.1",
+        retry: RetryPolicy = NO_RETRY,
     ) -> None:
         super().__init__()
+        self.retry = retry
         self.nodes = {node.hostname: node for node in nodes}
         self.node_address = node_address
         # Each node's executor (a process of its own by default; see aliecs.cluster.executors).
@@ -70,8 +88,20 @@ class LocalClusterActor(AsyncioActor):
         self.allocations: dict[str, _Allocation] = {}
         self.ipc_dir = Path(tempfile.gettempdir()) / f"aliecs-ipc-{os.getuid()}"
 
-    def place(self, requests: list[DeployRequest]) -> list[Placement | PlacementFailure]:
-        results: list[Placement | PlacementFailure] = []
+    def place(self, requests: list[DeployRequest]) -> list[PlacementResult] | asyncio.Future[Any]:
+        """One try at once; the retries a policy allows, if any are needed, in the background."""
+        first = self._place_once(requests)
+        if self.retry.attempts == 1 or not any(
+            isinstance(result, PlacementFailure) and result.retryable for result in first
+        ):
+            return first
+        return asyncio.ensure_future(place_retrying(self._try_again, requests, self.retry, first))
+
+    async def _try_again(self, requests: list[DeployRequest]) -> list[PlacementResult]:
+        return self._place_once(requests)
+
+    def _place_once(self, requests: list[DeployRequest]) -> list[PlacementResult]:
+        results: list[PlacementResult] = []
         capacities = list(self.capacity.values())
         for request in requests:
             task_id = request.placement.task_id
@@ -79,7 +109,13 @@ class LocalClusterActor(AsyncioActor):
             if node is None:
                 results.append(
                     PlacementFailure(
-                        task_id, f"no node fits: {explain_mismatch(request.placement, capacities)}"
+                        task_id,
+                        f"no node fits: {explain_mismatch(request.placement, capacities)}",
+                        # Resources and ports come free again; node attributes never change.
+                        retryable=any(
+                            constraints_hold(request.placement.constraints, node.attributes)
+                            for node in capacities
+                        ),
                     )
                 )
                 continue
@@ -106,11 +142,11 @@ class LocalClusterActor(AsyncioActor):
             except PortUnavailableError as exc:
                 # Taken between choose_node's check and now (a foreign program bound it).
                 self.release([task_id])
-                results.append(PlacementFailure(task_id, f"{node.hostname}: wanted {exc}"))
+                results.append(PlacementFailure(task_id, f"{node.hostname}: wanted {exc}", retryable=True))
                 continue
             except PortExhaustedError as exc:
                 self.release([task_id])
-                results.append(PlacementFailure(task_id, str(exc)))
+                results.append(PlacementFailure(task_id, str(exc), retryable=True))
                 continue
             results.append(
                 Placement(
@@ -174,6 +210,23 @@ class LocalClusterActor(AsyncioActor):
             capacity = self.capacity[allocation.hostname]
             capacity.cpu_free += allocation.cpu
             capacity.memory_free += allocation.memory
+
+    def kill(self, task_ids: list[str]) -> asyncio.Future[Any]:
+        """Kill placed tasks through their nodes' executors, one batch per node (answered as an
+        awaitable: the scheduler goes on meanwhile)."""
+        by_node: dict[str, list[str]] = {}
+        for task_id in task_ids:
+            allocation = self.allocations.get(task_id)
+            if allocation is not None:
+                by_node.setdefault(allocation.hostname, []).append(task_id)
+        return asyncio.ensure_future(self._kill(by_node))
+
+    async def _kill(self, by_node: dict[str, list[str]]) -> list[TaskResult]:
+        answers = await asyncio.gather(*(self.executors[host].kill(ids) for host, ids in by_node.items()))
+        return [result for answer in answers for result in answer]
+
+    def status(self) -> dict[str, str]:
+        return {task_id: allocation.hostname for task_id, allocation in self.allocations.items()}
 
     def on_stop(self) -> None:
         self.release(list(self.allocations))

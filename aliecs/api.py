@@ -26,11 +26,12 @@ from actors.core import CoreActor
 from actors.manager import new_environment_id
 from aliecs.cluster.executors import InProcessExecutors, LocalExecutors
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
+from aliecs.cluster.scheduling import ORIGINAL_RETRY, answer
 from aliecs.environment import subtrees
 from aliecs.environment.autostop import TIMER_USER, AutoStop
 from aliecs.environment.detectors import DETECTORS, HOSTS, DetectorRegistry
 from aliecs.environment.fsm import normalize_event
-from aliecs.environment.journal import Journal
+from aliecs.environment.journal import Journal, JournalEntry
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import (
     AliecsError,
@@ -50,6 +51,7 @@ from aliecs.events import (
     WorkflowTemplateRef,
 )
 from aliecs.executor.link import ExecutorLink
+from aliecs.executor.orders import TaskStatus
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.integrations import Plugin, PluginHost, builtin_plugins
 from aliecs.locks import Lock, LockTable
@@ -61,6 +63,9 @@ from aliecs.workflow.repository import DirectoryRepository, TemplateNotFoundErro
 from aliecs.workflow.template import Workflow, load_workflow
 
 log = logging.getLogger(__name__)
+
+# How long a core on Mesos waits for its subscription (and, after a restart, its tasks' reconciliation).
+MESOS_SUBSCRIBE_TIMEOUT = 30.0
 
 _T = TypeVar("_T")
 
@@ -416,7 +421,10 @@ class Core:
         executor_kind: str = "process",
         outlive_core: bool = False,
         failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
+        mesos: str | None = None,
     ) -> None:
+        # The Mesos master to run on (its URL); None: the local cluster of `nodes`.
+        self.mesos = mesos
         self.executor_class = executor_class
         self.executor_kind = executor_kind
         self.outlive_core = outlive_core
@@ -429,7 +437,9 @@ class Core:
         self.integrations = PluginHost(self.loaded_plugins(), self.events)
         self.locks = LockTable()  # which operator controls which environment (front ends enforce it)
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
-        if nodes is None or isinstance(nodes, int):
+        if mesos is not None and nodes is None:
+            self.nodes = []  # Mesos agents come with the offers
+        elif nodes is None or isinstance(nodes, int):
             self.nodes = default_nodes(nodes or 1)
         elif isinstance(nodes, (str, Path)):
             self.nodes = load_inventory(Path(nodes))
@@ -440,6 +450,7 @@ class Core:
         self._exclusive = _Exclusive()
         self.detectors = DetectorRegistry(self.nodes)
         self._core: Any = None
+        self._scheduler: Any = None
         self._manager: Any = None
         self.run_numbers: RunNumberStore | None = None
         self.start_event: CoreStartEvent | None = None
@@ -464,6 +475,7 @@ class Core:
         executor_kind: str = "process",
         outlive_core: bool = False,
         failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT,
+        mesos: str | None = None,
     ) -> Core:
         """An embedded core. Each node's executor is an `aliecs-executor` process (tasks are its
         children): `executor_kind` "process" runs real task processes, "farm" fake-farm endpoints.
@@ -473,7 +485,9 @@ class Core:
         embeds the node executors in this process (the in-process fake executor of scale runs).
         `plugins` (name -> plugin) are the integrations `call` roles can use; by default only the
         built-in `testplugin` (`aliecs.integrations.load_plugins` makes them from a configuration).
-        The core starts them with itself and stops them last."""
+        The core starts them with itself and stops them last. `mesos` (a master URL,
+        `http://HOST:5050`) runs the tasks on Apache Mesos instead of the local nodes: a framework
+        whose executor runs on each agent it uses."""
         return cls(
             state_dir=state_dir,
             nodes=nodes,
@@ -483,6 +497,7 @@ class Core:
             executor_kind=executor_kind,
             outlive_core=outlive_core,
             failover_timeout=failover_timeout,
+            mesos=mesos,
         )
 
     async def __aenter__(self) -> Core:
@@ -501,6 +516,16 @@ class Core:
             RunNumberStore, self.state_dir / "runs.sqlite", self.state_dir / AUDIT_FILE
         )
         await asyncio.to_thread(lambda: self.repos)  # read (or create) the repository state off the loop
+        if self.mesos is not None:
+            await self._start_on_mesos(self.mesos)
+        else:
+            await self._start_local()
+        self.auto_stop = AutoStop(self.events, self._root_variables, self._stop_run)
+        self.auto_stop.start()
+        self.start_event = CoreStartEvent(framework_id=str(self.state_dir))
+        self.events.publish(self.start_event)
+
+    async def _start_local(self) -> None:
         if self.executor_class is not None:
             self.executors = InProcessExecutors(self.nodes, self.executor_class)
         else:
@@ -527,11 +552,51 @@ class Core:
         )
         _scheduler, self._manager = await self._core.proxy().refs()
         if self.journal is not None:
-            await self._restore(links)
-        self.auto_stop = AutoStop(self.events, self._root_variables, self._stop_run)
-        self.auto_stop.start()
-        self.start_event = CoreStartEvent(framework_id=str(self.state_dir))
-        self.events.publish(self.start_event)
+            entries = await asyncio.to_thread(self.journal.load)
+            await self._restore(entries, links, self.executors.adopted)
+
+    async def _start_on_mesos(self, master: str) -> None:
+        """The core as a Mesos framework: the MesosAdapter is its scheduler; executors come and go
+        with the tasks placed on agents (see actors.mesos_adapter)."""
+        # Imported here: the local cluster does not need the Mesos client (aiohttp) loaded.
+        from actors.mesos_adapter import MesosAdapter
+
+        if self.outlive_core:
+            self.journal = await asyncio.to_thread(Journal, self.state_dir / "journal.sqlite")
+        self._core = CoreActor.start(
+            self.nodes,
+            self.run_numbers,
+            self.state_dir / "logs",
+            self._registry,
+            self.events,
+            {},
+            plugins=self.plugins,
+            journal=self.journal,
+            scheduler=(
+                MesosAdapter,
+                (
+                    master,
+                    self.state_dir,
+                    self.failover_timeout,
+                    ORIGINAL_RETRY,
+                    1.0,
+                    None,
+                    self.executor_kind,
+                ),
+            ),
+        )
+        self._scheduler, self._manager = await self._core.proxy().refs()
+        try:
+            await answer(self._scheduler.proxy().wait_subscribed(MESOS_SUBSCRIBE_TIMEOUT))
+        except Exception:
+            await self._core.stop()
+            self._core = None
+            raise
+        if self.journal is not None:
+            entries = await asyncio.to_thread(self.journal.load)
+            task_ids = [task_id for entry in entries for task_id in entry.snapshot["task_ids"]]
+            adopted = await answer(self._scheduler.proxy().readopt(task_ids, MESOS_SUBSCRIBE_TIMEOUT))
+            await self._restore(entries, await self._scheduler.proxy().links(), adopted)
 
     async def stop(self) -> None:
         """Destroy every environment (orderly, concurrently), then stop the actor tree."""
@@ -556,23 +621,30 @@ class Core:
         This is how to stop or upgrade the core during a run; it needs `outlive_core`."""
         if self._core is None:
             return
-        if not self.outlive_core or self.executors is None:
+        if not self.outlive_core or (self.executors is None and self.mesos is None):
             raise AliecsError("detach needs a core whose executors outlive it (outlive_core=True)")
+        if self.mesos is not None:
+            await self._scheduler.proxy().keep_framework()  # no TEARDOWN: Mesos keeps the tasks
         await self._core.stop()
         self._core = None
         await self.integrations.stop()
-        await self.executors.stop(stop_executors=False)
+        if self.executors is not None:
+            await self.executors.stop(stop_executors=False)
         self.executors = None
         if self.journal is not None:
             self.journal.close()
             self.journal = None
 
-    async def _restore(self, links: Mapping[str, ExecutorLink]) -> None:
+    async def _restore(
+        self,
+        entries: list[JournalEntry],
+        links: Mapping[str, ExecutorLink],
+        adopted: Mapping[str, list[TaskStatus]],
+    ) -> None:
         """Take back the environments of an earlier core from the journal, with the tasks the
-        executors kept running; tasks no environment claims any more are killed."""
-        assert self.journal is not None and self.executors is not None
-        entries = await asyncio.to_thread(self.journal.load)
-        running = {status.task_id: status for found in self.executors.adopted.values() for status in found}
+        executors kept running (`adopted`, per node); tasks no environment claims any more are killed."""
+        assert self.journal is not None
+        running = {status.task_id: status for found in adopted.values() for status in found}
         claimed: set[str] = set()
         for entry in entries:
             # Variables and iterator counts as last changed (set_vars, scale), else as created.
@@ -596,7 +668,7 @@ class Core:
                 log.error("environment %s: %s", entry.env_id, exc)
             await ref.proxy().restore(entry.snapshot, running)
             claimed.update(entry.snapshot["task_ids"])
-        for hostname, found in self.executors.adopted.items():
+        for hostname, found in adopted.items():
             orphans = [status.task_id for status in found if status.task_id not in claimed]
             if orphans:
                 log.warning("node %s: killing %d task(s) no environment claims", hostname, len(orphans))

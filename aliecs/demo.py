@@ -56,9 +56,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-async def run_demo(nodes: int, seconds: float, state_dir: Path | None) -> int:
-    async with Core.embedded(state_dir=state_dir, nodes=nodes) as core:
-        print(f"embedded aliecs core: {nodes} simulated node(s), state in {core.state_dir}")
+async def run_demo(nodes: int, seconds: float, state_dir: Path | None, mesos: str | None = None) -> int:
+    """The cycle on `nodes` simulated nodes, or on the Mesos master at `mesos` (see aliecs.mesos.demo)."""
+    async with Core.embedded(state_dir=state_dir, nodes=None if mesos else nodes, mesos=mesos) as core:
+        where = f"the Mesos master at {mesos}" if mesos else f"{nodes} simulated node(s)"
+        print(f"embedded aliecs core: {where}, state in {core.state_dir}")
         env = await core.new_environment("copypush")
         print(f"environment {env.id} created from workflow '{env.workflow}'")
         _print_step(env, env.history[-1])

@@ -38,6 +38,7 @@ SCENARIOS: dict[str, str] = {
     "audit_fsync": "bench.audit_fsync",
     "templates": "bench.templates",
     "include": "bench.include",
+    "mesos_deploy": "bench.mesos_deploy",
 }
 
 # Top-level key -> (scenario, key in its result). `max_loop_stall_ms` is the max over scenarios.
@@ -55,6 +56,8 @@ HEADLINES: dict[str, tuple[str, str]] = {
     "soak_rss_growth_per_cycle_bytes": ("soak", "rss_growth_per_cycle_bytes"),
     "include_100_into_1000_s": ("include", "include_s"),
     "audit_fsync_ratio": ("audit_fsync", "fsync_ratio"),
+    "mesos_deploy_tasks_per_s": ("mesos_deploy", "mesos_tasks_per_s"),
+    "mesos_deploy_vs_local_ratio": ("mesos_deploy", "mesos_vs_local_ratio"),
 }
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

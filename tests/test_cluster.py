@@ -1,13 +1,15 @@
 """Local cluster building blocks: inventory, ports, placement, durations."""
 
+import asyncio
 import contextlib
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from actors.scheduler import LocalClusterActor
-from aliecs.cluster.inventory import InventoryError, default_nodes, load_inventory
+from aliecs.cluster.inventory import InventoryError, NodeSpec, default_nodes, load_inventory
 from aliecs.cluster.placement import (
     NodeCapacity,
     PlacementRequest,
@@ -26,7 +28,7 @@ from aliecs.cluster.ports import (
     reserve_static,
     static_port_free,
 )
-from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure
+from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure, RetryPolicy, Scheduler
 from aliecs.durations import parse_duration
 from aliecs.testing import isolated_nodes
 
@@ -220,3 +222,53 @@ def test_durations() -> None:
     assert parse_duration("2.5") == 2.5
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration("soon")
+
+
+def cpu_request(task_id: str, cpu: float, constraints: dict[str, str] | None = None) -> DeployRequest:
+    return DeployRequest(
+        PlacementRequest(task_id, task_id, Wants(cpu=cpu), constraints or {}), controllable=False
+    )
+
+
+def one_cpu_cluster(node: NodeSpec, retry: RetryPolicy) -> LocalClusterActor:
+    executors = dict.fromkeys([node.hostname])
+    return LocalClusterActor([replace(node, cpu=1.0)], executors, retry=retry)  # type: ignore[arg-type]
+
+
+async def test_local_cluster_retries_only_what_failed_until_it_fits() -> None:
+    node = isolated_nodes(1)[0]
+    cluster = one_cpu_cluster(node, RetryPolicy(3, 0.05))
+    (first,) = cluster.place([cpu_request("first", 1.0)])
+    assert isinstance(first, Placement)
+    waiting = cluster.place([cpu_request("second", 1.0)])
+    assert isinstance(waiting, asyncio.Future)  # not placed yet: retried in the background
+    cluster.release(["first"])  # frees the cpu before the next try
+    (second,) = await waiting
+    assert isinstance(second, Placement) and second.hostname == node.hostname
+    assert cluster.status() == {"second": node.hostname}
+    cluster.on_stop()
+
+
+async def test_local_cluster_retry_is_bounded_and_constraints_are_final() -> None:
+    node = isolated_nodes(1)[0]
+    cluster = one_cpu_cluster(node, RetryPolicy(2, 0.01))
+    results = await cluster.place([cpu_request("big", 2.0), cpu_request("fits", 1.0)])  # type: ignore[misc]
+    big, fits = results
+    assert isinstance(fits, Placement)
+    assert isinstance(big, PlacementFailure) and big.task_id == "big"
+    assert big.reason == f"no node fits: {node.hostname}: needs 2.0 cpu, 0 free (after 2 tries)"
+    # No node has the attribute: no retry can help, the answer is immediate.
+    (never,) = cluster.place([cpu_request("never", 0.1, {"machine_id": "elsewhere"})])
+    assert isinstance(never, PlacementFailure) and not never.retryable
+    assert never.reason == f"no node fits: {node.hostname}: constraints machine_id=elsewhere not met"
+    cluster.on_stop()
+
+
+def test_the_local_cluster_and_the_mesos_adapter_are_both_schedulers() -> None:
+    from actors.mesos_adapter import MesosAdapter
+
+    # mypy checks the assignment structurally against the Protocol; the loop checks at run time.
+    schedulers: list[type[Scheduler]] = [LocalClusterActor, MesosAdapter]
+    for scheduler in schedulers:
+        for method in ("place", "release", "kill", "status", "adopt"):
+            assert callable(getattr(scheduler, method)), (scheduler, method)

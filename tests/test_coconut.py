@@ -297,14 +297,17 @@ async def test_unreachable_core_and_bad_usage(tmp_path: Path) -> None:
     mesos = await asyncio.create_subprocess_exec(
         str(BIN / "aliecs-core"),
         "--mesos",
-        "http://m:5050",
+        "ftp://m:5050",
         "--state-dir",
         str(tmp_path),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     _out, err = await mesos.communicate()
-    assert mesos.returncode == 2 and b"not available yet" in err
+    assert (
+        mesos.returncode == 2
+        and b"--mesos: Mesos master URL 'ftp://m:5050': expected http://HOST:PORT" in err
+    )
 
 
 async def test_repositories_and_an_environment_at_a_revision(

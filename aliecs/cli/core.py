@@ -28,6 +28,7 @@ from aliecs.environment import fsm as states
 from aliecs.environment.runnumber import RunNumberStoreError
 from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT
 from aliecs.integrations import Plugin, PluginConfigError, PluginSettings, load_plugins
+from aliecs.mesos.scheduler_api import SubscriptionError, scheduler_url
 from aliecs.runtime import run
 from aliecs.server import ControlServer
 from aliecs.server.auth import TOKEN_ENV, TokenFileError, TokenRequiredError, resolve_token
@@ -74,6 +75,7 @@ async def _serve(
     log_level: str = "INFO",
     plugins: dict[str, Plugin] | None = None,
     kafka: str | None = None,
+    mesos: str | None = None,
 ) -> int:
     try:
         return await _serve_core(
@@ -88,8 +90,12 @@ async def _serve(
             log_level,
             plugins or {},
             kafka,
+            mesos,
         )
     except RunNumberStoreError as exc:  # a damaged state directory: say which file, no traceback
+        say(f"error: {exc}")
+        return 1
+    except SubscriptionError as exc:  # --mesos: the master did not take us
         say(f"error: {exc}")
         return 1
 
@@ -106,6 +112,7 @@ async def _serve_core(
     log_level: str,
     plugins: dict[str, Plugin],
     kafka: str | None,
+    mesos: str | None = None,
 ) -> int:
     # Logging: a file in the state directory and one line per transition (see aliecs.server.corelog).
     log_path = configure_logging(log_level, state_dir)
@@ -115,6 +122,7 @@ async def _serve_core(
         outlive_core=True,
         failover_timeout=failover_timeout,
         plugins=plugins,  # only what --integration-plugins lists: no testplugin in production
+        mesos=mesos,
     )
     async with core:
         transition_log = TransitionLog(core.events)
@@ -148,8 +156,11 @@ async def _serve_core(
             say(f"error: cannot listen on {http[0]}:{http[1]} for the web page: {exc.strerror or exc}")
             await server.close()
             return 1
-        names = ", ".join(node.hostname for node in core.nodes)
-        say(f"local cluster with nodes {names}; state in {core.state_dir}")
+        if mesos is not None:
+            say(f"Mesos framework on master {mesos}; state in {core.state_dir}")
+        else:
+            names = ", ".join(node.hostname for node in core.nodes)
+            say(f"local cluster with nodes {names}; state in {core.state_dir}")
         for env in await core.environments():
             say(f"environment {env.id} restored in {env.state} (run {env.run_number or '-'})")
         # -- integration plugins (aliecs.integrations) --
@@ -217,7 +228,12 @@ async def _serve_core(
     show_default=True,
     help="Seconds the executors keep tasks running without this core (after a crash, or SIGUSR1).",
 )
-@click.option("--mesos", metavar="URL", default=None, help="Mesos master (not available yet).")
+@click.option(
+    "--mesos",
+    metavar="URL",
+    default=None,
+    help="Run on Apache Mesos: the master's URL (http://HOST:5050) instead of the local cluster.",
+)
 # -- the web page and REST API (aliecs.web) --
 @click.option(
     "--http-host", default=DEFAULT_HTTP_HOST, show_default=True, help="Address of the web page and REST API."
@@ -276,13 +292,12 @@ def command(
     kafka_endpoint: str | None,
 ) -> None:
     """Run the aliecs control system (embedded local cluster + gRPC control API) until SIGTERM."""
-    if mesos:
-        click.echo(
-            f"aliecs-core: error: --mesos {mesos}: the Mesos scheduler is not available yet; "
-            "run without --mesos to use the embedded local cluster",
-            err=True,
-        )
-        sys.exit(EXIT_USAGE)
+    if mesos is not None:
+        try:
+            scheduler_url(mesos)
+        except ValueError as exc:
+            click.echo(f"aliecs-core: error: --mesos: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
     try:
         token = resolve_token(token_file)
     except TokenFileError as exc:
@@ -312,6 +327,7 @@ def command(
         log_level,
         plugins,
         kafka_endpoint,
+        mesos,
     )
     sys.exit(run(serve))
 

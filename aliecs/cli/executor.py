@@ -9,6 +9,10 @@ tasks and exits.
 
 It prints one line, `aliecs-executor: ready HOST:PORT pid PID`, once it listens (whoever started it
 waits for that line), then logs to stderr.
+
+With `--mesos` (or when a Mesos agent started it: MESOS_AGENT_ENDPOINT set, no --node) it is instead
+the Mesos custom executor of its agent's node (`aliecs.mesos.executor`): launches, kills and task
+status travel through Mesos, the core's control still comes straight over the executor protocol.
 """
 
 from __future__ import annotations
@@ -120,7 +124,32 @@ async def serve(
     return 0
 
 
+async def serve_mesos(kind: str, token: str | None) -> int:
+    """The Mesos custom executor mode (`aliecs.mesos.executor`): everything comes from MESOS_*."""
+    from aliecs.mesos.executor import MesosExecutor
+    from aliecs.mesos.executor_driver import MesosEnvironment, MesosEnvironmentError
+
+    try:
+        env = MesosEnvironment.from_environ(os.environ)
+        check_listen(env.agent_host, token)
+    except (MesosEnvironmentError, TokenRequiredError) as exc:
+        click.echo(f"aliecs-executor: error: {exc}", err=True)
+        return EXIT_USAGE
+    reason = await MesosExecutor(env, executor_kinds()[kind], token).run()
+    log.info("Mesos executor %s ended: %s", env.executor_id, reason)
+    if reason in ("stopped", "disconnected"):
+        return 0
+    click.echo(f"aliecs-executor: Mesos executor {env.executor_id} ended: {reason}", err=True)
+    return 1
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--mesos",
+    is_flag=True,
+    help="Run as a Mesos custom executor (started by a Mesos agent, which sets MESOS_*); "
+    "the default when MESOS_AGENT_ENDPOINT is set and --node is not given.",
+)
 @click.option(
     "--node", default=None, help="Name of the node this executor runs (its hostname in the inventory)."
 )
@@ -149,6 +178,7 @@ async def serve(
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def command(
+    mesos: bool,
     node: str | None,
     host: str,
     port: int,
@@ -161,13 +191,20 @@ def command(
 ) -> None:
     """Run the aliecs executor of one node (serving the core over the executor protocol).
 
-    The local cluster starts one per node. Launched by a Mesos agent (MESOS_AGENT_ENDPOINT set) it
-    will be the Mesos custom executor; that mode is not available yet."""
+    The local cluster starts one per node. Launched by a Mesos agent (--mesos, or MESOS_AGENT_ENDPOINT
+    set) it is the Mesos custom executor of that agent's node."""
+    token = token_file.read_text().strip() if token_file else None
+    if mesos or (node is None and os.environ.get("MESOS_AGENT_ENDPOINT")):
+        executor_id = os.environ.get("MESOS_EXECUTOR_ID", "mesos")
+        logging.basicConfig(
+            level=logging.INFO if verbose else logging.WARNING,
+            format=f"%(asctime)s aliecs-executor[{executor_id}] %(levelname)s %(message)s",
+        )
+        sys.exit(run(serve_mesos(kind, token)))
     if node is None:
-        if os.environ.get("MESOS_AGENT_ENDPOINT"):
-            click.echo("aliecs-executor: the Mesos executor mode is not available yet; use --node", err=True)
-        else:
-            click.echo("aliecs-executor: error: --node NAME is required", err=True)
+        click.echo(
+            "aliecs-executor: error: --node NAME is required (or --mesos under a Mesos agent)", err=True
+        )
         sys.exit(EXIT_USAGE)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -175,7 +212,6 @@ def command(
     )
     from aliecs.api import default_state_dir
 
-    token = token_file.read_text().strip() if token_file else None
     directory = state_dir or default_state_dir()
     sys.exit(run(serve(node, host, port, directory, failover_timeout, kind, token, tasks_outlive)))
 

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from grpclib.client import Channel
 
 from aliecs.cli.executor import command
+from aliecs.executor.wire import results_from_wire
 from aliecs.generated import aliecs_executor as pb
 from aliecs.mesos.executor_driver import ExecutorDriver, MesosEnvironment, parse_duration
 from tests.conftest import pid_alive
@@ -149,7 +150,7 @@ async def test_the_executor_launches_reports_serves_the_core_and_kills(
             batch = pb.TransitionBatch(
                 tasks=[pb.TransitionOrder(task_id="t1", src_state="STANDBY", event="CONFIGURE")], timeout=10
             )
-            [result] = (await stub.transition(batch, timeout=DEADLINE)).results
+            [result] = results_from_wire(await stub.transition(batch, timeout=DEADLINE))
             assert (result.ok, result.state) == (True, "CONFIGURED")
         finally:
             channel.close()

@@ -81,7 +81,7 @@ class RoleActor(AsyncioActor):
                     self.critical = True
                     self.tally.set(task_record.id, task_record.state, task_record.status)
             else:
-                ref = self.start_child(
+                role_ref = self.start_child(
                     RoleActor,
                     child,
                     child_record,
@@ -90,9 +90,9 @@ class RoleActor(AsyncioActor):
                     self.bus,
                     self.environment_id,
                 )
-                self.role_children[child.path] = ref
-                tasks.extend(await ref.proxy().build(new_task_id))
-                child_critical = await ref.proxy().critical
+                self.role_children[child.path] = role_ref
+                tasks.extend(await role_ref.proxy().build(new_task_id))
+                child_critical = await role_ref.proxy().critical
                 if child_critical:
                     self.critical = True
                     self.tally.set(child.path, child_record.state, child_record.status)

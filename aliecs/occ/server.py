@@ -44,17 +44,16 @@ import os
 import signal
 import socket
 import sys
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
-from grpclib.protocol import H2Protocol
-from grpclib.server import Server, Stream
+from grpclib.server import Stream
 
 from aliecs.generated import occ_pb
+from aliecs.grpcserver import GrpcServer
 from aliecs.occ.errors import OccError, OccPortInUseError
 from aliecs.occ.states import (
     DONE,
@@ -67,7 +66,7 @@ from aliecs.occ.states import (
     next_state,
     parse_event,
 )
-from aliecs.wire import MAX_ECHO, excerpt, recv_request
+from aliecs.wire import MAX_ECHO, RequestCodec, excerpt, recv_request
 
 log = logging.getLogger("aliecs.occ")
 
@@ -211,32 +210,6 @@ class Broadcast(Generic[T]):
             sub.close()
 
 
-class _Server(Server):
-    """grpclib's Server that can also drop the connections it accepted.
-
-    ``Server.close()`` stops listening and cancels running handlers but leaves accepted connections
-    open, and they keep accepting new calls. A process that exits does not care, but a task served
-    inside a longer-lived program (tests, an embedded core) must really be gone after close(), so the
-    protocols are remembered here. Relies on grpclib 0.4's ``_protocol_factory`` (pinned <0.5).
-    """
-
-    def __init__(self, handlers: Sequence[Any]) -> None:
-        super().__init__(handlers)
-        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
-
-    def _protocol_factory(self) -> H2Protocol:
-        protocol = super()._protocol_factory()
-        self._protocols.add(protocol)
-        return protocol
-
-    def drop_connections(self) -> None:
-        """Close every accepted connection (buffered replies are flushed by the transport first)."""
-        for protocol in list(self._protocols):
-            processor = getattr(protocol, "processor", None)
-            if processor is not None:
-                processor.close("OCC server closed")
-
-
 def _event_type(value: occ_pb.DeviceEventType | str | int) -> occ_pb.DeviceEventType:
     if isinstance(value, occ_pb.DeviceEventType):
         return value
@@ -276,7 +249,7 @@ class OccTask:
         self._lock = asyncio.Lock()
         self._events: Broadcast[occ_pb.DeviceEventType] = Broadcast(max_queued)
         self._states: Broadcast[State] = Broadcast(max_queued)
-        self._server: _Server | None = None
+        self._server: GrpcServer | None = None
         self._iterator: asyncio.Task[None] | None = None
         self._transitions: set[asyncio.Task[occ_pb.TransitionReply]] = set()
         self._finished = asyncio.Event()
@@ -331,7 +304,7 @@ class OccTask:
         bind = getattr(self.handler, "bind", None)
         if callable(bind):
             bind(self)
-        server = _Server([self])
+        server = GrpcServer([self], codec=RequestCodec())
         try:
             await server.start(sock=sock)
         except BaseException:
@@ -389,8 +362,7 @@ class OccTask:
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._streams_idle.wait(), grace)
-            self._server.close()
-            self._server.drop_connections()
+            self._server.close()  # connections too: a closed task is gone for its clients
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), grace)
         log.info("OCC server on %s closed, final state %s", self.address, self._state)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from grpclib.const import Cardinality, Handler
-from grpclib.server import Server, Stream
+from grpclib.server import Stream
 
 from actors.manager import new_environment_id
 from aliecs.api import Core, Environment
@@ -38,6 +38,7 @@ from aliecs.events import (
 )
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
+from aliecs.grpcserver import GrpcServer
 from aliecs.server import convert
 from aliecs.server.audit import AUDIT_FILE, AuditLog
 from aliecs.server.auth import check_listen, require_token
@@ -52,7 +53,7 @@ from aliecs.server.limits import check_request
 from aliecs.server.repos import RepositoryService
 from aliecs.server.rolepath import PatternError, compile_glob
 from aliecs.server.streams import DESTROY, AutoSubscription, Streams
-from aliecs.wire import recv_request
+from aliecs.wire import RequestCodec, recv_request
 
 log = logging.getLogger(__name__)
 
@@ -687,14 +688,14 @@ class ControlServer:
         self.token = token
         self.audit = AuditLog(core.events, Path(core.state_dir) / AUDIT_FILE)
         self.service = ControlService(core, audit=self.audit)
-        self.server = Server([self.service])
+        self.server = GrpcServer([self.service], codec=RequestCodec())
         if token:
             require_token(self.server, token)
 
     @property
     def port(self) -> int:
-        sockets = getattr(self.server._server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else self.requested_port
+        bound = self.server.port
+        return self.requested_port if bound is None else bound
 
     async def start(self) -> None:
         await self.audit.start()

@@ -18,13 +18,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from actors.gc_policy import release_long_lived, settle_long_lived
 from actors.hooks import HookEngine, HookError, HookPlan, HookTaskLauncher
 from actors.messages import TaskDeviceEvent, TaskDied
 from actors.role import RoleActor
-from actors.runtime import AsyncioActor
+from actors.runtime import AsyncActorRef, AsyncioActor
 from actors.task import TaskOutcome
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.cluster.ports import parse_port_list
@@ -54,6 +54,11 @@ from aliecs.workflow.channels import (
 from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.template import Channel, Role, Workflow
 
+if TYPE_CHECKING:
+    from actors.proxies import EnvironmentProxy  # noqa: F401 (named in the actor's base class)
+    from actors.scheduler import LocalClusterActor
+    from actors.task import TaskActor
+
 log = logging.getLogger(__name__)
 
 # Grace on top of a deadline before the environment stops waiting for a task actor's answer.
@@ -64,7 +69,7 @@ _FAN_OUT_MARGIN = 5.0
 class _TaskEntry:
     role: Role
     record: TaskRecord
-    ref: Any
+    ref: AsyncActorRef[TaskActor]
     binds: list[Channel] = field(default_factory=list)
     placement: Placement | None = None
 
@@ -78,12 +83,12 @@ def new_task_id() -> str:
     return uuid.uuid4().hex[:20]
 
 
-class EnvironmentActor(AsyncioActor):
+class EnvironmentActor(AsyncioActor["EnvironmentProxy"]):
     def __init__(
         self,
         record: EnvironmentRecord,
         workflow: Workflow,
-        scheduler: Any,
+        scheduler: AsyncActorRef[LocalClusterActor],
         run_numbers: RunNumberStore,
         log_dir: Path,
         bus: EventBus,
@@ -99,7 +104,7 @@ class EnvironmentActor(AsyncioActor):
         self.run_numbers = run_numbers
         self.log_dir = log_dir
         self.fsm = EnvironmentStateMachine()
-        self.root: Any = None
+        self.root: AsyncActorRef[RoleActor] | None = None
         self.entries: dict[str, _TaskEntry] = {}
         self.start_count = 0
         self.end_of_stream: set[str] = set()
@@ -519,7 +524,10 @@ class EnvironmentActor(AsyncioActor):
         # Told where they run before anything starts: a task dying at once is then heard of.
         await asyncio.gather(
             *(
-                entry.ref.proxy().placed(entry.placement, str(specs[entry.record.id].log_path or ""))
+                # placement: set for every entry of to_start above
+                entry.ref.proxy().placed(
+                    cast("Placement", entry.placement), str(specs[entry.record.id].log_path or "")
+                )
                 for entry in entries
             )
         )
@@ -767,6 +775,7 @@ class EnvironmentActor(AsyncioActor):
                     f"process (pid {saved['pid']}) ended while the core was away"
                 )
         settle_long_lived()
+        assert self.root is not None  # built above
         await self.root.proxy().settle()
         log.info(
             "environment %s restored in %s (run %s)",

@@ -12,11 +12,11 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.environment import EnvironmentActor
 from actors.gc_policy import collect_released
-from actors.runtime import AsyncioActor
+from actors.runtime import AsyncActorRef, AsyncioActor
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import UnknownEnvironmentError
@@ -25,6 +25,10 @@ from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord
 from aliecs.workflow.template import Workflow
 
+if TYPE_CHECKING:
+    from actors.proxies import ManagerProxy  # noqa: F401 (named in the actor's base class)
+    from actors.scheduler import LocalClusterActor
+
 log = logging.getLogger(__name__)
 
 
@@ -32,11 +36,11 @@ def new_environment_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class EnvironmentManagerActor(AsyncioActor):
+class EnvironmentManagerActor(AsyncioActor["ManagerProxy"]):
     def __init__(
         self,
-        registry: dict[str, tuple[EnvironmentRecord, Any]],
-        scheduler: Any,
+        registry: dict[str, tuple[EnvironmentRecord, AsyncActorRef[EnvironmentActor]]],
+        scheduler: AsyncActorRef[LocalClusterActor],
         run_numbers: RunNumberStore,
         log_dir: Path,
         bus: EventBus,
@@ -55,7 +59,7 @@ class EnvironmentManagerActor(AsyncioActor):
 
     def add(
         self, env_id: str, workflow: Workflow, user_vars: dict[str, str]
-    ) -> tuple[EnvironmentRecord, Any]:
+    ) -> tuple[EnvironmentRecord, AsyncActorRef[EnvironmentActor]]:
         record = EnvironmentRecord(
             id=env_id,
             workflow=workflow.name,
@@ -77,7 +81,7 @@ class EnvironmentManagerActor(AsyncioActor):
         self.registry[env_id] = (record, ref)
         return record, ref
 
-    def lookup(self, env_id: str) -> tuple[EnvironmentRecord, Any]:
+    def lookup(self, env_id: str) -> tuple[EnvironmentRecord, AsyncActorRef[EnvironmentActor]]:
         try:
             return self.registry[env_id]
         except KeyError:

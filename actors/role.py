@@ -10,27 +10,31 @@ aggregate reflects all updates sent before it (mailboxes are FIFO).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.messages import ChildChanged
-from actors.runtime import AsyncioActor
+from actors.runtime import AsyncActorRef, AsyncioActor
 from actors.task import TaskActor
 from aliecs.environment.aggregate import StateTally
 from aliecs.events import EventBus, RoleEvent
 from aliecs.model import RoleRecord, TaskRecord
 from aliecs.workflow.template import Role
 
+if TYPE_CHECKING:
+    from actors.environment import EnvironmentActor
+    from actors.proxies import RoleProxy  # noqa: F401 (named in the actor's base class)
+
 # Children started per event loop iteration while building (see `RoleActor.build`).
 _BUILD_CHUNK = 200
 
 
-class RoleActor(AsyncioActor):
+class RoleActor(AsyncioActor["RoleProxy"]):
     def __init__(
         self,
         role: Role,
         record: RoleRecord,
-        environment: Any,
-        parent: Any,
+        environment: AsyncActorRef[EnvironmentActor],
+        parent: AsyncActorRef[RoleActor] | None,
         bus: EventBus,
         environment_id: str,
     ) -> None:
@@ -42,15 +46,15 @@ class RoleActor(AsyncioActor):
         self.environment = environment
         self.parent = parent
         self.tally = StateTally()
-        self.role_children: dict[str, Any] = {}
+        self.role_children: dict[str, AsyncActorRef[RoleActor]] = {}
         self.critical = False
 
-    async def build(self, new_task_id: Any) -> list[tuple[Role, TaskRecord, Any]]:
+    async def build(self, new_task_id: Any) -> list[tuple[Role, TaskRecord, AsyncActorRef[TaskActor]]]:
         """Create the subtree's actors; returns every task (role spec, record, actor) below this role.
 
         `new_task_id` is a callable giving fresh task ids (the environment owns id allocation).
         """
-        tasks: list[tuple[Role, TaskRecord, Any]] = []
+        tasks: list[tuple[Role, TaskRecord, AsyncActorRef[TaskActor]]] = []
         for index, child in enumerate(self.role.deployable_children()):
             if index and index % _BUILD_CHUNK == 0:
                 # Starting thousands of task actors in one go would block the event loop for a second

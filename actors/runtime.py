@@ -68,7 +68,19 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import CoroutineType, TracebackType
-from typing import Any, Concatenate, Generic, Literal, NamedTuple, ParamSpec, Self, TypeVar, cast, overload
+from typing import (
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    NamedTuple,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypeVar,
+    cast,
+    overload,
+)
 
 import pykka
 from pykka import ActorDeadError
@@ -85,6 +97,7 @@ __all__ = [
     "BlockingGetError",
     "CallableProxy",
     "Mailbox",
+    "proxied",
     "traversable",
 ]
 
@@ -95,7 +108,9 @@ T = TypeVar("T")
 J = TypeVar("J")
 M = TypeVar("M")
 R = TypeVar("R")
-A = TypeVar("A", bound="AsyncioActor")
+A = TypeVar("A", bound="AsyncioActor[Any]")
+A_co = TypeVar("A_co", bound="AsyncioActor[Any]", covariant=True)
+PX = TypeVar("PX")  # an actor's typed proxy (see `proxied`)
 P = ParamSpec("P")
 
 #: A proxy attribute path, as in pykka's messages: ("settings", "level").
@@ -453,7 +468,7 @@ class Mailbox:
         return not self.queue
 
 
-class AsyncActorRef(Generic[A]):
+class AsyncActorRef(Generic[A_co]):
     """A ref to an `AsyncioActor`, with pykka's `ActorRef` API; `ask` and `stop` return awaitables.
 
     - `tell(message)`: enqueue, no reply. Thread-safe. Raises `ActorDeadError` once stopping began.
@@ -481,13 +496,13 @@ class AsyncActorRef(Generic[A]):
         "actor_weakref",
     )
 
-    def __init__(self, actor: A) -> None:
-        self.actor_weakref: weakref.ReferenceType[A] = weakref.ref(actor)
-        self.actor_class: type[A] = type(actor)
+    def __init__(self, actor: A_co) -> None:
+        self.actor_weakref: weakref.ReferenceType[A_co] = weakref.ref(actor)
+        self.actor_class: type[A_co] = type(actor)
         self.actor_urn: str = actor.actor_urn
         self.actor_inbox: Mailbox = actor.actor_inbox
         self.actor_stopped: StoppedFlag = actor.actor_stopped
-        self._proxy: AsyncActorProxy[A] | None = None
+        self._proxy: AsyncActorProxy[A_co] | None = None
 
     def __repr__(self) -> str:
         return f"<ActorRef for {self}>"
@@ -549,7 +564,7 @@ class AsyncActorRef(Generic[A]):
     @overload
     def call(
         self,
-        method: Callable[Concatenate[A, P], Coroutine[Any, Any, R]],
+        method: Callable[Concatenate[A_co, P], Coroutine[Any, Any, R]],
         /,
         *args: P.args,
         **kwargs: P.kwargs,
@@ -557,7 +572,7 @@ class AsyncActorRef(Generic[A]):
 
     @overload
     def call(
-        self, method: Callable[Concatenate[A, P], R], /, *args: P.args, **kwargs: P.kwargs
+        self, method: Callable[Concatenate[A_co, P], R], /, *args: P.args, **kwargs: P.kwargs
     ) -> AsyncioFuture[R]: ...
 
     def call(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> AsyncioFuture[Any]:
@@ -608,13 +623,49 @@ class AsyncActorRef(Generic[A]):
         if timeout is not None and not future.done():
             _arm_timeout(future, timeout, lambda: f"{self} did not stop")
 
-    def proxy(self) -> AsyncActorProxy[A]:
-        """A proxy to the actor (cached); raises `ActorDeadError` if it is not running."""
+    def proxy(self: AsyncActorRef[AsyncioActor[PX]]) -> PX:
+        """A proxy to the actor (cached); raises `ActorDeadError` if it is not running.
+
+        Typed as the actor's declared proxy (`class TaskActor(AsyncioActor["TaskProxy"])`, see
+        `proxied`), so mypy checks what is sent through it; an actor that declares none gives an
+        unchecked proxy.
+        """
         proxy = self._proxy
         if proxy is None or self.actor_inbox.closed:
             proxy = AsyncActorProxy(actor_ref=self)
             self._proxy = proxy
-        return proxy
+        return cast("PX", proxy)
+
+
+class ProxiedMethod(Protocol[P, R]):
+    """How a method looks through a proxy: same parameters, the result as a future."""
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Callable[P, AsyncioFuture[R]]: ...
+
+
+@overload
+def proxied(method: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]) -> ProxiedMethod[P, R]: ...
+
+
+@overload
+def proxied(method: Callable[Concatenate[Any, P], R]) -> ProxiedMethod[P, R]: ...
+
+
+def proxied(method: Callable[..., Any]) -> Any:
+    """Declare a method of an actor's typed proxy from the actor's own method (no signature copied).
+
+    An actor declares what callers may send it as a class, and names it as its type parameter::
+
+        class TaskActor(AsyncioActor["TaskProxy"]): ...
+
+        class TaskProxy:
+            kill = proxied(TaskActor.kill)  # proxy.kill(5): an AsyncioFuture of kill's result
+            critical: AsyncioFuture[bool]  # an attribute read
+
+    `ref.proxy()` of an `AsyncActorRef[TaskActor]` is then a `TaskProxy` for mypy: a method the
+    Protocol does not list, or wrong arguments, is a type error. At run time this returns `method`.
+    """
+    return method
 
 
 class _AttrInfo(NamedTuple):
@@ -768,7 +819,7 @@ class AsyncActorProxy(Generic[A]):
         return self.actor_ref.ask(ProxyGetAttr(attr_path=attr_path))
 
 
-class AsyncioActor:
+class AsyncioActor(Generic[PX]):
     """A pykka-style actor whose message loop is an asyncio task on the running loop.
 
     Start it with `Cls.start(*args, **kwargs)` (on the loop thread; returns an `AsyncActorRef`), or,

@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from actors.runtime import AsyncioActor
 from aliecs.cluster.inventory import NodeSpec
@@ -30,6 +31,9 @@ from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure
 from aliecs.executor.link import ExecutorLink
 from aliecs.workflow.channels import Endpoint
 
+if TYPE_CHECKING:
+    from actors.proxies import SchedulerProxy  # noqa: F401 (named in the actor's base class)
+
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +48,7 @@ class _Allocation:
         self.static_ports: tuple[int, ...] = ()
 
 
-class LocalClusterActor(AsyncioActor):
+class LocalClusterActor(AsyncioActor["SchedulerProxy"]):
     def __init__(
         self,
         nodes: list[NodeSpec],

@@ -25,6 +25,7 @@ from grpclib.server import Stream
 from actors.manager import new_environment_id
 from aliecs.api import Core, Environment
 from aliecs.environment import fsm as states
+from aliecs.environment.aggregate import ACTIVE
 from aliecs.events import (
     DONE_ERROR,
     DONE_OK,
@@ -63,16 +64,9 @@ CREATE = "CREATE"
 CANNOT_CREATE = "cannot create new environment"  # the original's message, which GUIs wait for
 
 Optype = pb.ControlEnvironmentRequestOptype
-_EVENTS = {
-    Optype.START_ACTIVITY: states.START_ACTIVITY,
-    Optype.STOP_ACTIVITY: states.STOP_ACTIVITY,
-    Optype.CONFIGURE: states.CONFIGURE,
-    Optype.RESET: states.RESET,
-    Optype.GO_ERROR: states.GO_ERROR,
-    Optype.DEPLOY: states.DEPLOY,
-    Optype.RECOVER: states.RECOVER,  # aliecs extensions (see o2control.proto)
-    Optype.EXIT: states.EXIT,
-}
+# The transition types of the control API are the environment events, by name (RECOVER and EXIT are
+# aliecs extensions, see o2control.proto).
+_EVENTS = {Optype.from_string(event): event for event in states.EVENTS}
 
 
 def _version() -> str:
@@ -87,7 +81,7 @@ AUTO = "AUTO"  # the environment events of an auto cycle's own steps (waiting, s
 
 def _waiting_message(env: Environment) -> str:
     """What an auto cycle waits for once the run is going: said to the operator, not guessed."""
-    tasks = [task for task in env.tasks if task.status == "ACTIVE"]
+    tasks = [task for task in env.tasks if task.status == ACTIVE]
     return (
         f"auto: run {env.run_number} is going; it ends when all {len(tasks)} task(s) have reported "
         "END_OF_STREAM (basic tasks: exited), then the environment is torn down. "
@@ -628,7 +622,7 @@ class ControlService:
             path=chunk.path,
             data=chunk.data,
             next_offset=chunk.next_offset,
-            task_active=task.status == "ACTIVE",
+            task_active=task.status == ACTIVE,
             environment_id=env_id,
         )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from actors.manager import EnvironmentManagerActor
-from actors.runtime import AsyncioActor
+from actors.runtime import AsyncActorRef, AsyncioActor
 from actors.scheduler import LocalClusterActor
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.environment.journal import Journal
@@ -18,16 +18,20 @@ from aliecs.executor.link import ExecutorLink
 from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord
 
+if TYPE_CHECKING:
+    from actors.environment import EnvironmentActor
+    from actors.proxies import CoreProxy  # noqa: F401 (named in the actor's base class)
+
 log = logging.getLogger(__name__)
 
 
-class CoreActor(AsyncioActor):
+class CoreActor(AsyncioActor["CoreProxy"]):
     def __init__(
         self,
         nodes: list[NodeSpec],
         run_numbers: RunNumberStore,
         log_dir: Path,
-        registry: dict[str, tuple[EnvironmentRecord, Any]],
+        registry: dict[str, tuple[EnvironmentRecord, AsyncActorRef[EnvironmentActor]]],
         bus: EventBus,
         executors: dict[str, ExecutorLink],
         plugins: Mapping[str, Plugin] | None = None,
@@ -45,12 +49,16 @@ class CoreActor(AsyncioActor):
         self.bus = bus
         self.executors = executors
         self.plugins = plugins
-        self.scheduler: Any = None
-        self.manager: Any = None
+        self.scheduler: AsyncActorRef[LocalClusterActor] | None = None
+        self.manager: AsyncActorRef[EnvironmentManagerActor] | None = None
 
     def on_start(self) -> None:
         scheduler_class, arguments = self.scheduler_spec
-        self.scheduler = self.start_child(scheduler_class, *arguments)
+        # The local cluster or the Mesos adapter: both implement `aliecs.cluster.scheduling.Scheduler`;
+        # the reference is typed with the local cluster's proxy, which has the same messages.
+        self.scheduler = cast(
+            "AsyncActorRef[LocalClusterActor]", self.start_child(scheduler_class, *arguments)
+        )
         self.manager = self.start_child(
             EnvironmentManagerActor,
             self.registry,
@@ -62,7 +70,9 @@ class CoreActor(AsyncioActor):
             self.journal,
         )
 
-    def refs(self) -> tuple[Any, Any]:
+    def refs(self) -> tuple[AsyncActorRef[LocalClusterActor], AsyncActorRef[EnvironmentManagerActor]]:
+        """The scheduler and the environment manager (started in `on_start`)."""
+        assert self.scheduler is not None and self.manager is not None, "refs() before on_start"
         return self.scheduler, self.manager
 
     def on_child_failure(self, child: Any, exception: BaseException) -> None:

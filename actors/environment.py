@@ -18,13 +18,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from actors.gc_policy import release_long_lived, settle_long_lived
 from actors.hooks import HookEngine, HookError, HookPlan, HookTaskLauncher
 from actors.messages import TaskDeviceEvent, TaskDied
 from actors.role import RoleActor
-from actors.runtime import AsyncioActor
+from actors.runtime import AsyncActorRef, AsyncioActor
 from actors.task import TaskOutcome
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.cluster.ports import PortExhaustedError, parse_port_list
@@ -72,6 +72,11 @@ from aliecs.workflow.channels import (
 from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.template import Channel, Role, Workflow
 
+if TYPE_CHECKING:
+    from actors.proxies import EnvironmentProxy  # noqa: F401 (named in the actor's base class)
+    from actors.scheduler import LocalClusterActor
+    from actors.task import TaskActor
+
 log = logging.getLogger(__name__)
 
 # Grace on top of a deadline before the environment stops waiting for a task actor's answer.
@@ -86,7 +91,7 @@ _DROP_SLICE = 500
 class _TaskEntry:
     role: Role
     record: TaskRecord
-    ref: Any
+    ref: AsyncActorRef[TaskActor]
     binds: list[Channel] = field(default_factory=list)
     placement: Placement | None = None
 
@@ -100,12 +105,12 @@ def new_task_id() -> str:
     return uuid.uuid4().hex[:20]
 
 
-class EnvironmentActor(AsyncioActor):
+class EnvironmentActor(AsyncioActor["EnvironmentProxy"]):
     def __init__(
         self,
         record: EnvironmentRecord,
         workflow: Workflow,
-        scheduler: Any,
+        scheduler: AsyncActorRef[LocalClusterActor],
         run_numbers: RunNumberStore,
         log_dir: Path,
         bus: EventBus,
@@ -121,7 +126,7 @@ class EnvironmentActor(AsyncioActor):
         self.run_numbers = run_numbers
         self.log_dir = log_dir
         self.fsm = EnvironmentStateMachine()
-        self.root: Any = None
+        self.root: AsyncActorRef[RoleActor] | None = None
         self.entries: dict[str, _TaskEntry] = {}
         # Role actors by path (to tell an excluded subtree's parent to leave it out of its aggregate).
         self.role_refs: dict[str, Any] = {}
@@ -588,7 +593,10 @@ class EnvironmentActor(AsyncioActor):
         # Told where they run before anything starts: a task dying at once is then heard of.
         await asyncio.gather(
             *(
-                entry.ref.proxy().placed(entry.placement, str(specs[entry.record.id].log_path or ""))
+                # placement: set for every entry of to_start above
+                entry.ref.proxy().placed(
+                    cast("Placement", entry.placement), str(specs[entry.record.id].log_path or "")
+                )
                 for entry in entries
             )
         )
@@ -850,6 +858,7 @@ class EnvironmentActor(AsyncioActor):
             del self.excluded[nested]
         await self._mark_excluded(role, True)
         self.excluded[role.path] = ""
+        assert self.root is not None  # built with the environment
         await self.root.proxy().settle()
         await self._persist()
         self._announce_change("EXCLUDE", DONE_OK, f"excluded {role.path} ({len(members)} tasks)")
@@ -884,6 +893,7 @@ class EnvironmentActor(AsyncioActor):
             )
         await self._mark_excluded(role, False)
         del self.excluded[role.path]
+        assert self.root is not None  # built with the environment
         await self.root.proxy().settle()
         await self._persist()
         self._announce_change("INCLUDE", DONE_OK, f"included {role.path} ({len(members)} tasks)")
@@ -971,6 +981,7 @@ class EnvironmentActor(AsyncioActor):
             entry.role = role
         await self._drop(removed, old_paths, subtrees.deployable_paths(workflow.root))
         added = await self._grow(old_paths)
+        assert self.root is not None  # built with the environment
         self.role_refs = await self.root.proxy().role_refs()
         for entry in added:  # new roles inside an excluded subtree are deployed but stay out
             entry.record.excluded = any(subtrees.under(entry.role.path, path) for path in self.excluded)
@@ -994,6 +1005,7 @@ class EnvironmentActor(AsyncioActor):
             bring_up += stale
         errors += await self._catch_up(bring_up)
         reason = await self._exclude_failed(errors)
+        assert self.root is not None  # built with the environment
         await self.root.proxy().settle()
         await self._persist()
         result = ModifyResult(
@@ -1174,6 +1186,7 @@ class EnvironmentActor(AsyncioActor):
             # set_vars then reconfigures only the tasks whose arguments really change.
             self._configure_arguments([e for e in self.entries.values() if not e.record.excluded])
         settle_long_lived()
+        assert self.root is not None  # built above
         await self.root.proxy().settle()
         log.info(
             "environment %s restored in %s (run %s)",

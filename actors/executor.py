@@ -19,14 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.messages import DeviceEvent, ForgetProcess, ProcessExited
-from actors.runtime import AsyncioActor
+from actors.runtime import AsyncActorRef, AsyncioActor
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.cluster.ports import port_bindable
 from aliecs.executor.process import ExitInfo, LaunchError, LaunchSpec, TaskProcess
 from aliecs.occ.client import OccClient, OccError
+
+if TYPE_CHECKING:
+    from actors.proxies import ExecutorProxy, ProcessProxy  # noqa: F401 (named in the actor's base class)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ class WatchedExit:
         self.process = process
 
 
-class ProcessActor(AsyncioActor):
+class ProcessActor(AsyncioActor["ProcessProxy"]):
     """Starts, drives over OCC, watches and kills one task process."""
 
     def __init__(self, spec: LaunchSpec, control_port: int | None, listener: Any, controllable: bool) -> None:
@@ -278,15 +281,17 @@ class ProcessActor(AsyncioActor):
         await self._close()
 
 
-class ExecutorActor(AsyncioActor):
+class ExecutorActor(AsyncioActor["ExecutorProxy"]):
     """The executor of one node: starts a `ProcessActor` per task and forgets it when the task is gone."""
 
     def __init__(self, node: NodeSpec) -> None:
         super().__init__()
         self.node = node
-        self.processes: dict[str, Any] = {}
+        self.processes: dict[str, AsyncActorRef[ProcessActor]] = {}
 
-    def launch(self, spec: LaunchSpec, control_port: int | None, listener: Any, controllable: bool) -> Any:
+    def launch(
+        self, spec: LaunchSpec, control_port: int | None, listener: Any, controllable: bool
+    ) -> AsyncActorRef[ProcessActor]:
         """Create the process actor (quick); the caller then asks it to `start_process`."""
         if spec.task_id in self.processes:
             raise ValueError(f"{self.node.hostname}: task {spec.task_id} is already running here")
@@ -296,7 +301,7 @@ class ExecutorActor(AsyncioActor):
 
     def _start_process_actor(
         self, spec: LaunchSpec, control_port: int | None, listener: Any, controllable: bool
-    ) -> Any:
+    ) -> AsyncActorRef[ProcessActor]:
         """The child actor driving one task (a `basic` one when not controllable over OCC); executors
         of other task kinds start their own kind."""
         # Imported here: the basic actor extends ProcessActor, defined in this module.

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure, answer
@@ -36,6 +36,10 @@ from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.expr import Namespace, evaluate, format_value
 from aliecs.workflow.functions import base_function_scope
 from aliecs.workflow.template import Role
+
+if TYPE_CHECKING:
+    from actors.runtime import AsyncActorRef
+    from actors.scheduler import LocalClusterActor
 
 Point = tuple[str, int]
 # Plugins honour a call's timeout themselves (as in the original, where the core never aborts a
@@ -116,7 +120,11 @@ class HookTaskLauncher:
     """Runs hook tasks on a node: placed like any task (not controllable), launched by the node's
     executor, run to their end within their timeout, then forgotten and released."""
 
-    def __init__(self, scheduler: Any, spec_for: Callable[[Role, str, Placement], LaunchSpec]) -> None:
+    def __init__(
+        self,
+        scheduler: AsyncActorRef[LocalClusterActor],
+        spec_for: Callable[[Role, str, Placement], LaunchSpec],
+    ) -> None:
         self.scheduler = scheduler
         self.spec_for = spec_for
 

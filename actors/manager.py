@@ -13,13 +13,13 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pykka import ActorDeadError
 
 from actors.environment import EnvironmentActor
 from actors.gc_policy import collect_released
-from actors.runtime import AsyncioActor
+from actors.runtime import AsyncActorRef, AsyncioActor
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import UnknownEnvironmentError
@@ -28,6 +28,10 @@ from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord
 from aliecs.workflow.template import Workflow
 
+if TYPE_CHECKING:
+    from actors.proxies import ManagerProxy  # noqa: F401 (named in the actor's base class)
+    from actors.scheduler import LocalClusterActor
+
 log = logging.getLogger(__name__)
 
 
@@ -35,11 +39,11 @@ def new_environment_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class EnvironmentManagerActor(AsyncioActor):
+class EnvironmentManagerActor(AsyncioActor["ManagerProxy"]):
     def __init__(
         self,
-        registry: dict[str, tuple[EnvironmentRecord, Any]],
-        scheduler: Any,
+        registry: dict[str, tuple[EnvironmentRecord, AsyncActorRef[EnvironmentActor]]],
+        scheduler: AsyncActorRef[LocalClusterActor],
         run_numbers: RunNumberStore,
         log_dir: Path,
         bus: EventBus,
@@ -58,7 +62,7 @@ class EnvironmentManagerActor(AsyncioActor):
 
     def add(
         self, env_id: str, workflow: Workflow, user_vars: dict[str, str]
-    ) -> tuple[EnvironmentRecord, Any]:
+    ) -> tuple[EnvironmentRecord, AsyncActorRef[EnvironmentActor]]:
         record = EnvironmentRecord(
             id=env_id,
             workflow=workflow.name,
@@ -80,7 +84,7 @@ class EnvironmentManagerActor(AsyncioActor):
         self.registry[env_id] = (record, ref)
         return record, ref
 
-    def lookup(self, env_id: str) -> tuple[EnvironmentRecord, Any]:
+    def lookup(self, env_id: str) -> tuple[EnvironmentRecord, AsyncActorRef[EnvironmentActor]]:
         try:
             return self.registry[env_id]
         except KeyError:

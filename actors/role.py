@@ -10,27 +10,31 @@ aggregate reflects all updates sent before it (mailboxes are FIFO).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.messages import ChildChanged
-from actors.runtime import AsyncioActor
+from actors.runtime import AsyncActorRef, AsyncioActor
 from actors.task import TaskActor
 from aliecs.environment.aggregate import StateTally
 from aliecs.events import EventBus, RoleEvent
 from aliecs.model import RoleRecord, TaskRecord
 from aliecs.workflow.template import Role
 
+if TYPE_CHECKING:
+    from actors.environment import EnvironmentActor
+    from actors.proxies import RoleProxy  # noqa: F401 (named in the actor's base class)
+
 # Children started per event loop iteration while building (see `RoleActor.build`).
 _BUILD_CHUNK = 200
 
 
-class RoleActor(AsyncioActor):
+class RoleActor(AsyncioActor["RoleProxy"]):
     def __init__(
         self,
         role: Role,
         record: RoleRecord,
-        environment: Any,
-        parent: Any,
+        environment: AsyncActorRef[EnvironmentActor],
+        parent: AsyncActorRef[RoleActor] | None,
         bus: EventBus,
         environment_id: str,
     ) -> None:
@@ -42,20 +46,20 @@ class RoleActor(AsyncioActor):
         self.environment = environment
         self.parent = parent
         self.tally = StateTally()
-        self.role_children: dict[str, Any] = {}
-        self.task_children: dict[str, Any] = {}
+        self.role_children: dict[str, AsyncActorRef[RoleActor]] = {}
+        self.task_children: dict[str, AsyncActorRef[TaskActor]] = {}
         self.critical = False
         # Tally keys (task ids, role paths) of the children that count towards the aggregate, and of
         # the excluded ones among them (left out while excluded; see `exclude_child`).
         self.counted: set[str] = set()
         self.excluded: set[str] = set()
 
-    async def build(self, new_task_id: Any) -> list[tuple[Role, TaskRecord, Any]]:
+    async def build(self, new_task_id: Any) -> list[tuple[Role, TaskRecord, AsyncActorRef[TaskActor]]]:
         """Create the subtree's actors; returns every task (role spec, record, actor) below this role.
 
         `new_task_id` is a callable giving fresh task ids (the environment owns id allocation).
         """
-        tasks: list[tuple[Role, TaskRecord, Any]] = []
+        tasks: list[tuple[Role, TaskRecord, AsyncActorRef[TaskActor]]] = []
         for index, child in enumerate(self.role.deployable_children()):
             if index and index % _BUILD_CHUNK == 0:
                 # Starting thousands of task actors in one go would block the event loop for a second
@@ -65,7 +69,9 @@ class RoleActor(AsyncioActor):
         self._publish(notify=False)
         return tasks
 
-    async def _build_child(self, child: Role, new_task_id: Any) -> list[tuple[Role, TaskRecord, Any]]:
+    async def _build_child(
+        self, child: Role, new_task_id: Any
+    ) -> list[tuple[Role, TaskRecord, AsyncActorRef[TaskActor]]]:
         child_record = RoleRecord(name=child.name, path=child.path)
         self.record.children.append(child_record)
         if child.task is not None:
@@ -92,7 +98,7 @@ class RoleActor(AsyncioActor):
                 self.counted.add(task_record.id)
                 self.tally.set(task_record.id, task_record.state, task_record.status)
             return [(child, task_record, ref)]
-        ref = self.start_child(
+        role_ref = self.start_child(
             RoleActor,
             child,
             child_record,
@@ -101,16 +107,18 @@ class RoleActor(AsyncioActor):
             self.bus,
             self.environment_id,
         )
-        self.role_children[child.path] = ref
-        tasks: list[tuple[Role, TaskRecord, Any]] = await ref.proxy().build(new_task_id)
-        child_critical = await ref.proxy().critical
+        self.role_children[child.path] = role_ref
+        tasks = await role_ref.proxy().build(new_task_id)
+        child_critical = await role_ref.proxy().critical
         if child_critical:
             self.critical = True
             self.counted.add(child.path)
             self.tally.set(child.path, child_record.state, child_record.status)
         return tasks
 
-    async def add_child(self, child: Role, new_task_id: Any) -> list[tuple[Role, TaskRecord, Any]]:
+    async def add_child(
+        self, child: Role, new_task_id: Any
+    ) -> list[tuple[Role, TaskRecord, AsyncActorRef[TaskActor]]]:
         """A role the workflow gained at runtime (scaling): its actors, built as `build` does."""
         tasks = await self._build_child(child, new_task_id)
         self._publish(notify=True)
@@ -161,9 +169,9 @@ class RoleActor(AsyncioActor):
         self._publish(notify=False)
         return self.record.state, self.record.status
 
-    async def role_refs(self) -> dict[str, Any]:
+    async def role_refs(self) -> dict[str, AsyncActorRef[RoleActor]]:
         """Every role actor of this subtree by role path, this one included."""
-        refs: dict[str, Any] = {self.role.path: self.actor_ref}
+        refs: dict[str, AsyncActorRef[RoleActor]] = {self.role.path: self.actor_ref}
         for ref in self.role_children.values():
             refs.update(await ref.proxy().role_refs())
         return refs

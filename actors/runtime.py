@@ -1,13 +1,18 @@
 """pykka actors on the asyncio event loop: one mailbox and one task per actor, no threads.
 
 pykka 4 ships only a thread-per-actor runtime whose futures block when awaited; a control system with
-thousands of task actors on one uvloop needs actors that are cheap coroutines instead. pykka's `Actor`
-leaves the inbox, the future and the start of the message loop to its subclasses; this module fills
-them in for asyncio and keeps pykka's semantics everywhere else (refs, proxies, registry, hooks).
-Where pykka's implementation does not scale to tens of thousands of actors, this module replaces it
-with the same behaviour at O(1) per actor: the registry's storage (`_RefTable`: pykka's
-`ActorRegistry` lookups still see every actor), the per-actor URN and stopped flag
-(`AsyncioActor.__init__`) and proxy introspection (`AsyncActorProxy`, cached per class).
+thousands of task actors on one uvloop needs actors that are cheap coroutines instead. This module is
+a small runtime of our own that keeps pykka's semantics and vocabulary (refs, `tell`/`ask`/`stop`,
+proxies with pykka's attribute rules and its public `pykka.messages`, `ActorDeadError`,
+`pykka.Timeout`, the `on_start`/`on_stop`/`on_failure`/`on_receive` hooks) without subclassing
+pykka's `Actor`, `ActorRef`, `ActorProxy` or `Future`. Why not subclass them: filling pykka's
+runtime slots (its inbox, future and loop-start methods) still runs pykka's `Actor.__init__` (a uuid4
+from `os.urandom`, a `threading.Event`), its eager proxy introspection (about 150 us per actor) and
+its registry (a list scanned on every unregister: O(N^2) when 10,000 task actors stop, 1.8 s), and
+replacing those costs meant reaching into pykka's private modules, which any minor release may
+change. Here everything pykka-shaped is ours, at O(1) per actor, and only pykka's public names are
+used (tests/test_private_names.py fails otherwise). Live actors are found through
+`actors.supervision` (`live_actors`, `stop_all`), not through pykka's `ActorRegistry`.
 
 How to use it::
 
@@ -61,22 +66,27 @@ import sys
 import threading
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import CoroutineType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, cast, overload
+from typing import (
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    NamedTuple,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypeVar,
+    cast,
+    overload,
+)
 
 import pykka
-from pykka import ActorDeadError, ActorProxy, ActorRegistry, CallableProxy
-from pykka._envelope import Envelope
-from pykka._future import _Unset
-from pykka._introspection import AttrInfo, introspect_attrs
-from pykka.messages import ProxyCall, ProxyGetAttr, ProxySetAttr, _ActorStop
+from pykka import ActorDeadError
+from pykka.messages import ProxyCall, ProxyGetAttr, ProxySetAttr
 
 from actors.supervision import ChildFailed, ChildFailedError, ChildStopped, SupervisionNode, register
-
-if TYPE_CHECKING:
-    from pykka._future import GetHookFunc
-    from pykka._types import AttrPath, OptExcInfo
 
 __all__ = [
     "AskTimeout",
@@ -85,7 +95,10 @@ __all__ = [
     "AsyncioActor",
     "AsyncioFuture",
     "BlockingGetError",
+    "CallableProxy",
     "Mailbox",
+    "proxied",
+    "traversable",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,116 +108,47 @@ T = TypeVar("T")
 J = TypeVar("J")
 M = TypeVar("M")
 R = TypeVar("R")
-A = TypeVar("A", bound="AsyncioActor")
+A = TypeVar("A", bound="AsyncioActor[Any]")
+A_co = TypeVar("A_co", bound="AsyncioActor[Any]", covariant=True)
+PX = TypeVar("PX")  # an actor's typed proxy (see `proxied`)
+P = ParamSpec("P")
 
-_STOP = _ActorStop()
-
-if TYPE_CHECKING:
-    # mypy checks a method override against *every* base class in the MRO, so a subclass's
-    # `async def on_stop(self) -> None` would be reported against pykka's `def on_stop(self) -> None`
-    # even though AsyncioActor widens the hooks to allow coroutines. Hiding the pykka base from the
-    # type checker (and only from it) makes AsyncioActor's own declarations the reference.
-    _PykkaActor: Any = object
-else:
-    _PykkaActor = pykka.Actor
+#: A proxy attribute path, as in pykka's messages: ("settings", "level").
+AttrPath = tuple[str, ...]
 
 _get_ident = threading.get_ident
-_get_running_loop = asyncio._get_running_loop
 # Replies go to our own futures only (AsyncActorRef creates them): call asyncio's C method directly.
 _set_result: Callable[[Any, Any], None] = asyncio.Future.set_result
 
 
-class _RefTable:
-    """pykka's registry storage (`ActorRegistry._actor_refs`) with O(1) add, remove and membership.
+class _Stop:
+    """The stop request in a mailbox (pykka's own stop message is private to pykka)."""
 
-    pykka keeps running actors in a plain list, and `ActorRegistry.unregister` scans it (`in`, then
-    `list.remove`): when N actors stop, that is O(N^2) (1.8 s of a 10,000-task EXIT). This table is
-    an insertion-ordered dict used as an ordered set of refs, with the slice of the list protocol
-    that pykka's `ActorRegistry` uses (`append`, `remove`, `in`, iteration, `[:]`).
-
-    Why replace the storage rather than keep a registry of our own next to pykka's: pykka's lookups
-    (`get_all`, `get_by_urn`, `get_by_class`, `broadcast`, `stop_all`) must keep finding our actors,
-    and with one shared table every one of them works unchanged, in registration order, for our
-    actors and for pykka's own (threading) actors alike. It is installed when this module is
-    imported (`_install_ref_table`) and taken over with whatever pykka had registered by then.
-    Membership is by identity, as for pykka's refs (ActorRef defines no `__eq__`).
-    """
-
-    __slots__ = ("_refs",)
-
-    def __init__(self, refs: Iterable[pykka.ActorRef[Any]] = ()) -> None:
-        self._refs: dict[pykka.ActorRef[Any], None] = dict.fromkeys(refs)
-
-    def append(self, ref: pykka.ActorRef[Any]) -> None:
-        self._refs[ref] = None
-
-    def remove(self, ref: pykka.ActorRef[Any]) -> None:
-        try:
-            del self._refs[ref]
-        except KeyError:
-            msg = f"{ref!r} is not registered"
-            raise ValueError(msg) from None
-
-    def discard(self, ref: pykka.ActorRef[Any]) -> None:
-        self._refs.pop(ref, None)
-
-    def clear(self) -> None:
-        self._refs.clear()
-
-    def __contains__(self, ref: object) -> bool:
-        return ref in self._refs
-
-    def __len__(self) -> int:
-        return len(self._refs)
-
-    def __iter__(self) -> Iterator[pykka.ActorRef[Any]]:
-        return iter(list(self._refs))  # a snapshot: iterating while actors start or stop is safe
-
-    def __reversed__(self) -> Iterator[pykka.ActorRef[Any]]:
-        return reversed(list(self._refs))
-
-    @overload
-    def __getitem__(self, index: int) -> pykka.ActorRef[Any]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[pykka.ActorRef[Any]]: ...
-
-    def __getitem__(self, index: int | slice) -> pykka.ActorRef[Any] | list[pykka.ActorRef[Any]]:
-        return list(self._refs)[index]
+    __slots__ = ()
 
     def __repr__(self) -> str:
-        return f"_RefTable({list(self._refs)!r})"
+        return "<stop request>"
 
 
-def _install_ref_table() -> _RefTable:
-    """Make pykka's registry store refs in a `_RefTable` (idempotent); return the table."""
-    with ActorRegistry._actor_refs_lock:
-        table: Any = ActorRegistry._actor_refs
-        if type(table) is not _RefTable:
-            table = _RefTable(table)
-            ActorRegistry._actor_refs = table
-        return cast("_RefTable", table)
+_STOP = _Stop()
 
 
-_install_ref_table()
+#: A mailbox entry: the message and, for an ask, the future its reply goes to. A plain tuple: it
+#: is made once per message, on the hottest path of the runtime.
+Envelope = tuple[Any, "asyncio.Future[Any] | None"]
 
 
-def _register_ref(ref: pykka.ActorRef[Any]) -> None:
-    """`ActorRegistry.register`, in O(1) and without formatting a debug message nobody logs."""
-    with ActorRegistry._actor_refs_lock:
-        table: Any = ActorRegistry._actor_refs
-        if type(table) is not _RefTable:  # someone put a list back since: take it over again
-            table = _install_ref_table()
-        table.append(ref)
+def traversable(obj: T) -> T:
+    """Mark an actor attribute (or a class) as traversable: proxies reach into its own attributes.
 
-
-def _unregister_ref(ref: pykka.ActorRef[Any]) -> None:
-    """`ActorRegistry.unregister`, in O(1)."""
-    with ActorRegistry._actor_refs_lock:
-        table: Any = ActorRegistry._actor_refs
-        if type(table) is not _RefTable:
-            table = _install_ref_table()
-        table.discard(ref)
+    It sets `pykka_traversable = True`, the marker pykka documents for doing this by hand, so an
+    object marked here is traversable for pykka's own proxies too.
+    """
+    if hasattr(obj, "__slots__"):
+        msg = f"{type(obj).__name__} uses __slots__ and cannot be marked traversable"
+        raise ValueError(msg)
+    obj.pykka_traversable = True  # type: ignore[attr-defined]
+    return obj
 
 
 def _new_urn() -> str:
@@ -221,60 +165,73 @@ _getrandbits = random.getrandbits
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)  # version and variant bits
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
-_condition_lock = threading.Lock()
 
-
-class _StoppedFlag(threading.Event):
-    """`Actor.actor_stopped`: a `threading.Event` whose condition and lock are made on first `wait`.
+class StoppedFlag:
+    """`Actor.actor_stopped`: the API of a `threading.Event`, whose condition is made on first `wait`.
 
     pykka gives every actor a `threading.Event` (a `Condition` and a `Lock`), but on this runtime
     only the event loop thread sets it and hardly anybody waits on it (`is_set` is what refs use).
     Same API and thread safety; `set` is lock-free until a thread waits.
     """
 
-    def __init__(self) -> None:  # deliberately not Event.__init__: no Condition yet
-        self._flag = False
-        self._cond: threading.Condition | None = None  # type: ignore[assignment]
+    __slots__ = ("cond", "flag")
+
+    _lock = threading.Lock()  # guards the lazy creation of `cond` (shared: it is held for nanoseconds)
+
+    def __init__(self) -> None:
+        self.flag = False
+        self.cond: threading.Condition | None = None
 
     def _condition(self) -> threading.Condition:
-        cond = self._cond
+        cond = self.cond
         if cond is None:
-            with _condition_lock:
-                cond = self._cond
+            with self._lock:
+                cond = self.cond
                 if cond is None:
-                    cond = self._cond = threading.Condition(threading.Lock())
+                    cond = self.cond = threading.Condition(threading.Lock())
         return cond
 
-    def _at_fork_reinit(self) -> None:
-        if self._cond is not None:
-            self._cond._at_fork_reinit()  # type: ignore[attr-defined]
+    def is_set(self) -> bool:
+        return self.flag
 
     def set(self) -> None:
         # The flag is written before the condition is read, and `wait` creates the condition before
         # reading the flag: a waiter either sees the flag or is notified.
-        self._flag = True
-        cond = self._cond
+        self.flag = True
+        cond = self.cond
         if cond is not None:
             with cond:
                 cond.notify_all()
 
     def clear(self) -> None:
-        cond = self._cond
+        cond = self.cond
         if cond is None:
-            self._flag = False
+            self.flag = False
         else:
             with cond:
-                self._flag = False
+                self.flag = False
 
     def wait(self, timeout: float | None = None) -> bool:
-        if self._flag:
+        if self.flag:
             return True
         cond = self._condition()
         with cond:
-            signaled: bool = self._flag
+            signaled: bool = self.flag
             if not signaled:
                 signaled = cond.wait(timeout)
             return signaled
+
+
+_ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+
+
+def _loop_running_here() -> bool:
+    """Whether this thread runs an event loop (public API: `get_running_loop` raises if not)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class BlockingGetError(RuntimeError):
@@ -320,8 +277,8 @@ def _arm_timeout(future: asyncio.Future[Any], timeout: float, what: Callable[[],
     future.add_done_callback(lambda _future: handle.cancel())
 
 
-class AsyncioFuture(asyncio.Future[T], pykka.Future[T]):
-    """A pykka `Future` that *is* an `asyncio.Future`.
+class AsyncioFuture(asyncio.Future[T]):
+    """An `asyncio.Future` with the API of a pykka `Future`.
 
     Being a real asyncio future (not a wrapper) matters for speed and for composition: `await` costs
     nothing extra, and `asyncio.gather`/`wait`/`wait_for`/`as_completed` take it as is, without
@@ -333,17 +290,13 @@ class AsyncioFuture(asyncio.Future[T], pykka.Future[T]):
     Get hooks are not supported (they can only be evaluated by blocking).
     """
 
-    # pykka.Future.__init__ is not called (asyncio.Future's is): provide its attributes here.
-    _get_hook: GetHookFunc[T] | None = None
-    _get_hook_result: T | _Unset = _Unset()
-
     def set(self, value: T | None = None) -> None:
         """pykka's name for `set_result`."""
         self.set_result(value)  # type: ignore[arg-type]
 
     def set_exception(  # type: ignore[override]
         self,
-        exc_info: BaseException | type[BaseException] | OptExcInfo | None = None,
+        exc_info: BaseException | type[BaseException] | _ExcInfo | None = None,
     ) -> None:
         """Accept both conventions: asyncio's exception object/class and pykka's `exc_info` triple."""
         exception: BaseException | type[BaseException] | None
@@ -364,7 +317,7 @@ class AsyncioFuture(asyncio.Future[T], pykka.Future[T]):
 
     def get(self, *, timeout: float | None = None) -> T:
         """Block the calling thread until the result is there; never on an event loop thread."""
-        if _get_running_loop() is not None:
+        if _loop_running_here():
             msg = (
                 "blocking Future.get() on an event loop thread would freeze the loop "
                 "(and deadlock if the reply must come from it): use `await future` instead"
@@ -380,7 +333,7 @@ class AsyncioFuture(asyncio.Future[T], pykka.Future[T]):
                 raise pykka.Timeout(f"{timeout} seconds")
         return self.result()
 
-    def set_get_hook(self, func: GetHookFunc[T]) -> None:
+    def set_get_hook(self, func: Callable[[float | None], T]) -> None:
         """Not supported: a get hook can only be evaluated by blocking. Use `map()` or callbacks."""
         msg = "AsyncioFuture does not support get hooks; use map() or add_done_callback()"
         raise NotImplementedError(msg)
@@ -424,7 +377,7 @@ class AsyncioFuture(asyncio.Future[T], pykka.Future[T]):
             "AsyncioFuture[Iterable[J]]", self._derive([self], lambda values: list(filter(func, values[0])))
         )
 
-    def join(self, *futures: pykka.Future[Any]) -> AsyncioFuture[Iterable[Any]]:
+    def join(self, *futures: asyncio.Future[Any]) -> AsyncioFuture[Iterable[Any]]:
         """Like pykka's `join`, but awaitable; all futures must be asyncio futures of the same loop."""
         sources: list[asyncio.Future[Any]] = [self]
         for future in futures:
@@ -441,10 +394,10 @@ class AsyncioFuture(asyncio.Future[T], pykka.Future[T]):
         )
 
 
-def _fail_quietly(future: pykka.Future[Any], exception: BaseException) -> None:
+def _fail_quietly(future: asyncio.Future[Any], exception: BaseException) -> None:
     """Set `exception` on a reply future unless the asker already gave up (timeout, cancel)."""
     with contextlib.suppress(asyncio.InvalidStateError):
-        future.set_exception(exception)  # type: ignore[arg-type]  # AsyncioFuture takes instances
+        future.set_exception(exception)
 
 
 class Mailbox:
@@ -464,13 +417,13 @@ class Mailbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.thread_id = _get_ident()
-        self.queue: deque[Envelope[Any]] = deque()
+        self.queue: deque[Envelope] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.terminated = False
         self.stop_waiters: list[asyncio.Future[bool]] = []
 
-    def put(self, envelope: Envelope[Any], /) -> None:
+    def put(self, envelope: Envelope, /) -> None:
         """Enqueue `envelope`, from the loop thread or (thread-safely) from any other thread."""
         if _get_ident() != self.thread_id:
             try:
@@ -487,11 +440,11 @@ class Mailbox:
             except asyncio.InvalidStateError:  # the actor task was cancelled while idle
                 pass
 
-    def _put_from_thread(self, envelope: Envelope[Any]) -> None:
+    def _put_from_thread(self, envelope: Envelope) -> None:
         # The sender checked `closed` on its thread; by the time we run on the loop it may have
         # changed. Answer as if the message had been sent after the stop (which it now is).
         if self.closed:
-            reply_to = envelope.reply_to
+            reply_to = envelope[1]
             if reply_to is not None:
                 _fail_quietly(reply_to, ActorDeadError("the actor stopped before the message arrived"))
             return
@@ -504,9 +457,9 @@ class Mailbox:
         elif self.closed:
             self.stop_waiters.append(future)
         else:
-            self.put(Envelope(_STOP, reply_to=cast("pykka.Future[Any]", future)))
+            self.put((_STOP, future))
 
-    def get(self) -> Envelope[Any]:
+    def get(self) -> Envelope:
         """Take the next envelope (pykka's inbox protocol; the actor task reads `queue` directly)."""
         return self.queue.popleft()
 
@@ -515,29 +468,51 @@ class Mailbox:
         return not self.queue
 
 
-class AsyncActorRef(pykka.ActorRef[A]):
-    """A ref to an `AsyncioActor` whose `ask` and `stop` return awaitables by default.
+class AsyncActorRef(Generic[A_co]):
+    """A ref to an `AsyncioActor`, with pykka's `ActorRef` API; `ask` and `stop` return awaitables.
 
     - `tell(message)`: enqueue, no reply. Thread-safe. Raises `ActorDeadError` once stopping began.
     - `ask(message, timeout=None)`: an `AsyncioFuture` of the reply; `await` it. With `timeout` (s)
       the future fails with `AskTimeout` naming the actor. `block=True` blocks for the reply (off the
       loop only, see `AsyncioFuture.get`).
+    - `call(Actor.method, *args, timeout=None, **kwargs)`: a typed ask of one method (see `call`).
     - `stop(timeout=None)`: an `AsyncioFuture[bool]`, True once the actor and its subtree have
       terminated, False if it had already terminated. Do not await your own stop from inside the
       actor (that waits for itself forever): call `self.stop()` there and return.
-    - `proxy()`: an `AsyncActorProxy` (a pykka `ActorProxy`), cached per ref, whose calls and
-      attribute reads return `AsyncioFuture`s. Attribute *writes* through a proxy are
-      fire-and-forget on this runtime.
+    - `proxy()`: an `AsyncActorProxy`, cached per ref, whose calls and attribute reads return
+      `AsyncioFuture`s. Attribute *writes* through a proxy are fire-and-forget on this runtime.
 
-    There is one ref object per actor (the registry, the tree and `start()` hand out the same one),
-    so refs compare (and hash, in the registry's table) by identity, as in pykka.
+    There is one ref object per actor (the tree and `start()` hand out the same one), so refs
+    compare and hash by identity, as in pykka.
     """
 
-    actor_inbox: Mailbox
+    __slots__ = (
+        "__weakref__",
+        "_proxy",
+        "actor_class",
+        "actor_inbox",
+        "actor_stopped",
+        "actor_urn",
+        "actor_weakref",
+    )
 
-    def __init__(self, actor: A) -> None:
-        super().__init__(actor)
-        self._proxy: ActorProxy[A] | None = None
+    def __init__(self, actor: A_co) -> None:
+        self.actor_weakref: weakref.ReferenceType[A_co] = weakref.ref(actor)
+        self.actor_class: type[A_co] = type(actor)
+        self.actor_urn: str = actor.actor_urn
+        self.actor_inbox: Mailbox = actor.actor_inbox
+        self.actor_stopped: StoppedFlag = actor.actor_stopped
+        self._proxy: AsyncActorProxy[A_co] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ActorRef for {self}>"
+
+    def __str__(self) -> str:
+        return f"{self.actor_class.__name__} ({self.actor_urn})"
+
+    def is_alive(self) -> bool:
+        """Whether the actor still accepts messages (False once stopping has begun)."""
+        return not self.actor_stopped.flag
 
     def _dead(self) -> ActorDeadError:
         return ActorDeadError(f"{self} is not running (stopped or failed)")
@@ -546,7 +521,7 @@ class AsyncActorRef(pykka.ActorRef[A]):
         """Send `message` without waiting for a reply (thread-safe)."""
         if self.actor_inbox.closed:
             raise self._dead()
-        self.actor_inbox.put(Envelope(message))
+        self.actor_inbox.put((message, None))
 
     @overload
     def ask(
@@ -567,7 +542,7 @@ class AsyncActorRef(pykka.ActorRef[A]):
             future.set_exception(self._dead())
         elif _get_ident() == mailbox.thread_id:
             # Hot path: inline Mailbox.put.
-            mailbox.queue.append(Envelope(message, future))
+            mailbox.queue.append((message, future))
             waiter = mailbox.waiter
             if waiter is not None:
                 mailbox.waiter = None
@@ -579,18 +554,45 @@ class AsyncActorRef(pykka.ActorRef[A]):
                 _arm_timeout(future, timeout, lambda: f"{self} did not reply to {_describe(message)}")
         else:
             try:
-                mailbox.loop.call_soon_threadsafe(self._ask_from_thread, Envelope(message, future), timeout)
+                mailbox.loop.call_soon_threadsafe(self._ask_from_thread, (message, future), timeout)
             except RuntimeError as exc:  # loop closed
                 future.set_exception(ActorDeadError(f"{self}: its event loop is closed ({exc})"))
         if block:
             return future.get(timeout=timeout)
         return future
 
-    def _ask_from_thread(self, envelope: Envelope[Any], timeout: float | None) -> None:
+    @overload
+    def call(
+        self,
+        method: Callable[Concatenate[A_co, P], Coroutine[Any, Any, R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> AsyncioFuture[R]: ...
+
+    @overload
+    def call(
+        self, method: Callable[Concatenate[A_co, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncioFuture[R]: ...
+
+    def call(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> AsyncioFuture[Any]:
+        """Ask the actor to run `method` (named through its class: `ref.call(Task.kill, 5)`): typed.
+
+        The same message as `ref.proxy().kill(5)`, but mypy checks that `method` belongs to the
+        actor's class, that the arguments fit its signature, and knows what the reply is: a wrong
+        message is a type error, not a runtime surprise. The method must be public.
+        """
+        name = method.__name__
+        if name.startswith("_"):
+            msg = f"{self}: {name!r} is private and cannot be called through a ref"
+            raise AttributeError(msg)
+        return cast("AsyncioFuture[Any]", self.ask(ProxyCall(attr_path=(name,), args=args, kwargs=kwargs)))
+
+    def _ask_from_thread(self, envelope: Envelope, timeout: float | None) -> None:
         self.actor_inbox._put_from_thread(envelope)
-        future = cast("asyncio.Future[Any]", envelope.reply_to)
-        if timeout is not None and not future.done():
-            _arm_timeout(future, timeout, lambda: f"{self} did not reply to {_describe(envelope.message)}")
+        message, future = envelope
+        if timeout is not None and future is not None and not future.done():
+            _arm_timeout(future, timeout, lambda: f"{self} did not reply to {_describe(message)}")
 
     @overload
     def stop(self, *, block: Literal[True], timeout: float | None = None) -> bool: ...
@@ -621,39 +623,103 @@ class AsyncActorRef(pykka.ActorRef[A]):
         if timeout is not None and not future.done():
             _arm_timeout(future, timeout, lambda: f"{self} did not stop")
 
-    def proxy(self) -> ActorProxy[A]:
-        """A proxy to the actor (cached); raises `ActorDeadError` if it is not running."""
+    def proxy(self: AsyncActorRef[AsyncioActor[PX]]) -> PX:
+        """A proxy to the actor (cached); raises `ActorDeadError` if it is not running.
+
+        Typed as the actor's declared proxy (`class TaskActor(AsyncioActor["TaskProxy"])`, see
+        `proxied`), so mypy checks what is sent through it; an actor that declares none gives an
+        unchecked proxy.
+        """
         proxy = self._proxy
         if proxy is None or self.actor_inbox.closed:
             proxy = AsyncActorProxy(actor_ref=self)
             self._proxy = proxy
-        return proxy
+        return cast("PX", proxy)
+
+
+class ProxiedMethod(Protocol[P, R]):
+    """How a method looks through a proxy: same parameters, the result as a future."""
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Callable[P, AsyncioFuture[R]]: ...
+
+
+@overload
+def proxied(method: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]) -> ProxiedMethod[P, R]: ...
+
+
+@overload
+def proxied(method: Callable[Concatenate[Any, P], R]) -> ProxiedMethod[P, R]: ...
+
+
+def proxied(method: Callable[..., Any]) -> Any:
+    """Declare a method of an actor's typed proxy from the actor's own method (no signature copied).
+
+    An actor declares what callers may send it as a class, and names it as its type parameter::
+
+        class TaskActor(AsyncioActor["TaskProxy"]): ...
+
+        class TaskProxy:
+            kill = proxied(TaskActor.kill)  # proxy.kill(5): an AsyncioFuture of kill's result
+            critical: AsyncioFuture[bool]  # an attribute read
+
+    `ref.proxy()` of an `AsyncActorRef[TaskActor]` is then a `TaskProxy` for mypy: a method the
+    Protocol does not list, or wrong arguments, is a type error. At run time this returns `method`.
+    """
+    return method
+
+
+class _AttrInfo(NamedTuple):
+    """How a proxy exposes an attribute: a method (callable), a nested proxy (traversable), a value."""
+
+    callable: bool
+    traversable: bool
 
 
 # Actor class (or the class of a traversable attribute) -> attribute name -> its proxy classification.
 # Weak keys: classes made on the fly (in tests, say) are not kept alive by the cache.
-_class_attr_infos: weakref.WeakKeyDictionary[type, dict[str, AttrInfo]] = weakref.WeakKeyDictionary()
+_class_attr_infos: weakref.WeakKeyDictionary[type, dict[str, _AttrInfo]] = weakref.WeakKeyDictionary()
 
 
-class AsyncActorProxy(ActorProxy[A]):
-    """pykka's `ActorProxy`, introspecting the actor lazily, one attribute at a time.
+class CallableProxy(Generic[A]):
+    """A proxied method: call it for an ask (a future of the result), `defer` it for a tell.
+
+    pykka's `CallableProxy`, typed for our refs.
+    """
+
+    __slots__ = ("actor_ref", "attr_path")
+
+    def __init__(self, *, actor_ref: AsyncActorRef[A], attr_path: AttrPath) -> None:
+        self.actor_ref = actor_ref
+        self.attr_path = attr_path
+
+    def __call__(self, *args: Any, **kwargs: Any) -> AsyncioFuture[Any]:
+        return self.actor_ref.ask(ProxyCall(attr_path=self.attr_path, args=args, kwargs=kwargs))
+
+    def defer(self, *args: Any, **kwargs: Any) -> None:
+        """Call without waiting for the result; an exception fails the actor (tell semantics)."""
+        self.actor_ref.tell(ProxyCall(attr_path=self.attr_path, args=args, kwargs=kwargs))
+
+
+class AsyncActorProxy(Generic[A]):
+    """pykka's `ActorProxy` semantics, introspecting the actor lazily, one attribute at a time.
 
     pykka's proxy introspects every attribute of the actor when it is built (about 150 us for a
     small actor), which dominates the first call to each of thousands of task actors. This one
     classifies an attribute (method, traversable, plain value) the first time it is used, with
     pykka's rules: private (`_`) names are hidden, values are looked up in the instance and class
-    dicts, traversable attributes give nested proxies, proxies to the actor itself are refused.
+    dicts, traversable attributes (`traversable`, or `pykka_traversable = True`) give nested
+    proxies, proxies to the actor itself are refused.
     """
 
-    def __init__(self, *, actor_ref: pykka.ActorRef[A], attr_path: AttrPath | None = None) -> None:
-        # Deliberately not calling ActorProxy.__init__: that is the eager introspection.
+    actor_ref: AsyncActorRef[A]
+
+    def __init__(self, *, actor_ref: AsyncActorRef[A], attr_path: AttrPath | None = None) -> None:
         if not actor_ref.is_alive():
             raise ActorDeadError(f"{actor_ref} not found")
-        actor = actor_ref._actor_weakref()
+        actor = actor_ref.actor_weakref()
         if actor is None:
             raise ActorDeadError(f"{actor_ref}'s actor weakref has been deallocated")
-        # Straight into the instance dict: ActorProxy.__setattr__ (which turns public names into
-        # remote writes) costs a Python call per attribute.
+        # Straight into the instance dict: __setattr__ turns public names into remote writes.
         self.__dict__.update(
             actor_ref=actor_ref,
             _actor=actor,
@@ -663,20 +729,42 @@ class AsyncActorProxy(ActorProxy[A]):
             _callable_proxies={},
         )
 
-    def __dir__(self) -> list[str]:
-        self._known_attrs = {**introspect_attrs(root=self._actor, proxy=self), **self._known_attrs}
-        return super().__dir__()
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AsyncActorProxy):
+            return False
+        return bool(self._actor is other._actor and self._attr_path == other._attr_path)
 
-    def _introspect(self, attr_path: AttrPath) -> AttrInfo:
+    def __hash__(self) -> int:
+        return hash((id(self._actor), self._attr_path))
+
+    def __repr__(self) -> str:
+        return f"<ActorProxy for {self.actor_ref}, attr_path={self._attr_path!r}>"
+
+    def __dir__(self) -> list[str]:
+        target: Any = self._actor
+        for step in self._attr_path:
+            target = getattr(target, step)
+        names = {name for name in dir(target) if not name.startswith("_")}
+        names.update(path[-1] for path in self._known_attrs)
+        return sorted({"__class__", *type(self).__dict__, *self.__dict__, *names})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Write an attribute of the actor (fire-and-forget, ordered with the following messages)."""
+        if name == "actor_ref" or name.startswith("_"):
+            super().__setattr__(name, value)
+            return
+        self.actor_ref.ask(ProxySetAttr(attr_path=(*self._attr_path, name), value=value))
+
+    def _introspect(self, attr_path: AttrPath) -> _AttrInfo:
         name = attr_path[-1]
         if name.startswith("_"):
             raise AttributeError(self._missing(name))
         parent: Any = self._actor
         for step in attr_path[:-1]:
             parent = getattr(parent, step)
-        # pykka's lookup (`get_attr_from_parent`): the instance dict first, then the class dicts along
-        # the MRO (descriptors are not invoked). What a class attribute is does not depend on the
-        # instance, so it is classified once per class and name.
+        # pykka's lookup: the instance dict first, then the class dicts along the MRO (descriptors
+        # are not invoked). What a class attribute is does not depend on the instance, so it is
+        # classified once per class and name.
         instance_dict = getattr(parent, "__dict__", None)
         if instance_dict is not None and name in instance_dict:
             return self._classify(instance_dict[name], name)
@@ -694,25 +782,21 @@ class AsyncActorProxy(ActorProxy[A]):
         else:
             raise AttributeError(self._missing(name))
         info = self._classify(attr, name)
-        if not isinstance(attr, ActorProxy):  # a proxy's verdict depends on which actor asks
+        if not isinstance(attr, AsyncActorProxy):  # a proxy's verdict depends on which actor asks
             per_class[name] = info
         return info
 
-    def _classify(self, attr: Any, name: str) -> AttrInfo:
-        if isinstance(attr, ActorProxy) and attr._actor is self._actor:
+    def _classify(self, attr: Any, name: str) -> _AttrInfo:
+        if isinstance(attr, AsyncActorProxy) and attr._actor is self._actor:
             hint = f"it is a proxy to the actor itself (make it private: {'_' + name!r})"
             msg = f"{self._missing(name)}: {hint}"
             raise AttributeError(msg)
-        return AttrInfo(
-            callable=callable(attr),
-            traversable=(
-                getattr(attr, "_pykka_traversable", False) is True
-                or getattr(attr, "pykka_traversable", False) is True
-            ),
+        return _AttrInfo(
+            callable=callable(attr), traversable=getattr(attr, "pykka_traversable", False) is True
         )
 
     def _missing(self, name: str) -> str:
-        return f"{self} has no attribute {name!r}"
+        return f"{self.actor_ref} has no attribute {name!r}"
 
     def __getattr__(self, name: str) -> Any:
         attr_path: AttrPath = (*self._attr_path, name)
@@ -732,11 +816,11 @@ class AsyncActorProxy(ActorProxy[A]):
                 nested = AsyncActorProxy(actor_ref=self.actor_ref, attr_path=attr_path)
                 self._actor_proxies[attr_path] = nested
             return nested
-        return self.actor_ref.ask(ProxyGetAttr(attr_path=attr_path), block=False)
+        return self.actor_ref.ask(ProxyGetAttr(attr_path=attr_path))
 
 
-class AsyncioActor(_PykkaActor):
-    """A pykka actor whose message loop is an asyncio task on the running loop.
+class AsyncioActor(Generic[PX]):
+    """A pykka-style actor whose message loop is an asyncio task on the running loop.
 
     Start it with `Cls.start(*args, **kwargs)` (on the loop thread; returns an `AsyncActorRef`), or,
     from inside another actor, with `self.start_child(Cls, *args, **kwargs)` to put it in the
@@ -747,16 +831,16 @@ class AsyncioActor(_PykkaActor):
 
     actor_urn: str
     actor_inbox: Mailbox
-    actor_stopped: threading.Event
+    actor_stopped: StoppedFlag
     _actor_ref: AsyncActorRef[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # pykka's Actor.__init__ (which takes and ignores arguments too), minus its costs: a uuid4
-        # from os.urandom, a threading.Event with its Condition and Lock, and a plain ActorRef that
-        # we would replace at once. Same attributes, same order (the inbox needs the running loop).
+        # pykka's Actor attributes (its __init__ takes and ignores arguments too), minus its costs:
+        # a uuid4 from os.urandom and a threading.Event with its Condition and Lock. The inbox needs
+        # the running loop.
         self.actor_urn = _new_urn()
-        self.actor_inbox = self._create_actor_inbox()
-        self.actor_stopped = _StoppedFlag()
+        self.actor_inbox = _new_inbox()
+        self.actor_stopped = StoppedFlag()
         self._actor_ref = AsyncActorRef(self)
         self._supervision = SupervisionNode(self._actor_ref, self.actor_inbox.loop)
         self._actor_task: asyncio.Task[None] | None = None
@@ -765,18 +849,22 @@ class AsyncioActor(_PykkaActor):
     def start(cls, *args: Any, **kwargs: Any) -> AsyncActorRef[Self]:
         """Create the actor and schedule its task on the running loop; `on_start` runs in that task.
 
-        pykka's `Actor.start`: create, register in pykka's `ActorRegistry`, start the message loop.
+        pykka's `Actor.start`: create, register (in the live actors of `actors.supervision`),
+        start the message loop.
         """
         obj = cls(*args, **kwargs)
         ref = obj.__dict__.get("_actor_ref")
         if ref is None:
             msg = f"{cls.__name__}.__init__() did not call super().__init__()"
             raise AssertionError(msg)
-        _register_ref(ref)
-        if _pykka_logger.isEnabledFor(logging.DEBUG):
-            _pykka_logger.debug("Starting %s", obj)
-        obj._start_actor_loop()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("Starting %s", obj)
+        register(obj._supervision)
+        obj._actor_task = obj.actor_inbox.loop.create_task(obj._actor_main(), name=str(obj))
         return cast("AsyncActorRef[Self]", ref)
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__} ({self.actor_urn})"
 
     @property
     def actor_ref(self) -> AsyncActorRef[Self]:
@@ -794,26 +882,6 @@ class AsyncioActor(_PykkaActor):
         """Refs of our children that have not terminated yet, in start order."""
         return [child.ref for child in self._supervision.children.values()]
 
-    @staticmethod
-    def _create_actor_inbox() -> Mailbox:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            msg = (
-                "AsyncioActor.start() must be called on the event loop thread, "
-                "from a coroutine or a loop callback (no running event loop here)"
-            )
-            raise RuntimeError(msg) from None
-        return Mailbox(loop)
-
-    @staticmethod
-    def _create_future() -> AsyncioFuture[Any]:
-        return AsyncioFuture(loop=asyncio.get_running_loop())
-
-    def _start_actor_loop(self) -> None:
-        register(self._supervision)
-        self._actor_task = self.actor_inbox.loop.create_task(self._actor_main(), name=str(self))
-
     def start_child(self, actor_class: type[A], *args: Any, **kwargs: Any) -> AsyncActorRef[A]:
         """Start `actor_class(*args, **kwargs)` as our child and return its ref.
 
@@ -828,7 +896,7 @@ class AsyncioActor(_PykkaActor):
             msg = f"{self} is stopping and cannot start a child {actor_class.__name__}"
             raise ActorDeadError(msg)
         ref = actor_class.start(*args, **kwargs)
-        child = ref._actor_weakref()
+        child = ref.actor_weakref()
         assert child is not None  # its task holds it
         self._supervision.adopt(child._supervision)
         return ref
@@ -873,7 +941,8 @@ class AsyncioActor(_PykkaActor):
 
     def on_receive(self, message: Any) -> Any:
         """Handle a plain (non-proxy) message; may be `async def`. Default: log it as unexpected."""
-        return super().on_receive(message)
+        _pykka_logger.warning("Unexpected message received by %s: %s", self, message)
+        return None
 
     def on_child_failure(self, child_ref: AsyncActorRef[Any], exception: BaseException) -> Any:
         """A child died of `exception` (it has already terminated). Default: escalate (we fail too).
@@ -929,13 +998,11 @@ class AsyncioActor(_PykkaActor):
                 waiter: asyncio.Future[None] = create_future()
                 mailbox.waiter = waiter
                 await waiter
-            envelope = queue.popleft()
-            message = envelope.message
-            reply_to = envelope.reply_to
-            if type(message) is _ActorStop:
+            message, reply_to = queue.popleft()
+            if type(message) is _Stop:
                 self._mark_stopped()
                 if reply_to is not None:
-                    mailbox.stop_waiters.append(cast("asyncio.Future[bool]", reply_to))
+                    mailbox.stop_waiters.append(reply_to)
                 return None
             try:
                 result = handle(message)
@@ -1019,12 +1086,11 @@ class AsyncioActor(_PykkaActor):
         logger.log(level, "%s failed in %s: %r", self, where, exception, exc_info=exception)
 
     def _mark_stopped(self) -> None:
-        """Stopping begins: refuse new messages, leave pykka's registry (as pykka does at this point)."""
+        """Stopping begins: refuse new messages (`is_alive()` turns False, as in pykka)."""
         if self.actor_inbox.closed:
             return
         self.actor_inbox.closed = True
         self.actor_stopped.set()
-        _unregister_ref(self._actor_ref)
 
     def _terminate(self, failure: BaseException | None) -> None:
         """The end: answer what is left in the mailbox, leave the tree, tell the parent, wake stop()s."""
@@ -1033,12 +1099,11 @@ class AsyncioActor(_PykkaActor):
         queue = mailbox.queue
         dead: ActorDeadError | None = None
         while queue:
-            envelope = queue.popleft()
-            reply_to = envelope.reply_to
+            message, reply_to = queue.popleft()
             if reply_to is None:
                 continue  # a tell queued behind the stop: dropped, as in pykka
-            if type(envelope.message) is _ActorStop:
-                mailbox.stop_waiters.append(cast("asyncio.Future[bool]", reply_to))
+            if type(message) is _Stop:
+                mailbox.stop_waiters.append(reply_to)
             else:
                 if dead is None:
                     dead = ActorDeadError(f"{self._actor_ref} stopped before handling the message")
@@ -1051,6 +1116,18 @@ class AsyncioActor(_PykkaActor):
             if not waiter.done():
                 waiter.set_result(True)
         mailbox.stop_waiters.clear()
+
+
+def _new_inbox() -> Mailbox:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        msg = (
+            "AsyncioActor.start() must be called on the event loop thread, "
+            "from a coroutine or a loop callback (no running event loop here)"
+        )
+        raise RuntimeError(msg) from None
+    return Mailbox(loop)
 
 
 class _Plain:

@@ -21,7 +21,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.runtime import AsyncioActor
 from aliecs.cluster.inventory import NodeSpec
@@ -47,6 +47,9 @@ from aliecs.executor.link import ExecutorLink
 from aliecs.executor.orders import TaskResult
 from aliecs.workflow.channels import Endpoint
 
+if TYPE_CHECKING:
+    from actors.proxies import SchedulerProxy  # noqa: F401 (named in the actor's base class)
+
 log = logging.getLogger(__name__)
 
 
@@ -61,7 +64,7 @@ class _Allocation:
         self.static_ports: tuple[int, ...] = ()
 
 
-class LocalClusterActor(AsyncioActor):
+class LocalClusterActor(AsyncioActor["SchedulerProxy"]):
     def __init__(
         self,
         nodes: list[NodeSpec],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.messages import (
     BasicTaskTerminated,
@@ -24,18 +24,20 @@ from actors.messages import (
     TaskLost,
     TaskReconciled,
 )
-from actors.runtime import AsyncioActor
+from actors.runtime import AsyncActorRef, AsyncioActor
 from aliecs.cluster.scheduling import Placement
+from aliecs.environment.aggregate import ACTIVE, INACTIVE, UNDEPLOYABLE
 from aliecs.events import EventBus, TaskEvent
 from aliecs.executor.link import ExecutorLink
 from aliecs.executor.orders import TaskResult
 from aliecs.model import RoleRecord, TaskRecord
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from actors.environment import EnvironmentActor
+    from actors.proxies import TaskProxy  # noqa: F401 (named in the actor's base class)
+    from actors.role import RoleActor
 
-ACTIVE = "ACTIVE"
-INACTIVE = "INACTIVE"
-UNDEPLOYABLE = "UNDEPLOYABLE"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,13 +50,13 @@ class TaskOutcome:
     error: str = ""
 
 
-class TaskActor(AsyncioActor):
+class TaskActor(AsyncioActor["TaskProxy"]):
     def __init__(
         self,
         record: TaskRecord,
         role_record: RoleRecord,
-        environment: Any,
-        parent: Any,
+        environment: AsyncActorRef[EnvironmentActor],
+        parent: AsyncActorRef[RoleActor],
         bus: EventBus,
         environment_id: str,
     ) -> None:

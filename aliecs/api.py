@@ -23,7 +23,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from actors.core import CoreActor
-from actors.manager import new_environment_id
+from actors.environment import EnvironmentActor
+from actors.manager import EnvironmentManagerActor, new_environment_id
+from actors.runtime import AsyncActorRef
 from aliecs.cluster.executors import InProcessExecutors, LocalExecutors
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
 from aliecs.cluster.scheduling import ORIGINAL_RETRY, answer
@@ -91,7 +93,7 @@ def workflow_template_ref(record: EnvironmentRecord) -> WorkflowTemplateRef:
 class Environment:
     """A handle on one environment. Reading attributes is free (no message is sent)."""
 
-    def __init__(self, core: Core, record: EnvironmentRecord, ref: Any) -> None:
+    def __init__(self, core: Core, record: EnvironmentRecord, ref: AsyncActorRef[EnvironmentActor]) -> None:
         self._core = core
         self._record = record
         self._ref = ref
@@ -246,7 +248,7 @@ class Environment:
                 await self._ref.proxy().destroy(allow_running)
             finally:
                 self._core.detectors.release(self.id)
-                await self._core._manager.proxy().forget(self.id)
+                await self._core.manager().proxy().forget(self.id)
                 self._core.locks.forget(self.id)
 
     @property
@@ -446,12 +448,12 @@ class Core:
         else:
             self.nodes = list(nodes)
         self.repository: TemplateRepository | None = repository
-        self._registry: dict[str, tuple[EnvironmentRecord, Any]] = {}
+        self._registry: dict[str, tuple[EnvironmentRecord, AsyncActorRef[EnvironmentActor]]] = {}
         self._exclusive = _Exclusive()
         self.detectors = DetectorRegistry(self.nodes)
-        self._core: Any = None
+        self._core: AsyncActorRef[CoreActor] | None = None
         self._scheduler: Any = None
-        self._manager: Any = None
+        self._manager: AsyncActorRef[EnvironmentManagerActor] | None = None
         self.run_numbers: RunNumberStore | None = None
         self.start_event: CoreStartEvent | None = None
         self.auto_stop: AutoStop | None = None
@@ -508,6 +510,12 @@ class Core:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+    def manager(self) -> AsyncActorRef[EnvironmentManagerActor]:
+        """The environment manager actor (the core must be started)."""
+        if self._manager is None:
+            raise AliecsError("the core is not started")
+        return self._manager
 
     async def start(self) -> None:
         await asyncio.to_thread(make_private_dir, self.state_dir)
@@ -656,7 +664,7 @@ class Core:
                 log.error("environment %s cannot be restored (%s): its tasks are killed", entry.env_id, exc)
                 await asyncio.to_thread(self.journal.remove, entry.env_id)
                 continue
-            record, ref = await self._manager.proxy().add(entry.env_id, workflow, variables)
+            record, ref = await self.manager().proxy().add(entry.env_id, workflow, variables)
             record.requested_workflow = entry.workflow
             record.iterator_counts = dict(counts)
             detectors = self.detectors.for_variables(entry.variables) or self.detectors.for_variables(
@@ -751,7 +759,7 @@ class Core:
             detectors = self.detectors.for_variables(workflow_tree.root.stack)
         self.detectors.claim(env_id, detectors)  # no await since the check: atomic
         try:
-            record, ref = await self._manager.proxy().add(env_id, workflow_tree, variables)
+            record, ref = await self.manager().proxy().add(env_id, workflow_tree, variables)
         except BaseException:
             self.detectors.release(env_id)
             raise
@@ -770,7 +778,7 @@ class Core:
                 await ref.proxy().destroy(True)
             finally:
                 self.detectors.release(env_id)
-                await self._manager.proxy().forget(env_id)
+                await self.manager().proxy().forget(env_id)
             raise
         return handle
 

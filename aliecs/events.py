@@ -8,11 +8,12 @@ protobuf `events.Event` messages for gRPC subscribers and the audit log.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from aliecs.broadcast import Broadcast, Subscriber
+from aliecs.broadcast import SubscriberOverflow as SubscriberOverflow  # re-exported: part of the bus API
 
 # OpStatus values of the original's events.proto.
 #: The audit log of every event, in the state directory (written by `aliecs.server.audit`; read
@@ -155,81 +156,34 @@ Event = (
 )
 
 
-class SubscriberOverflow(Exception):
-    """The subscriber did not keep up and was disconnected."""
+#: A subscriber to the event bus (see `aliecs.broadcast`).
+Subscription = Subscriber[Event]
 
 
-class Subscription:
-    def __init__(self, bus: EventBus, limit: int) -> None:
-        self._bus = bus
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._limit = limit
-        self.overflowed = False
+class EventBus(Broadcast[Event]):
+    """The core's events, to every subscriber (`aliecs.broadcast.Broadcast`).
 
-    def _push(self, event: Event) -> None:
-        if self.overflowed:
-            return
-        if self._queue.qsize() >= self._limit:
-            self.overflowed = True
-            self._queue.put_nowait(SubscriberOverflow(f"subscriber fell {self._limit} events behind"))
-            self._bus._unsubscribe(self)
-            return
-        self._queue.put_nowait(event)
-
-    def close(self) -> None:
-        self._bus._unsubscribe(self)
-        self._queue.put_nowait(None)
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Event]:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, SubscriberOverflow):
-                raise item
-            yield item
-
-    async def next(self, timeout: float | None = None) -> Event:
-        item = await asyncio.wait_for(self._queue.get(), timeout)
-        if item is None:
-            raise StopAsyncIteration
-        if isinstance(item, SubscriberOverflow):
-            raise item
-        return item  # type: ignore[no-any-return]
-
-
-class EventBus:
-    """`stamp`, if given, may complete each event as it is published (the core adds who asked for
-    the running operation): publishing is synchronous, so the stamp sees the state of that moment."""
+    `stamp`, if given, may complete each event as it is published (the core adds who asked for the
+    running operation): publishing is synchronous, so the stamp sees the state of that moment.
+    """
 
     def __init__(
         self, subscriber_limit: int = 100_000, stamp: Callable[[Event], Event] | None = None
     ) -> None:
-        self._subscribers: list[Subscription] = []
-        self.subscriber_limit = subscriber_limit
+        super().__init__(subscriber_limit)
         self.published = 0
         self.stamp = stamp
+
+    @property
+    def subscriber_limit(self) -> int:
+        return self.limit
 
     def publish(self, event: Event) -> None:
         self.published += 1
         if self.stamp is not None:
             event = self.stamp(event)
-        for subscription in self._subscribers:
-            subscription._push(event)
-
-    def subscribe(self) -> Subscription:
-        """Events published from now on; close() it when done."""
-        subscription = Subscription(self, self.subscriber_limit)
-        self._subscribers.append(subscription)
-        return subscription
-
-    def _unsubscribe(self, subscription: Subscription) -> None:
-        if subscription in self._subscribers:
-            self._subscribers.remove(subscription)
+        super().publish(event)
 
     @property
     def subscribers(self) -> int:
-        return len(self._subscribers)
+        return len(self)

@@ -19,16 +19,15 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from aliecs.occ.process import control_port_from, serve
 from aliecs.occ.server import (
     CALLBACK_NAMES,
     CONTROL_PORT_ENV,
     DEFAULT_CONTROL_PORT,
     OccTask,
-    control_port_from,
-    event_loop_factory,
-    serve,
 )
 from aliecs.occ.states import Event, parse_event
+from aliecs.runtime import run
 
 #: Exit code of --crash-on-start.
 EXIT_CRASH_ON_START = 2
@@ -273,8 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if options.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(_amain(options, port))
+    return run(_amain(options, port))
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aliecs.fake_task import callback_event
-from aliecs.occ.server import OccTask, event_loop_factory
+from aliecs.occ.server import OccTask
 from aliecs.occ.states import Event
+from aliecs.runtime import run
 
 log = logging.getLogger("aliecs.fakefarm")
 
@@ -287,8 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m aliecs.fakefarm``: serve endpoints until stdin closes."""
     level = os.environ.get("ALIECS_FAKEFARM_LOG", "WARNING")
     logging.basicConfig(level=level, format=f"fakefarm[{os.getpid()}] %(name)s %(levelname)s %(message)s")
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(_amain())
+    return run(_amain())
 
 
 # -- the controller's side -------------------------------------------------------------------------

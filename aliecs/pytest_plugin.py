@@ -43,6 +43,7 @@ import pytest
 
 from aliecs.api import Core
 from aliecs.cluster.inventory import NodeSpec
+from aliecs.runtime import new_event_loop
 from aliecs.testing import (
     DEFAULT_TIMEOUT,
     isolated_nodes,
@@ -91,18 +92,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency of aliecs
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 @pytest.fixture
 def aliecs_loop() -> Iterator[asyncio.AbstractEventLoop]:
     """A fresh event loop for this test when no other plugin provides one; closed after the test."""
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
         yield runner.get_loop()
 
 
@@ -158,7 +151,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if loop is not None and not loop.is_closed():
         loop.run_until_complete(function(**arguments))
     else:
-        with asyncio.Runner(loop_factory=_new_loop) as runner:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(function(**arguments))
     return True
 

@@ -60,6 +60,22 @@ def isolated_nodes(count: int = 1, rng: random.Random | None = None) -> list[Nod
     return nodes
 
 
+async def poll_until(
+    predicate: Callable[[], bool], what: str, timeout: float = 30.0, interval: float = 0.01
+) -> None:
+    """Re-check `predicate()` every `interval` seconds until it is true, for conditions no event
+    announces (a subscriber arriving, a file appearing); AssertionError naming `what` after `timeout`.
+
+    Prefer `wait_for` when the core publishes an event for the change: it wakes up at once.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)  # poll
+
+
 async def wait_for(
     core: Core, predicate: Callable[[], bool], what: str, timeout: float = DEFAULT_TIMEOUT
 ) -> None:

@@ -1,17 +1,14 @@
 """Bounded, strict reading of gRPC requests for the servers aliecs runs (control API, OCC library).
 
-grpclib reads a request by trusting its 5-byte length prefix: a client announcing 4 GiB makes the
-server buffer whatever arrives until then, and an abandoned half-sent message is never freed. Its
-decoder (betterproto) accepts length-delimited fields that run past the end of the message and
+The size of a request is bounded before its body is read by the server itself
+(`aliecs.grpcserver.GrpcServer`, at `MAX_MESSAGE_BYTES`). What arrives is then decoded here, strictly:
+betterproto's decoder accepts length-delimited fields that run past the end of the message and
 raises arbitrary exceptions on garbage, which grpclib turns into UNKNOWN "Internal Server Error".
-
-`recv_request` therefore reads the prefix itself, refuses a message above the limit before reading
-its body (RESOURCE_EXHAUSTED), checks the protobuf wire format strictly (every tag, varint and
-length inside the message, nesting bounded) and decodes it, answering INVALID_ARGUMENT with a short
-message for anything malformed. grpclib 0.4 has no public way to read the raw frame, so this one
-function reaches into its server stream (`_stream`, `_recv_type`); the version is pinned (<0.5)
-and tests/test_hardening.py fails if that stops working. Large requests are decoded in a thread so
-the event loop keeps serving other calls and signals meanwhile.
+So the servers use `RequestCodec`, which hands the request's bytes over undecoded, and
+`recv_request` checks the protobuf wire format strictly (every tag, varint and length inside the
+message, nesting bounded) and decodes it, answering INVALID_ARGUMENT with a short message for
+anything malformed. Large requests are decoded in a thread so the event loop keeps serving other
+calls and signals meanwhile.
 
 `excerpt` cuts client text before it is echoed into an error: a status message travels in an HTTP/2
 header whose (pure Python) encoding of a megabyte blocks the event loop for a minute.
@@ -21,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import struct
 import typing
 from functools import cache
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import betterproto
 from grpclib.const import Status
+from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
@@ -56,36 +53,36 @@ def excerpt(text: str, limit: int = MAX_ECHO) -> str:
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
-async def recv_request(stream: Stream[Any, Any], max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
-    """The one request message of a call, bounded and strictly decoded (None if the client sent none)."""
-    raw = stream._stream  # grpclib 0.4: the HTTP/2 stream; no public API reads the length prefix
-    message_type: type[betterproto.Message] = stream._recv_type
-    name = message_type.__name__
-    try:
-        prefix = await raw.recv_data(5)
-    except AssertionError:  # grpclib's way of saying the stream ended early
-        raise GRPCError(
-            Status.INVALID_ARGUMENT, f"malformed {name}: the message prefix is cut short"
-        ) from None
-    if not prefix:
-        return None
-    compressed, length = struct.unpack(">?I", prefix)
-    if compressed:
-        raise GRPCError(Status.UNIMPLEMENTED, "compressed requests are not supported: send them uncompressed")
-    if length > max_bytes:
-        raise GRPCError(
-            Status.RESOURCE_EXHAUSTED,
-            f"{name} of {length} bytes exceeds this server's limit of {max_bytes} bytes",
-        )
-    try:
-        data = await raw.recv_data(length)
-    except AssertionError:
-        raise GRPCError(
-            Status.INVALID_ARGUMENT, f"malformed {name}: {length} bytes announced, fewer sent"
-        ) from None
-    if length > THREAD_DECODE_BYTES:
-        return await asyncio.to_thread(decode, data, message_type)
-    return decode(data, message_type)
+class Undecoded(NamedTuple):
+    """A request's bytes and the message type they should hold, as `RequestCodec` hands them over."""
+
+    data: bytes
+    message_type: type[betterproto.Message]
+
+
+class RequestCodec(ProtoCodec):
+    """grpclib's protobuf codec, except that requests reach the handler undecoded (`recv_request`).
+
+    A codec is grpclib's public way to decide how bytes become messages; decoding here would be on
+    the event loop and as lax as betterproto is.
+    """
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        return Undecoded(bytes(data), message_type)
+
+
+async def recv_request(stream: Stream[Any, Any]) -> Any:
+    """The one request message of a call, strictly decoded (None if the client sent none).
+
+    Takes what `RequestCodec` handed over (a server with grpclib's own codec gives decoded messages,
+    returned as they are).
+    """
+    received = await stream.recv_message()
+    if not isinstance(received, Undecoded):
+        return received
+    if len(received.data) > THREAD_DECODE_BYTES:
+        return await asyncio.to_thread(decode, received.data, received.message_type)
+    return decode(received.data, received.message_type)
 
 
 def decode(data: bytes, message_type: type[M]) -> M:

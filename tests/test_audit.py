@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -12,21 +11,12 @@ import pytest
 from aliecs.events import EnvironmentEvent, EventBus
 from aliecs.generated import o2control as pb
 from aliecs.server.audit import AUDIT_FILE, AuditLog
-from tests.test_server import Harness, harness
+from aliecs.testing import poll_until as until
+from tests.control_harness import Harness, harness
 
 pytestmark = pytest.mark.timeout(60)
 
 __all__ = ["harness"]
-
-
-async def until(predicate: object, what: str, timeout: float = 10.0) -> None:
-    assert callable(predicate)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.01)  # poll
 
 
 def records(path: Path) -> list[dict[str, object]]:

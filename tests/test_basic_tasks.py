@@ -6,14 +6,13 @@ on its own is the end of its work (BASIC_TASK_TERMINATED), an error only if it f
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aliecs import Core
 from aliecs.model import TaskInfo
+from aliecs.testing import poll_until as wait_for
 from tests.conftest import RepoBuilder, child_pids, pid_alive
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
@@ -52,15 +51,6 @@ def basic_repo(repo: RepoBuilder) -> RepoBuilder:
 
 def plain(tasks: list[TaskInfo]) -> TaskInfo:
     return next(task for task in tasks if task.name.endswith(".plain"))
-
-
-async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)  # poll
 
 
 async def test_basic_task_process_lives_only_while_running(tmp_path: Path, repo: RepoBuilder) -> None:

@@ -6,16 +6,14 @@ import asyncio
 import gc
 
 import pytest
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from grpclib.server import Server
 from h2.connection import H2Connection
 
 from aliecs.executor.agent import NodeAgent
-from aliecs.executor.link import BoundedExecutorStub
+from aliecs.executor.link import BoundedExecutorStub, executor_channel
 from aliecs.executor.orders import MAX_MESSAGE_BYTES
-from aliecs.executor.service import ExecutorService
+from aliecs.executor.service import ExecutorService, executor_server
 from aliecs.executor.wire import results_from_wire
 from aliecs.generated import aliecs_executor as pb
 from aliecs.http2 import MAX_CLOSED_STREAMS
@@ -27,9 +25,10 @@ async def test_executor_refuses_a_request_above_its_limit_before_reading_it() ->
     (node,) = isolated_nodes(1)
     agent = NodeAgent(node)
     await agent.start()
-    server = Server([ExecutorService(agent)])
+    server = executor_server(ExecutorService(agent))
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = server.port
+    assert port is not None
     try:
 
         def calls() -> list[tuple[int | None, str]]:
@@ -63,16 +62,17 @@ async def test_core_refuses_an_executor_reply_above_its_limit() -> None:
     (node,) = isolated_nodes(1)
     agent = NodeAgent(node)
     await agent.start()
-    server = Server([ExecutorService(agent)])
+    server = executor_server(ExecutorService(agent))
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    channel = Channel("127.0.0.1", port)
+    port = server.port
+    assert port is not None
+    channel = executor_channel("127.0.0.1", port)
     try:
         unknown = pb.KillBatch([f"task{index:04d}" for index in range(300)])  # ~3 kB of task ids
-        reply = await BoundedExecutorStub(channel).kill(unknown, timeout=10)
+        reply = await BoundedExecutorStub(channel).call("kill", unknown, 10)
         assert len(results_from_wire(reply)) == 300 and len(bytes(reply)) > 1024
         with pytest.raises(GRPCError) as refused:
-            await BoundedExecutorStub(channel, max_bytes=1024).kill(unknown, timeout=10)
+            await BoundedExecutorStub(channel, max_bytes=1024).call("kill", unknown, 10)
         assert refused.value.status == Status.RESOURCE_EXHAUSTED
         assert "limit of 1024 bytes" in str(refused.value.message)
     finally:
@@ -88,14 +88,15 @@ async def test_a_long_lived_connection_keeps_a_bounded_record_of_its_closed_stre
     (node,) = isolated_nodes(1)
     agent = NodeAgent(node)
     await agent.start()
-    server = Server([ExecutorService(agent)])
+    server = executor_server(ExecutorService(agent))
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    channel = Channel("127.0.0.1", port)
+    port = server.port
+    assert port is not None
+    channel = executor_channel("127.0.0.1", port)
     try:
         stub = BoundedExecutorStub(channel)
         for _ in range(MAX_CLOSED_STREAMS + 200):
-            await stub.heartbeat(pb.HeartbeatRequest(), timeout=10)
+            await stub.call("heartbeat", pb.HeartbeatRequest(), 10)
         connections = [item for item in gc.get_objects() if isinstance(item, H2Connection)]
         assert len(connections) >= 2  # the core's side and the executor's
         assert all(len(connection._closed_streams) <= MAX_CLOSED_STREAMS for connection in connections)

@@ -9,26 +9,17 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aliecs.api import Core
 from aliecs.pytest_plugin import isolated_nodes
+from aliecs.testing import poll_until as wait_until
 from tests.conftest import executor_pids, pid_alive
 from tests.test_coconut import CoreProcess, coconut, field, free_port, start_core, stop_or_kill
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(180)]
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)  # poll
 
 
 async def tasks_of(core: CoreProcess) -> dict[str, dict[str, str]]:

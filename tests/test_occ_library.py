@@ -175,14 +175,15 @@ def test_broadcast_drops_a_subscriber_that_falls_behind() -> None:
         received: list[int] = []
         for value in range(10):
             hub.publish(value)
-            item = await fast.next()
-            assert item is not None
-            received.append(item)
+            received.append(await fast.next())
         assert received == list(range(10))
+        assert [await slow.next() for _ in range(3)] == [0, 1, 2]  # what was queued is kept
         with pytest.raises(SubscriberOverflowError):
             await slow.next()
+        assert len(hub) == 1  # the slow one was dropped
         hub.close()
-        assert await fast.next() is None
+        with pytest.raises(StopAsyncIteration):
+            await fast.next()
 
     asyncio.run(scenario())
 

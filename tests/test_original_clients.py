@@ -13,7 +13,7 @@ import re
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +27,7 @@ from aliecs.api import Core
 from aliecs.events import EnvironmentEvent, Event
 from aliecs.pytest_plugin import isolated_nodes, wait_for
 from aliecs.server import ControlServer
+from aliecs.testing import poll_until as until
 from tests.conftest import FAKES, GitRepoBuilder, RepoBuilder
 from tests.original_client import OriginalClient, expect_code, generated
 
@@ -132,16 +133,6 @@ def environment_steps(events: list[Any]) -> list[tuple[str, str]]:
 def events_status(value: int) -> str:
     names = {0: "NULL", 1: "STARTED", 2: "ONGOING", 3: "DONE_OK", 4: "DONE_ERROR", 5: "DONE_TIMEOUT"}
     return names[value]
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """For conditions no event announces (a subscriber arriving on the server)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.01)  # poll
 
 
 class Recorder:

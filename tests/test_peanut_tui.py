@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,18 +10,9 @@ from occ_helpers import FakeTaskLauncher
 from textual.widgets import Button, RichLog, Static
 
 from aliecs.cli.peanut_tui import UNREACHABLE, ConfigError, PeanutApp, flatten, load_config
+from aliecs.testing import poll_until as until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """The app changes state from its own tasks (button handlers, the poll timer): re-check often."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.02)  # poll
 
 
 def test_flatten_and_load_config(tmp_path: Path) -> None:

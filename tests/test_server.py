@@ -14,13 +14,11 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import betterproto
 import pytest
-import pytest_asyncio
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -34,57 +32,17 @@ from aliecs.server.auth import TokenRequiredError
 from aliecs.server.rolepath import matches
 from aliecs.server.streams import is_destroyed
 from aliecs.testing import isolated_nodes, wait_for, wait_for_environment_state
+from aliecs.testing import poll_until as until
 from tests.conftest import FAKES, GitRepoBuilder, RepoBuilder, process_args
+from tests.control_harness import Harness, harness
 
 BIN = Path(sys.executable).parent
+
+__all__ = ["harness"]  # the fixture, used by the tests below
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(90)]
 
 Op = pb.ControlEnvironmentRequestOptype
-
-
-class Harness:
-    def __init__(self, core: Core, server: ControlServer, client: ControlClient) -> None:
-        self.core, self.server, self.client = core, server, client
-        self.stub = client.stub
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.server.port}"
-
-    async def new(self, **vars: str) -> pb.EnvironmentInfo:
-        reply = await self.stub.new_environment(
-            pb.NewEnvironmentRequest(workflow_template="fakes", vars=vars, public=True)
-        )
-        return reply.environment
-
-    async def control(
-        self, env_id: str, op: pb.ControlEnvironmentRequestOptype
-    ) -> pb.ControlEnvironmentReply:
-        return await self.stub.control_environment(pb.ControlEnvironmentRequest(id=env_id, type=op))
-
-
-@pytest_asyncio.fixture
-async def harness(tmp_path: Path, repo: RepoBuilder) -> AsyncIterator[Harness]:
-    repo.workflow("fakes", FAKES)
-    async with (
-        Core.embedded(
-            state_dir=tmp_path / "state", nodes=isolated_nodes(), repository=repo.repository
-        ) as core,
-        ControlServer(core, port=0) as server,
-        ControlClient(f"127.0.0.1:{server.port}", timeout=60) as client,
-    ):
-        yield Harness(core, server, client)
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """For conditions no event announces (a subscriber coming or going)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.01)  # poll
 
 
 def payloads(events: list[events_pb.Event], kind: str) -> list[Any]:
@@ -498,14 +456,18 @@ def test_role_path_glob() -> None:
 
 
 async def test_control_latency_round_trip(harness: Harness, record_property: pytest.RecordProperty) -> None:
-    """Median of 20 CONFIGURE/RESET round trips on a 2-task environment (reported, never asserted)."""
+    """20 CONFIGURE/RESET round trips on a 2-task environment each land where they should, and the
+    tasks follow; the median latency is reported (a property of the run, never asserted)."""
     env = await harness.new()
     samples = []
     for _ in range(20):
-        for op in (Op.RESET, Op.CONFIGURE):
+        for op, state in ((Op.RESET, "DEPLOYED"), (Op.CONFIGURE, "CONFIGURED")):
             began = time.perf_counter()
-            await harness.control(env.id, op)
+            reply = await harness.control(env.id, op)
             samples.append(time.perf_counter() - began)
+            assert reply.state == state, (op, reply)
+            tasks = harness.core.environment(env.id).tasks
+            assert {task.state for task in tasks} == {"STANDBY" if op == Op.RESET else "CONFIGURED"}
     median_ms = statistics.median(samples) * 1000
     record_property("control_round_trip_median_ms", round(median_ms, 2))
     print(f"ControlEnvironment round trip, median of {len(samples)}: {median_ms:.2f} ms")

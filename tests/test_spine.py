@@ -17,6 +17,7 @@ from aliecs import (
     TransitionError,
     UnknownWorkflowError,
 )
+from aliecs.testing import poll_until as wait_for
 from tests.conftest import RepoBuilder, pid_alive
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
@@ -45,15 +46,6 @@ roles:
 
 def fakes(repo: RepoBuilder, name: str = "fakes", critical: str = "true") -> RepoBuilder:
     return repo.workflow(name, TWO_FAKES.format(name=name, critical=critical))
-
-
-async def wait_for(predicate, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)  # poll
 
 
 async def test_copypush_full_cycle_moves_data(tmp_path: Path) -> None:

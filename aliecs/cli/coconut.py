@@ -30,7 +30,7 @@ from rich.tree import Tree
 from aliecs.cli.coconut_output import Output, event_line, format_ms, role_tree, state_text
 from aliecs.cli.coconut_progress import with_progress
 from aliecs.cli.coconut_template import expand as expand_command
-from aliecs.environment.fsm import normalize_event
+from aliecs.environment.fsm import EVENT_NAMES, normalize_event
 from aliecs.generated import common as common_pb
 from aliecs.generated import o2control as pb
 from aliecs.locks import describe_service_data
@@ -43,18 +43,6 @@ T = TypeVar("T")
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 Optype = pb.ControlEnvironmentRequestOptype
-TRANSITIONS = {
-    "CONFIGURE": Optype.CONFIGURE,
-    "RESET": Optype.RESET,
-    "START_ACTIVITY": Optype.START_ACTIVITY,
-    "START": Optype.START_ACTIVITY,
-    "STOP_ACTIVITY": Optype.STOP_ACTIVITY,
-    "STOP": Optype.STOP_ACTIVITY,
-    "DEPLOY": Optype.DEPLOY,
-    "GO_ERROR": Optype.GO_ERROR,
-    "RECOVER": Optype.RECOVER,  # aliecs extensions: the original cannot run these two
-    "EXIT": Optype.EXIT,
-}
 
 
 class Unreachable(click.ClickException):
@@ -503,13 +491,13 @@ add_aliases(environment, "show", "get", "s", "g")
 def env_control(ctx: click.Context, env_id: str, event: str) -> None:
     """Run one transition on an environment (aliases: ctl, ct, t)."""
     name = event.strip().upper()
-    if name not in TRANSITIONS:
+    if name not in EVENT_NAMES:
         raise click.BadParameter(
-            f"unknown event {event!r}; use one of {', '.join(TRANSITIONS)}", param_hint="-e"
+            f"unknown event {event!r}; use one of {', '.join(EVENT_NAMES)}", param_hint="-e"
         )
     out = settings(ctx).out
     request = pb.ControlEnvironmentRequest(
-        id=env_id, type=Optype(TRANSITIONS[name]), request_user=request_user()
+        id=env_id, type=Optype.from_string(EVENT_NAMES[name]), request_user=request_user()
     )
 
     async def control(client: ControlClient) -> pb.ControlEnvironmentReply:

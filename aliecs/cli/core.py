@@ -46,18 +46,17 @@ def say(message: str) -> None:
 
 
 async def _wind_down(env: Environment) -> None:
-    """STOP, RESET, then destroy one environment, saying each step; errors are reported, not raised."""
+    """Destroy one environment, saying the steps its teardown takes; errors are reported, not raised.
+
+    The steps themselves (STOP_ACTIVITY, RESET, EXIT as the state needs, then kill what is left) are
+    the environment's own teardown (`Environment.destroy`): this only announces them.
+    """
+    if env.state == states.RUNNING:
+        say(f"environment {env.id}: STOP_ACTIVITY (run {env.run_number})")
+    if env.state in (states.RUNNING, states.CONFIGURED):
+        say(f"environment {env.id}: RESET")
+    say(f"environment {env.id}: EXIT and kill its {len(env.tasks)} task(s)")
     try:
-        if env.state == states.RUNNING:
-            say(f"environment {env.id}: STOP_ACTIVITY (run {env.run_number})")
-            await env.transition(states.STOP_ACTIVITY)
-        if env.state == states.CONFIGURED:
-            say(f"environment {env.id}: RESET")
-            await env.transition(states.RESET)
-    except Exception as exc:
-        say(f"environment {env.id}: {exc}; killing its tasks")
-    try:
-        say(f"environment {env.id}: EXIT and kill its {len(env.tasks)} task(s)")
         await env.destroy(allow_running=True)
     except Exception as exc:
         say(f"environment {env.id}: destroy failed: {exc}")

@@ -27,11 +27,10 @@ import sys
 from pathlib import Path
 
 import click
-from grpclib.server import Server
 
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.executor.agent import NodeAgent
-from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT, ExecutorService
+from aliecs.executor.service import DEFAULT_FAILOVER_TIMEOUT, ExecutorService, executor_server
 from aliecs.runtime import run
 from aliecs.server.auth import TokenRequiredError, check_listen, require_token
 
@@ -82,7 +81,7 @@ async def serve(
     )
     await agent.start()
     service = ExecutorService(agent, failover_timeout, tasks_outlive)
-    server = Server([service])
+    server = executor_server(service)
     if token:
         require_token(server, token)
     try:

@@ -8,7 +8,6 @@ reached), 2 bad usage, 130 interrupted.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -21,7 +20,8 @@ from aliecs.cli.peanut_config import ConfigError, load_config
 from aliecs.durations import parse_duration
 from aliecs.occ.client import OccClient, Subscription, parse_address
 from aliecs.occ.errors import OccError
-from aliecs.occ.server import CONTROL_PORT_ENV, DEFAULT_CONTROL_PORT, event_loop_factory
+from aliecs.occ.server import CONTROL_PORT_ENV, DEFAULT_CONTROL_PORT
+from aliecs.runtime import run
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -43,8 +43,7 @@ def _run(client: OccClient, work: Callable[[OccClient], Coroutine[Any, Any, int]
             await client.close()
 
     try:
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            code = runner.run(main())
+        code = run(main())
     except OccError as exc:
         click.echo(f"peanut: error: {exc}", err=True)
         sys.exit(EXIT_FAILED)

@@ -13,17 +13,29 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from enum import StrEnum
 
 ERROR = "ERROR"
 MIXED = "MIXED"
 INVARIANT = "INVARIANT"
 UNKNOWN = "UNKNOWN"
 
-UNDEFINED = "UNDEFINED"
-INACTIVE = "INACTIVE"
-PARTIAL = "PARTIAL"
-ACTIVE = "ACTIVE"
-UNDEPLOYABLE = "UNDEPLOYABLE"
+
+class Status(StrEnum):
+    """Whether a task (or every task of a role) is deployed and running a process."""
+
+    UNDEFINED = "UNDEFINED"
+    INACTIVE = "INACTIVE"
+    PARTIAL = "PARTIAL"
+    ACTIVE = "ACTIVE"
+    UNDEPLOYABLE = "UNDEPLOYABLE"
+
+
+UNDEFINED = Status.UNDEFINED
+INACTIVE = Status.INACTIVE
+PARTIAL = Status.PARTIAL
+ACTIVE = Status.ACTIVE
+UNDEPLOYABLE = Status.UNDEPLOYABLE
 
 
 def state_product(a: str, b: str) -> str:

@@ -7,29 +7,62 @@ faster, which matters when many environments are created by test harnesses and b
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
-STANDBY = "STANDBY"
-DEPLOYED = "DEPLOYED"
-CONFIGURED = "CONFIGURED"
-RUNNING = "RUNNING"
-ERROR = "ERROR"
-DONE = "DONE"
+from aliecs.occ.states import State as TaskState
 
-DEPLOY = "DEPLOY"
-CONFIGURE = "CONFIGURE"
-RESET = "RESET"
-START_ACTIVITY = "START_ACTIVITY"
-STOP_ACTIVITY = "STOP_ACTIVITY"
-EXIT = "EXIT"
-GO_ERROR = "GO_ERROR"
-RECOVER = "RECOVER"
 
-EVENTS = (DEPLOY, CONFIGURE, RESET, START_ACTIVITY, STOP_ACTIVITY, EXIT, GO_ERROR, RECOVER)
+class EnvironmentState(StrEnum):
+    """The states of an environment (equal to their names as plain strings, as on the wire)."""
+
+    STANDBY = "STANDBY"
+    DEPLOYED = "DEPLOYED"
+    CONFIGURED = "CONFIGURED"
+    RUNNING = "RUNNING"
+    ERROR = "ERROR"
+    DONE = "DONE"
+
+
+class EnvironmentEvent(StrEnum):
+    """The events (transitions) of an environment."""
+
+    DEPLOY = "DEPLOY"
+    CONFIGURE = "CONFIGURE"
+    RESET = "RESET"
+    START_ACTIVITY = "START_ACTIVITY"
+    STOP_ACTIVITY = "STOP_ACTIVITY"
+    EXIT = "EXIT"
+    GO_ERROR = "GO_ERROR"
+    RECOVER = "RECOVER"
+
+
+STANDBY = EnvironmentState.STANDBY
+DEPLOYED = EnvironmentState.DEPLOYED
+CONFIGURED = EnvironmentState.CONFIGURED
+RUNNING = EnvironmentState.RUNNING
+ERROR = EnvironmentState.ERROR
+DONE = EnvironmentState.DONE
+
+DEPLOY = EnvironmentEvent.DEPLOY
+CONFIGURE = EnvironmentEvent.CONFIGURE
+RESET = EnvironmentEvent.RESET
+START_ACTIVITY = EnvironmentEvent.START_ACTIVITY
+STOP_ACTIVITY = EnvironmentEvent.STOP_ACTIVITY
+EXIT = EnvironmentEvent.EXIT
+GO_ERROR = EnvironmentEvent.GO_ERROR
+RECOVER = EnvironmentEvent.RECOVER
+
+EVENTS = tuple(EnvironmentEvent)
 
 # Short names operators type (as coconut accepts them) mapped to the FSM event.
 EVENT_ALIASES = {"START": START_ACTIVITY, "STOP": STOP_ACTIVITY}
+
+#: Every name an operator may give an environment event (the events and their aliases): the one
+#: map of event names, used by coconut, the control API and the state machine alike.
+EVENT_NAMES: dict[str, EnvironmentEvent] = {**{str(event): event for event in EVENTS}, **EVENT_ALIASES}
 
 
 class _EnvironmentMachine(StateMachine):
@@ -63,15 +96,15 @@ def events_from(state: str) -> tuple[str, ...]:
 
 # The state every task reaches when the environment's transition (or its teardown) succeeds: what
 # progress displays count tasks against.
-TASK_STATE_AFTER = {
-    DEPLOY: "STANDBY",
-    CONFIGURE: "CONFIGURED",
-    START_ACTIVITY: "RUNNING",
-    STOP_ACTIVITY: "CONFIGURED",
-    RESET: "STANDBY",
-    RECOVER: "STANDBY",
-    EXIT: "DONE",
-    "DESTROY": "DONE",
+TASK_STATE_AFTER: dict[str, TaskState] = {
+    DEPLOY: TaskState.STANDBY,
+    CONFIGURE: TaskState.CONFIGURED,
+    START_ACTIVITY: TaskState.RUNNING,
+    STOP_ACTIVITY: TaskState.CONFIGURED,
+    RESET: TaskState.STANDBY,
+    RECOVER: TaskState.STANDBY,
+    EXIT: TaskState.DONE,
+    "DESTROY": TaskState.DONE,
 }
 
 

@@ -17,7 +17,11 @@ from aliecs.workflow.template import Role
 MODIFIABLE = (states.DEPLOYED, states.CONFIGURED, states.RUNNING)
 
 #: The task state an included subtree is brought to, for each state of its environment.
-TASK_TARGET = {states.DEPLOYED: "STANDBY", states.CONFIGURED: "CONFIGURED", states.RUNNING: "RUNNING"}
+TASK_TARGET: dict[str, str] = {
+    states.DEPLOYED: "STANDBY",
+    states.CONFIGURED: "CONFIGURED",
+    states.RUNNING: "RUNNING",
+}
 
 # Longest role path accepted from a client (paths are dotted role names, never this long).
 MAX_PATH = 1024

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from aliecs.durations import parse_duration
 from aliecs.environment import fsm as states
 
-DEFAULT_TIMEOUTS = {states.DEPLOY: 90.0, states.CONFIGURE: 120.0}
+DEFAULT_TIMEOUTS: dict[str, float] = {states.DEPLOY: 90.0, states.CONFIGURE: 120.0}
 DEFAULT_TIMEOUT = 90.0
 DEFAULT_STARTUP_TIMEOUT = 30.0
 

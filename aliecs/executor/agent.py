@@ -22,11 +22,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from actors.executor import ExecutorActor, PortInUseError, TaskStartError, TaskTransitionError
+from actors.basic_task import BasicProcessActor
+from actors.executor import ExecutorActor, PortInUseError, ProcessActor, TaskStartError, TaskTransitionError
 from actors.messages import BasicTaskTerminated, ForgetProcess, ProcessExited
-from actors.runtime import AsyncioActor
+from actors.runtime import AsyncActorRef
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.executor.orders import HookOutcome, LaunchOrder, TaskResult, TaskStatus, TransitionOrder
 from aliecs.executor.outbox import EventOutbox
@@ -46,7 +47,7 @@ class _Held:
     """A task this executor runs."""
 
     order: LaunchOrder
-    ref: Any  # the task's process actor
+    ref: AsyncActorRef[ProcessActor]  # the task's process actor
     pid: int = 0
     start_time: int | None = None
     state: str = "STANDBY"
@@ -57,7 +58,7 @@ class NodeAgent:
     def __init__(
         self,
         node: NodeSpec,
-        executor_class: type[AsyncioActor] = ExecutorActor,
+        executor_class: type[ExecutorActor] = ExecutorActor,
         state_file: Path | None = None,
     ) -> None:
         self.node = node
@@ -65,7 +66,12 @@ class NodeAgent:
         self.state_file = state_file
         self.outbox = _ReportingOutbox(self)
         self.tasks: dict[str, _Held] = {}
-        self.executor: Any = None
+        self.executor: AsyncActorRef[ExecutorActor] | None = None
+
+    def _executor(self) -> AsyncActorRef[ExecutorActor]:
+        if self.executor is None:
+            raise RuntimeError(f"the agent of {self.node.hostname} is not started")
+        return self.executor
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -99,8 +105,10 @@ class NodeAgent:
         if task_id in self.tasks:
             return TaskResult(task_id, False, "ERROR", error=f"{self.node.hostname}: task already running")
         try:
-            ref = await self.executor.proxy().launch(
-                order.spec, order.control_port, self.outbox, order.controllable
+            ref = (
+                await self._executor()
+                .proxy()
+                .launch(order.spec, order.control_port, self.outbox, order.controllable)
             )
             held = self.tasks[task_id] = _Held(order, ref)
             pid = await asyncio.wait_for(
@@ -178,15 +186,19 @@ class NodeAgent:
 
     def _forget(self, task_id: str) -> None:
         if self.tasks.pop(task_id, None) is not None:
-            self.executor.tell(ForgetProcess(task_id))
+            self._executor().tell(ForgetProcess(task_id))
 
     async def run_hook(self, order: LaunchOrder, timeout: float) -> HookOutcome:
         """Run a hook task (not controllable) to its end; killed if it outlives `timeout` (> 0)."""
-        ref = await self.executor.proxy().launch(order.spec, None, None, False)
+        # Not controllable: the executor starts a BasicProcessActor, which runs a task to its end.
+        ref = cast(
+            "AsyncActorRef[BasicProcessActor]",
+            await self._executor().proxy().launch(order.spec, None, None, False),
+        )
         try:
-            info, tail = await ref.proxy().run_once(timeout)
+            info, tail = await ref.call(BasicProcessActor.run_once, timeout)
         finally:
-            self.executor.tell(ForgetProcess(order.spec.task_id))
+            self._executor().tell(ForgetProcess(order.spec.task_id))
         return HookOutcome(None if info is None else info.returncode, tuple(tail))
 
     def status(self) -> list[TaskStatus]:
@@ -271,7 +283,7 @@ class NodeAgent:
             self.outbox.tell(ProcessExited(task_id, _VANISHED, expected=False))
             return
         process = TaskProcess.adopt(spec, pid) if alive else None
-        ref = await self.executor.proxy().launch(spec, order.control_port, self.outbox, order.controllable)
+        ref = await self._executor().proxy().launch(spec, order.control_port, self.outbox, order.controllable)
         held = self.tasks[task_id] = _Held(
             order, ref, pid, entry.get("start_time"), entry.get("state", "STANDBY")
         )

@@ -24,8 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from grpclib.client import Channel
-from grpclib.client import Stream as ClientStream
-from grpclib.const import Cardinality, Status
+from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 import aliecs.http2  # noqa: F401 (bounds what each connection keeps of its closed streams)
@@ -43,7 +42,7 @@ from aliecs.executor.orders import (
     TransitionOrder,
 )
 from aliecs.generated import aliecs_executor as pb
-from aliecs.wire import recv_request
+from aliecs.wire import THREAD_DECODE_BYTES, RequestCodec, Undecoded, decode
 
 log = logging.getLogger(__name__)
 
@@ -57,47 +56,44 @@ HEARTBEAT_DEADLINE = 5.0
 MISSED_HEARTBEATS = 2
 
 
-class BoundedExecutorStub(pb.ExecutorStub):
-    """The executor protocol's client stub, reading every reply and event bounded (`max_bytes`,
-    refused before its body is read) and strictly decoded (`aliecs.wire.recv_request`), as the
-    executor reads the core's requests: grpclib's own reading trusts the length prefix."""
+def executor_channel(host: str, port: int) -> Channel:
+    """A channel to an executor whose replies reach `BoundedExecutorStub` undecoded (`RequestCodec`)."""
+    return Channel(host, port, codec=RequestCodec())
+
+
+class BoundedExecutorStub:
+    """The executor protocol's client, reading every reply and event bounded (`max_bytes`) and
+    strictly decoded (`aliecs.wire.decode`), as the executor reads the core's requests.
+
+    On a channel from `executor_channel` the generated stub hands replies over undecoded; the size
+    is checked once the message is received (grpclib's client has no public hook before that, and
+    the executors are processes this core started) and before any decoding.
+    """
 
     def __init__(self, channel: Channel, *, metadata: Any = None, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        super().__init__(channel, metadata=metadata)
+        self.generated = pb.ExecutorStub(channel, metadata=metadata)
         self.max_bytes = max_bytes
 
-    async def _recv(self, stream: Any) -> Any:
-        try:
-            return await recv_request(stream, self.max_bytes)
-        except GRPCError as exc:  # its message speaks of a server reading a request
-            raise GRPCError(exc.status, f"reply not read: {exc.message}") from None
+    async def call(self, method: str, request: Any, timeout: float) -> Any:
+        """The reply of the unary `method` (a generated stub's method name, e.g. "transition")."""
+        received = await getattr(self.generated, method)(request, timeout=timeout)
+        return await self._strict(received)
 
-    def _open(
-        self, route: str, cardinality: Cardinality, request: Any, response_type: type, timeout: float | None
-    ) -> ClientStream[Any, Any]:
-        return self.channel.request(
-            route, cardinality, type(request), response_type, timeout=timeout, metadata=self.metadata
-        )
+    async def events(self, request: pb.EventsRequest) -> AsyncIterator[pb.TaskEvent]:
+        async for received in self.generated.events(request):
+            yield await self._strict(received)
 
-    async def _unary_unary(  # type: ignore[override]
-        self, route: str, request: Any, response_type: type, *, timeout: float | None = None, **_: Any
-    ) -> Any:
-        async with self._open(route, Cardinality.UNARY_UNARY, request, response_type, timeout) as stream:
-            await stream.send_message(request, end=True)
-            await stream.recv_initial_metadata()
-            reply = await self._recv(stream)
-        if reply is None:
-            raise GRPCError(Status.UNKNOWN, f"{route}: the executor answered no message")
-        return reply
-
-    async def _unary_stream(  # type: ignore[override]
-        self, route: str, request: Any, response_type: type, *, timeout: float | None = None, **_: Any
-    ) -> AsyncIterator[Any]:
-        async with self._open(route, Cardinality.UNARY_STREAM, request, response_type, timeout) as stream:
-            await stream.send_message(request, end=True)
-            await stream.recv_initial_metadata()
-            while (message := await self._recv(stream)) is not None:
-                yield message
+    async def _strict(self, received: Any) -> Any:
+        if not isinstance(received, Undecoded):
+            return received  # a channel with grpclib's own codec
+        if len(received.data) > self.max_bytes:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"reply not read: {len(received.data)} bytes is over the limit of {self.max_bytes} bytes",
+            )
+        if len(received.data) > THREAD_DECODE_BYTES:
+            return await asyncio.to_thread(decode, received.data, received.message_type)
+        return decode(received.data, received.message_type)
 
 
 class ExecutorLink:
@@ -216,7 +212,7 @@ class RemoteLink(ExecutorLink):
         self.reachable = False
         self._acked = 0
         self._channel: Channel | None = None
-        self._stub: pb.ExecutorStub | None = None
+        self._stub: BoundedExecutorStub | None = None
         self._background: list[asyncio.Task[None]] = []
         self._acks: set[asyncio.Future[None]] = set()
         self._reconcile_lock = asyncio.Lock()
@@ -225,10 +221,10 @@ class RemoteLink(ExecutorLink):
 
     # -- connection ------------------------------------------------------------------------------
 
-    def _connect(self) -> pb.ExecutorStub:
+    def _connect(self) -> BoundedExecutorStub:
         if self._channel is not None:
             self._channel.close()
-        self._channel = Channel(*self.address)
+        self._channel = executor_channel(*self.address)
         self._stub = BoundedExecutorStub(self._channel, metadata=self.metadata)
         return self._stub
 
@@ -292,7 +288,7 @@ class RemoteLink(ExecutorLink):
                 ) from None
         stub = self._stub if self._stub is not None else self._connect()
         try:
-            return await getattr(stub, method)(request, timeout=timeout)
+            return await stub.call(method, request, timeout)
         except (GRPCError, StreamTerminatedError, OSError, TimeoutError) as exc:
             what = exc.message if isinstance(exc, GRPCError) else (str(exc) or type(exc).__name__)
             raise ExecutorUnavailableError(

@@ -24,22 +24,29 @@ from aliecs.executor import wire
 from aliecs.executor.agent import NodeAgent
 from aliecs.executor.orders import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from aliecs.generated import aliecs_executor as pb
-from aliecs.wire import recv_request
+from aliecs.grpcserver import GrpcServer
+from aliecs.wire import RequestCodec, recv_request
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FAILOVER_TIMEOUT = 60.0
 
 
-class _BoundedStream:
-    """A server stream whose request is read bounded and strictly (`aliecs.wire.recv_request`): the
-    generated handlers read it with grpclib's `recv_message`, which trusts the length prefix."""
+def executor_server(service: ExecutorService) -> GrpcServer:
+    """The server an executor serves its protocol with: requests over `MAX_MESSAGE_BYTES` refused
+    before their body is read, and handed over undecoded for `_StrictStream` to decode strictly."""
+    return GrpcServer([service], codec=RequestCodec(), max_request_bytes=MAX_MESSAGE_BYTES)
+
+
+class _StrictStream:
+    """A server stream whose request is decoded strictly (`aliecs.wire.recv_request`, INVALID_ARGUMENT
+    for garbage) instead of by the generated handler's lax `recv_message`."""
 
     def __init__(self, stream: Stream[Any, Any]) -> None:
         self._stream = stream
 
     async def recv_message(self) -> Any:
-        return await recv_request(self._stream, MAX_MESSAGE_BYTES)
+        return await recv_request(self._stream)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -47,7 +54,7 @@ class _BoundedStream:
 
 def _bounded(func: Callable[[Any], Awaitable[None]]) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
     async def handle(stream: Stream[Any, Any]) -> None:
-        await func(_BoundedStream(stream))
+        await func(_StrictStream(stream))
 
     return handle
 
@@ -64,7 +71,7 @@ class ExecutorService(pb.ExecutorBase):
         self._last_contact = asyncio.get_running_loop().time()
 
     def __mapping__(self) -> dict[str, Handler]:
-        """The generated handlers, each reading its request through `_BoundedStream`."""
+        """The generated handlers, each reading its request through `_StrictStream`."""
         return {
             path: Handler(
                 _bounded(handler.func), handler.cardinality, handler.request_type, handler.reply_type

@@ -27,15 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from grpclib.server import Server
-
 from actors.messages import ProcessExited
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.executor import wire
 from aliecs.executor.agent import NodeAgent
 from aliecs.executor.orders import LaunchOrder, TaskResult
-from aliecs.executor.service import ExecutorService
+from aliecs.executor.service import ExecutorService, executor_server
 from aliecs.generated import aliecs_executor as pb
+from aliecs.grpcserver import GrpcServer
 from aliecs.mesos.executor_driver import JSON, ExecutorDriver, MesosEnvironment
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class MesosExecutor:
         self.token = token
         self.driver = ExecutorDriver(env, self.handle)
         self.agent: MesosNodeAgent | None = None
-        self.server: Server | None = None
+        self.server: GrpcServer | None = None
         self.address = ""
         self.hostname = ""
         self.tasks: dict[str, _Task] = {}
@@ -115,7 +114,7 @@ class MesosExecutor:
         await self.agent.start()
         # No failover timer under Mesos (see the module docstring): a timeout far beyond any run.
         service = ExecutorService(self.agent, failover_timeout=float("inf"), tasks_outlive=False)
-        self.server = Server([service])
+        self.server = executor_server(service)
         if self.token:
             from aliecs.server.auth import require_token
 

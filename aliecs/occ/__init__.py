@@ -17,14 +17,12 @@ from aliecs.occ.errors import (
     OccStreamOverflowError,
     OccUnreachableError,
 )
+from aliecs.occ.process import control_port_from, run, serve
 from aliecs.occ.server import (
     CONTROL_PORT_ENV,
     DEFAULT_CONTROL_PORT,
     OccHandler,
     OccTask,
-    control_port_from,
-    run,
-    serve,
 )
 from aliecs.occ.states import Event, State, TransitionNotAllowedError, allowed_events, next_state
 

@@ -24,6 +24,7 @@ from grpclib.client import Channel, Stream
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
+from aliecs.addresses import parse_address as split_address
 from aliecs.generated import occ_pb
 from aliecs.occ.errors import (
     OccDeadlineError,
@@ -73,31 +74,7 @@ def enum_name(value: Any) -> str:
 
 def parse_address(address: str, default_port: int = DEFAULT_CONTROL_PORT) -> tuple[str, int]:
     """Split ``host:port`` (``[v6]:port``, ``host``, or ``:port``) into host and port; ValueError if bad."""
-    text = address.strip()
-    if not text:
-        raise ValueError("empty OCC address")
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"bad OCC address {address!r}: missing ']'")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"bad OCC address {address!r}")
-            port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    host = host or "127.0.0.1"
-    if not port_text:
-        return host, default_port
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"bad OCC address {address!r}: port {port_text!r} is not a number") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"bad OCC address {address!r}: port {port} out of range")
-    return host, port
+    return split_address(address, default_port, what="OCC address")
 
 
 class OccClient:

@@ -34,27 +34,23 @@ Why the design is what it is:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import errno
 import inspect
 import logging
 import os
-import signal
 import socket
-import sys
-import weakref
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
-from grpclib.protocol import H2Protocol
-from grpclib.server import Server, Stream
+from grpclib.server import Stream
 
+from aliecs.broadcast import Broadcast, SubscriberOverflow
 from aliecs.generated import occ_pb
+from aliecs.grpcserver import GrpcServer
 from aliecs.occ.errors import OccError, OccPortInUseError
 from aliecs.occ.states import (
     DONE,
@@ -67,7 +63,7 @@ from aliecs.occ.states import (
     next_state,
     parse_event,
 )
-from aliecs.wire import MAX_ECHO, excerpt, recv_request
+from aliecs.wire import MAX_ECHO, RequestCodec, excerpt, recv_request
 
 log = logging.getLogger("aliecs.occ")
 
@@ -139,102 +135,8 @@ class OccHandler:
         """-> DONE: release resources; the process terminates right after the reply."""
 
 
-class SubscriberOverflowError(Exception):
-    """A subscriber's queue filled up: it is dropped rather than slowing everyone else down."""
-
-
-class BroadcastSubscriber(Generic[T]):
-    """One stream subscriber's private, bounded queue."""
-
-    def __init__(self, limit: int) -> None:
-        self._items: deque[T] = deque()
-        self._limit = limit
-        self._wakeup = asyncio.Event()
-        self.overflowed = False
-        self.closed = False
-
-    def push(self, item: T) -> None:
-        if self.closed or self.overflowed:
-            return
-        if len(self._items) >= self._limit:
-            self.overflowed = True
-            self._items.clear()
-        else:
-            self._items.append(item)
-        self._wakeup.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wakeup.set()
-
-    async def next(self) -> T | None:
-        """The next item; None once closed and drained; SubscriberOverflowError if it fell behind."""
-        while True:
-            if self.overflowed:
-                raise SubscriberOverflowError
-            if self._items:
-                return self._items.popleft()
-            if self.closed:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-
-
-class Broadcast(Generic[T]):
-    """Broadcast to every current subscriber; each sees what was published after it subscribed."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._subscribers: set[BroadcastSubscriber[T]] = set()
-        self.closed = False
-
-    def __len__(self) -> int:
-        return len(self._subscribers)
-
-    def subscribe(self) -> BroadcastSubscriber[T]:
-        sub: BroadcastSubscriber[T] = BroadcastSubscriber(self._limit)
-        if self.closed:
-            sub.close()
-        self._subscribers.add(sub)
-        return sub
-
-    def unsubscribe(self, sub: BroadcastSubscriber[T]) -> None:
-        self._subscribers.discard(sub)
-
-    def publish(self, item: T) -> None:
-        for sub in self._subscribers:
-            sub.push(item)
-
-    def close(self) -> None:
-        self.closed = True
-        for sub in self._subscribers:
-            sub.close()
-
-
-class _Server(Server):
-    """grpclib's Server that can also drop the connections it accepted.
-
-    ``Server.close()`` stops listening and cancels running handlers but leaves accepted connections
-    open, and they keep accepting new calls. A process that exits does not care, but a task served
-    inside a longer-lived program (tests, an embedded core) must really be gone after close(), so the
-    protocols are remembered here. Relies on grpclib 0.4's ``_protocol_factory`` (pinned <0.5).
-    """
-
-    def __init__(self, handlers: Sequence[Any]) -> None:
-        super().__init__(handlers)
-        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
-
-    def _protocol_factory(self) -> H2Protocol:
-        protocol = super()._protocol_factory()
-        self._protocols.add(protocol)
-        return protocol
-
-    def drop_connections(self) -> None:
-        """Close every accepted connection (buffered replies are flushed by the transport first)."""
-        for protocol in list(self._protocols):
-            processor = getattr(protocol, "processor", None)
-            if processor is not None:
-                processor.close("OCC server closed")
+#: The OCC library's name for a stream subscriber cut off for falling behind.
+SubscriberOverflowError = SubscriberOverflow
 
 
 def _event_type(value: occ_pb.DeviceEventType | str | int) -> occ_pb.DeviceEventType:
@@ -276,7 +178,7 @@ class OccTask:
         self._lock = asyncio.Lock()
         self._events: Broadcast[occ_pb.DeviceEventType] = Broadcast(max_queued)
         self._states: Broadcast[State] = Broadcast(max_queued)
-        self._server: _Server | None = None
+        self._server: GrpcServer | None = None
         self._iterator: asyncio.Task[None] | None = None
         self._transitions: set[asyncio.Task[occ_pb.TransitionReply]] = set()
         self._finished = asyncio.Event()
@@ -331,7 +233,7 @@ class OccTask:
         bind = getattr(self.handler, "bind", None)
         if callable(bind):
             bind(self)
-        server = _Server([self])
+        server = GrpcServer([self], codec=RequestCodec())
         try:
             await server.start(sock=sock)
         except BaseException:
@@ -389,8 +291,7 @@ class OccTask:
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._streams_idle.wait(), grace)
-            self._server.close()
-            self._server.drop_connections()
+            self._server.close()  # connections too: a closed task is gone for its clients
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), grace)
         log.info("OCC server on %s closed, final state %s", self.address, self._state)
@@ -640,117 +541,22 @@ class OccTask:
             # Headers go out at once: a client that waits for them knows it is subscribed, so it
             # cannot miss an event emitted right after (see OccClient.subscribe_events).
             await stream.send_initial_metadata()
-            while True:
-                try:
-                    item = await sub.next()
-                except SubscriberOverflowError:
-                    await stream.send_trailing_metadata(
-                        status=Status.RESOURCE_EXHAUSTED,
-                        status_message="subscriber too slow: its queue overflowed and it was dropped; "
-                        "subscribe again",
-                    )
-                    return
-                if item is None:
-                    break
-                await stream.send_message(reply(item))
+            try:
+                async for item in sub:
+                    await stream.send_message(reply(item))
+            except SubscriberOverflow:
+                await stream.send_trailing_metadata(
+                    status=Status.RESOURCE_EXHAUSTED,
+                    status_message="subscriber too slow: its queue overflowed and it was dropped; "
+                    "subscribe again",
+                )
+                return
             await stream.send_trailing_metadata()
         finally:
             fanout.unsubscribe(sub)
             self._active_streams -= 1
             if self._active_streams == 0:
                 self._streams_idle.set()
-
-
-# -- process entry point ---------------------------------------------------------------------------
-
-
-def control_port_from(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """The control port: ``--control-port`` in argv, else ``$OCC_CONTROL_PORT``, else 47100.
-
-    Unknown arguments are ignored, so the program can have its own options. ValueError names the
-    offending source when the value is not a port number.
-    """
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--control-port", dest="control_port")
-    known, _rest = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    env = os.environ if environ is None else environ
-    if known.control_port is not None:
-        text, source = known.control_port, "--control-port"
-    elif env.get(CONTROL_PORT_ENV):
-        text, source = env[CONTROL_PORT_ENV], CONTROL_PORT_ENV
-    else:
-        return DEFAULT_CONTROL_PORT
-    try:
-        port = int(text)
-    except ValueError:
-        raise ValueError(f"{source}={text!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"{source}={port} is out of range (1-65535)")
-    return port
-
-
-async def serve(
-    handler: object | None = None,
-    *,
-    port: int = DEFAULT_CONTROL_PORT,
-    host: str = DEFAULT_HOST,
-    stop_signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
-) -> int:
-    """Serve ``handler`` until DONE or a stop signal; returns the process exit code.
-
-    The stop signals end the process gracefully (streams closed, port released, exit code 0); pass an
-    empty tuple to leave signal handling to the program.
-    """
-    grpclib_log = logging.getLogger("grpclib.server")
-    if grpclib_log.level == logging.NOTSET:  # unless the program chose otherwise:
-        # a stream client (peanut, the executor) leaving is routine, not a line in every device log
-        grpclib_log.setLevel(logging.WARNING)
-    task = OccTask(handler, host=host, port=port)
-    try:
-        await task.start()
-    except OccError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_PORT_UNAVAILABLE
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in stop_signals:
-        loop.add_signal_handler(sig, _on_signal, task, sig)
-        installed.append(sig)
-    try:
-        await task.wait_finished()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-        await task.close()
-    return 0
-
-
-def _on_signal(task: OccTask, sig: signal.Signals) -> None:
-    log.info("received %s in state %s, shutting down", sig.name, task.state)
-    task.request_stop()
-
-
-def run(
-    handler: object | None = None,
-    argv: Sequence[str] | None = None,
-    *,
-    host: str = DEFAULT_HOST,
-    stop_signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
-) -> int:
-    """Make the program controllable and block until it is done; returns the exit code.
-
-    Typical use: ``sys.exit(run(MyHandler()))``. The port comes from ``--control-port`` in ``argv``
-    (default ``sys.argv``), else ``$OCC_CONTROL_PORT``, else 47100. Runs on uvloop when available.
-    """
-    try:
-        port = control_port_from(argv)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_USAGE
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(serve(handler, port=port, host=host, stop_signals=stop_signals))
 
 
 def error_detail(reason: str) -> bytes:
@@ -761,15 +567,6 @@ def error_detail(reason: str) -> bytes:
     return data[: ERROR_DETAIL_LIMIT - 3].decode("utf-8", "ignore").encode() + b"..."
 
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop factory for ``asyncio.Runner``, or None (default loop) if uvloop is missing."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency, but stay usable without it
-        return None
-    return uvloop.new_event_loop
-
-
 __all__ = [
     "CALLBACK_NAMES",
     "CONTROL_PORT_ENV",
@@ -777,8 +574,4 @@ __all__ = [
     "DEFAULT_HOST",
     "OccHandler",
     "OccTask",
-    "control_port_from",
-    "event_loop_factory",
-    "run",
-    "serve",
 ]

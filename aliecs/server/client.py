@@ -12,6 +12,7 @@ from types import TracebackType
 
 from grpclib.client import Channel
 
+from aliecs.addresses import parse_address
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
 from aliecs.server.auth import bearer
@@ -20,10 +21,8 @@ DEFAULT_ENDPOINT = "127.0.0.1:32102"
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"endpoint {endpoint!r} is not host:port (e.g. {DEFAULT_ENDPOINT})")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    """The core's `host:port` (`[v6]:port`); ValueError naming what is wrong."""
+    return parse_address(endpoint, what="endpoint", example=DEFAULT_ENDPOINT)
 
 
 class ControlClient:

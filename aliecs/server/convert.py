@@ -6,6 +6,7 @@ import json
 import time
 
 from aliecs.api import Environment
+from aliecs.environment.aggregate import ACTIVE, INACTIVE
 from aliecs.events import RequestUser
 from aliecs.generated import common as common_pb
 from aliecs.generated import o2control as pb
@@ -86,8 +87,8 @@ def environment_info(env: Environment, with_tasks: bool = True) -> pb.Environmen
         number_of_hosts=len(hosts),
         number_of_tasks=len(tasks),
         current_transition=env.current_transition,
-        number_of_active_tasks=sum(1 for task in tasks if task.status == "ACTIVE"),
-        number_of_inactive_tasks=sum(1 for task in tasks if task.status == "INACTIVE"),
+        number_of_active_tasks=sum(1 for task in tasks if task.status == ACTIVE),
+        number_of_inactive_tasks=sum(1 for task in tasks if task.status == INACTIVE),
         error=env.error,
         last_run_number=env.last_run_number,
         integrated_services_data={**env.integrated_services_data(), **as_service_data(env.controlled_by)},

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from grpclib.const import Cardinality, Handler
-from grpclib.server import Server, Stream
+from grpclib.server import Stream
 
 from actors.manager import new_environment_id
 from aliecs.api import Core, Environment
 from aliecs.environment import fsm as states
+from aliecs.environment.aggregate import ACTIVE
 from aliecs.events import (
     DONE_ERROR,
     DONE_OK,
@@ -38,6 +39,7 @@ from aliecs.events import (
 )
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
+from aliecs.grpcserver import GrpcServer
 from aliecs.server import convert, modify
 from aliecs.server.audit import AUDIT_FILE, AuditLog
 from aliecs.server.auth import check_listen, require_token
@@ -53,7 +55,7 @@ from aliecs.server.repos import RepositoryService
 from aliecs.server.rolepath import PatternError, compile_glob
 from aliecs.server.sinks import EventSink
 from aliecs.server.streams import DESTROY, AutoSubscription, Streams
-from aliecs.wire import recv_request
+from aliecs.wire import RequestCodec, recv_request
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +65,9 @@ CREATE = "CREATE"
 CANNOT_CREATE = "cannot create new environment"  # the original's message, which GUIs wait for
 
 Optype = pb.ControlEnvironmentRequestOptype
-_EVENTS = {
-    Optype.START_ACTIVITY: states.START_ACTIVITY,
-    Optype.STOP_ACTIVITY: states.STOP_ACTIVITY,
-    Optype.CONFIGURE: states.CONFIGURE,
-    Optype.RESET: states.RESET,
-    Optype.GO_ERROR: states.GO_ERROR,
-    Optype.DEPLOY: states.DEPLOY,
-    Optype.RECOVER: states.RECOVER,  # aliecs extensions (see o2control.proto)
-    Optype.EXIT: states.EXIT,
-}
+# The transition types of the control API are the environment events, by name (RECOVER and EXIT are
+# aliecs extensions, see o2control.proto).
+_EVENTS = {Optype.from_string(event): event for event in states.EVENTS}
 
 
 def _version() -> str:
@@ -87,7 +82,7 @@ AUTO = "AUTO"  # the environment events of an auto cycle's own steps (waiting, s
 
 def _waiting_message(env: Environment) -> str:
     """What an auto cycle waits for once the run is going: said to the operator, not guessed."""
-    tasks = [task for task in env.tasks if task.status == "ACTIVE"]
+    tasks = [task for task in env.tasks if task.status == ACTIVE]
     return (
         f"auto: run {env.run_number} is going; it ends when all {len(tasks)} task(s) have reported "
         "END_OF_STREAM (basic tasks: exited), then the environment is torn down. "
@@ -626,7 +621,7 @@ class ControlService:
             path=chunk.path,
             data=chunk.data,
             next_offset=chunk.next_offset,
-            task_active=task.status == "ACTIVE",
+            task_active=task.status == ACTIVE,
             environment_id=env_id,
         )
 
@@ -693,14 +688,14 @@ class ControlServer:
         self.audit = AuditLog(core.events, Path(core.state_dir) / AUDIT_FILE)
         self.sinks: list[EventSink] = [self.audit, *sinks]
         self.service = ControlService(core, audit=self.audit)
-        self.server = Server([self.service])
+        self.server = GrpcServer([self.service], codec=RequestCodec())
         if token:
             require_token(self.server, token)
 
     @property
     def port(self) -> int:
-        sockets = getattr(self.server._server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else self.requested_port
+        bound = self.server.port
+        return self.requested_port if bound is None else bound
 
     async def start(self) -> None:
         await self.audit.start()

@@ -40,6 +40,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.protocol import H2Protocol
 from grpclib.server import Handler, Server
 
+import aliecs.http2  # noqa: F401 (bounds what each connection keeps of its closed streams)
 from aliecs.wire import MAX_MESSAGE_BYTES
 
 __all__ = ["GrpcServer"]

@@ -77,6 +77,9 @@ class TaskActor(AsyncioActor["TaskProxy"]):
         # a death heard of before the launch answer is kept until that answer comes.
         self.event_seq = 0
         self.event_fails_step = False
+        # The number of the event that said a basic task's process ended well: an answer computed
+        # before it (START's, carrying the pid it started) must not bring that pid back.
+        self.ended_seq = 0
         self.early_death = ""
         self._published_error = ""
 
@@ -161,7 +164,7 @@ class TaskActor(AsyncioActor["TaskProxy"]):
                     self._set()  # published again with the better reason
                 return TaskOutcome(self.record.id, False, self.record.state, self.record.error)
             return TaskOutcome(self.record.id, True, self.record.state)
-        if result.pid or not self.controllable:
+        if (result.pid or not self.controllable) and self.ended_seq <= result.since_seq:
             self.record.pid = result.pid
         if not result.ok:
             return self._failed(result.error)
@@ -242,6 +245,7 @@ class TaskActor(AsyncioActor["TaskProxy"]):
         """A basic task ended its work: it stays RUNNING until STOP if it succeeded, else ERROR."""
         detail = message.exit.report(message.log_tail)
         self.record.pid = 0
+        self.ended_seq = message.seq
         if not message.exit.clean:
             self.event_seq, self.event_fails_step = message.seq, False
             self.record.error = detail

@@ -199,7 +199,7 @@ class Agent:
         within the re-registration timeout; the others are destroyed (their tasks TASK_LOST)."""
         await self.go_down()
         if downtime > 0:
-            await asyncio.sleep(downtime)
+            await asyncio.sleep(downtime)  # the emulated outage itself, not a synchronisation
         await self.come_back()
 
     async def go_down(self) -> None:
@@ -373,7 +373,7 @@ class Agent:
 
     async def _retry_updates(self) -> None:
         while True:
-            await asyncio.sleep(self.timings.update_retry_interval)
+            await asyncio.sleep(self.timings.update_retry_interval)  # the agent's retry period, as in Mesos
             for framework_id in {key[0] for key in self.updates}:
                 self.resend_updates(framework_id)
 

@@ -236,7 +236,7 @@ class Master:
             framework.offers.clear()
         await self._close_http()
         if downtime > 0:
-            await asyncio.sleep(downtime)
+            await asyncio.sleep(downtime)  # the emulated outage itself, not a synchronisation
         self.master_id = str(uuid.uuid4())
         await self.start()
 
@@ -436,7 +436,7 @@ class Master:
     async def _tick(self) -> None:
         """The periodic batch allocation (Mesos's --allocation_interval): filters expire here."""
         while True:
-            await asyncio.sleep(self.allocation_interval)
+            await asyncio.sleep(self.allocation_interval)  # the allocator's period, as in Mesos
             self.allocate_soon()
 
     def available(self, agent: Agent) -> Resources:

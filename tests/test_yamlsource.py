@@ -376,3 +376,9 @@ def test_corpus_unquoted_numbers_keep_their_text() -> None:
     numbers = {k: v for k, v in doc["defaults"].items() if v.lstrip("-").isdigit()}
     assert numbers, doc["defaults"]
     assert any(v.startswith("-") for v in numbers.values())
+
+
+def test_a_key_ruamel_cannot_hash_is_a_clear_template_error() -> None:
+    # Found by the fuzz above: a list holding a mapping as a key, "unhashable type: 'CommentedMap'".
+    with pytest.raises(TemplateSourceError, match=r"complex\.yaml.*mapping key must not hold a mapping"):
+        load_yaml("? - :", "complex.yaml")

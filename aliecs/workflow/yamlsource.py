@@ -369,6 +369,9 @@ def load_yaml(text: str, filename: str) -> Any:
         raise TemplateSourceError(filename, line, column, message) from exc
     except YAMLError as exc:
         raise TemplateSourceError(filename, 0, 0, _one_line(str(exc))) from exc
+    except TypeError as exc:  # ruamel hashes a complex key (`? [a]: b`, `? - :`) and fails doing so
+        message = "a mapping key must not hold a mapping"
+        raise TemplateSourceError(filename, 0, 0, message) from exc
     finally:
         _local.weights = {}  # the nodes are garbage now; their ids may be reused
     if document is None or document == "":

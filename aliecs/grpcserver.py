@@ -19,6 +19,10 @@ builds the asyncio server itself from grpclib's public protocol pieces (`grpclib
 remembers its connections. It still *is* a `grpclib.server.Server` (same constructor, `start`,
 `close`, `wait_closed`, `async with`, and `grpclib.events.listen` works on it), so it drops in where
 a plain Server was. The strict decoding of the request's bytes stays in `aliecs.wire`.
+
+A connection that ends leaves reference cycles only the cyclic collector frees; the server asks
+for a collection when one ends, at a bounded pace (`aliecs.gc_pacing`), so that clients coming and
+going (GUIs, `coconut` calls, Subscribe streams) do not grow a core that runs for months.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from grpclib.protocol import H2Protocol
 from grpclib.server import Handler, Server
 
 import aliecs.http2  # noqa: F401 (bounds what each connection keeps of its closed streams)
+from aliecs.gc_pacing import GarbagePacer
 from aliecs.wire import MAX_MESSAGE_BYTES
 
 __all__ = ["GrpcServer"]
@@ -105,6 +110,18 @@ class _BoundedHandler(Handler):
         super().accept(stream, headers, release_stream)
 
 
+class _Connection(H2Protocol):
+    """grpclib's HTTP/2 protocol, telling the server's pacer when the connection has ended."""
+
+    def __init__(self, pacer: GarbagePacer, *args: Any) -> None:
+        super().__init__(*args)
+        self.pacer = pacer
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        self.pacer.garbage_made()
+
+
 class GrpcServer(Server):
     """A grpclib `Server` with bounded requests and a `close()` that closes connections (see above).
 
@@ -137,13 +154,14 @@ class GrpcServer(Server):
         self._listener: asyncio.Server | None = None
         self._request_handlers: weakref.WeakSet[Handler] = weakref.WeakSet()
         self._connections: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
+        self.garbage = GarbagePacer()
 
     def _connection(self) -> H2Protocol:
         handler = _BoundedHandler(
             self.max_request_bytes, self._routes, self._message_codec, None, self.__dispatch__
         )
         self._request_handlers.add(handler)
-        protocol = H2Protocol(handler, self._server_config, self._h2_settings)
+        protocol = _Connection(self.garbage, handler, self._server_config, self._h2_settings)
         self._connections.add(protocol)
         return protocol
 
@@ -180,6 +198,7 @@ class GrpcServer(Server):
         if self._listener is None:
             raise RuntimeError("the server is not started")
         self._listener.close()
+        self.garbage.cancel()
         for handler in list(self._request_handlers):
             handler.close()
         for protocol in list(self._connections):

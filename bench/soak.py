@@ -22,9 +22,9 @@ Two more long-running parts are soaked the same way, bounded and quick:
 - `occ`: the OCC library in a task process (`aliecs-fake-task`), driven through many
   CONFIGURE/START/STOP/RESET cycles, each also opening and closing a StateStream subscription (as an
   executor does); the *task process's* RSS and descriptors are sampled.
-- `subscribe`: a control API client that connects, Subscribes, and disconnects, again and again;
-  the core's RSS, descriptors and live event-bus subscribers are sampled (the last must come back
-  to the server's own, the audit log's).
+- `subscribe`: a control API client (its own process, `bench.subscribe_client`) that connects,
+  Subscribes, and disconnects, again and again; the core's RSS, descriptors and live event-bus
+  subscribers are sampled (the last must come back to the server's own, the audit log's).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import uvloop
 from aliecs.api import Core
 from aliecs.occ.client import OccClient
 from aliecs.occ.errors import OccError
-from aliecs.server import ControlClient, ControlServer
+from aliecs.server import ControlServer
 from bench.common import LoopMonitor, median, nodes_for, quiet_logs, rss_bytes
 
 #: Cycles of the normal bench run (about a minute and a half here) and of `--quick`.
@@ -61,6 +61,8 @@ WORKFLOW = "copypush"
 #: Control ports below the other scenarios' (23000 and up, see `nodes_for`) and above the test
 #: suites' default data ports (20000-21999), so that a soak can run next to either.
 FIRST_PORT = 22000
+#: The repository: where `python -m bench.subscribe_client` is found.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def warmup_cycles(cycles: int) -> int:
@@ -244,14 +246,39 @@ async def soak_subscribe(core: Core, rounds: int) -> dict[str, Any]:
     async with ControlServer(core, port=0) as server:
         base = core.events.subscribers  # the server's own: the audit log
         samples = [core_sample()]
-        for _ in range(rounds):
-            client = ControlClient(f"127.0.0.1:{server.port}", timeout=10)
-            reader = asyncio.ensure_future(anext(aiter(client.subscribe()), None))
-            await until(lambda: core.events.subscribers > base, "the Subscribe stream to register")
-            client.close()  # the client goes away mid-stream, as a closed GUI or CLI does
-            await until(lambda: core.events.subscribers == base, "the server to drop the subscriber")
-            await asyncio.gather(reader, return_exceptions=True)
-            samples.append(core_sample())
+        client = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.subscribe_client",
+            f"127.0.0.1:{server.port}",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+        )
+        assert client.stdin is not None and client.stdout is not None
+
+        async def command(line: str) -> None:
+            assert client.stdin is not None and client.stdout is not None
+            client.stdin.write(f"{line}\n".encode())
+            await client.stdin.drain()
+            answer = (await asyncio.wait_for(client.stdout.readline(), 30)).decode().strip()
+            if answer != f"{line}ed" and answer != f"{line}d":
+                raise RuntimeError(f"soak: the Subscribe client answered {answer!r} to {line!r}")
+
+        try:
+            for _ in range(rounds):
+                await command("open")
+                await until(lambda: core.events.subscribers > base, "the Subscribe stream to register")
+                await command("close")  # the client goes away mid-stream, as a closed GUI or CLI does
+                await until(lambda: core.events.subscribers == base, "the server to drop the subscriber")
+                samples.append(core_sample())
+        finally:
+            client.stdin.close()
+            try:
+                await asyncio.wait_for(client.wait(), 10)
+            except TimeoutError:
+                client.kill()
+                await client.wait()
     result = growth_of(samples, warmup_cycles(rounds), collected_sample(core_sample))
     result["rss_growth_per_cycle_bytes"] = round(result["growth_per_cycle"]["rss"])
     result["subscribers_left"] = samples[-1]["subscribers"] - base

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from actors.local_cluster import LocalClusterActor
 from actors.manager import EnvironmentManagerActor
 from actors.runtime import AsyncActorRef, AsyncioActor
-from actors.scheduler import LocalClusterActor
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.environment.journal import Journal
 from aliecs.environment.runnumber import RunNumberStore
@@ -54,8 +54,9 @@ class CoreActor(AsyncioActor["CoreProxy"]):
 
     def on_start(self) -> None:
         scheduler_class, arguments = self.scheduler_spec
-        # The local cluster or the Mesos adapter: both implement `aliecs.cluster.scheduling.Scheduler`;
-        # the reference is typed with the local cluster's proxy, which has the same messages.
+        # The local cluster or the Mesos adapter: both implement
+        # `aliecs.cluster.scheduler_interface.Scheduler`; the reference is typed with the local
+        # cluster's proxy, which has the same messages.
         self.scheduler = cast(
             "AsyncActorRef[LocalClusterActor]", self.start_child(scheduler_class, *arguments)
         )

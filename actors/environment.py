@@ -28,7 +28,13 @@ from actors.runtime import AsyncActorRef, AsyncioActor
 from actors.task import TaskOutcome
 from aliecs.cluster.placement import PlacementRequest
 from aliecs.cluster.ports import PortExhaustedError, parse_port_list
-from aliecs.cluster.scheduling import ChannelRequest, DeployRequest, Placement, PlacementFailure, answer
+from aliecs.cluster.scheduler_interface import (
+    ChannelRequest,
+    DeployRequest,
+    Placement,
+    PlacementFailure,
+    answer,
+)
 from aliecs.durations import parse_duration
 from aliecs.environment import fsm as states
 from aliecs.environment import subtrees
@@ -73,8 +79,8 @@ from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.template import Channel, Role, Workflow
 
 if TYPE_CHECKING:
+    from actors.local_cluster import LocalClusterActor
     from actors.proxies import EnvironmentProxy  # noqa: F401 (named in the actor's base class)
-    from actors.scheduler import LocalClusterActor
     from actors.task import TaskActor
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from aliecs.model import EnvironmentRecord
 from aliecs.workflow.template import Workflow
 
 if TYPE_CHECKING:
+    from actors.local_cluster import LocalClusterActor
     from actors.proxies import ManagerProxy  # noqa: F401 (named in the actor's base class)
-    from actors.scheduler import LocalClusterActor
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from actors.manager import EnvironmentManagerActor, new_environment_id
 from actors.runtime import AsyncActorRef
 from aliecs.cluster.executors import InProcessExecutors, LocalExecutors
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
-from aliecs.cluster.scheduling import ORIGINAL_RETRY, answer
+from aliecs.cluster.scheduler_interface import ORIGINAL_RETRY, answer
 from aliecs.environment import subtrees
 from aliecs.environment.autostop import TIMER_USER, AutoStop
 from aliecs.environment.detectors import DETECTORS, HOSTS, DetectorRegistry

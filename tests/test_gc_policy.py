@@ -1,0 +1,92 @@
+"""The freeze of long-lived objects (`actors.gc_policy`): process-wide by nature, per core in its
+bookkeeping; a destroy frees the destroyed environment and leaves every other one frozen."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+from typing import Any
+
+from actors.fake_executor import FakeExecutorActor
+from actors.gc_policy import GcPolicy
+from aliecs import Core, Environment
+from aliecs.cluster.inventory import NodeSpec
+from aliecs.cluster.ports import PortRange
+from tests.conftest import RepoBuilder
+
+ONE_FAKE = """\
+name: solo
+roles:
+  - name: only
+    task: {load: fake}
+"""
+
+
+class Cycle:
+    """Garbage only the cyclic collector can free."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def frozen(item: object) -> bool:
+    """Tracked by the collector but in none of its generations: in the permanent (frozen) one."""
+    return gc.is_tracked(item) and all(other is not item for other in gc.get_objects())
+
+
+def test_a_policy_collects_only_after_its_own_release() -> None:
+    mine, other = GcPolicy(), GcPolicy()
+    garbage = Cycle()
+    freed = weakref.ref(garbage)
+    survivor = Cycle()
+    mine.settle()
+    del garbage
+    # Another core's collection is not due: it does not collect on this one's behalf.
+    assert other.collect_released() == 0
+    assert freed() is not None
+    # A release alone leaves everything frozen; the collection frees, then freezes what lives.
+    mine.release()
+    assert freed() is not None and frozen(survivor)
+    assert mine.collect_released() > 0
+    assert freed() is None
+    assert frozen(survivor)
+    assert mine.collect_released() == 0  # once per release
+
+
+def nodes(base: int) -> list[NodeSpec]:
+    # The fake executor binds no port; distinct ranges keep the two cores apart anyway.
+    return [NodeSpec(f"gc{base}", control_ports=PortRange(base, base + 99))]
+
+
+def environment_actor(env: Environment) -> Any:
+    return env._ref.proxy()._actor  # the root of the environment's object graph
+
+
+async def test_destroying_one_environment_leaves_the_others_frozen(tmp_path: Path, repo: RepoBuilder) -> None:
+    repo.workflow("solo", ONE_FAKE)
+
+    def embedded(name: str, base: int) -> Core:
+        return Core.embedded(
+            state_dir=tmp_path / name,
+            nodes=nodes(base),
+            repository=repo.repository,
+            executor_class=FakeExecutorActor,
+        )
+
+    async with embedded("one", 23000) as one, embedded("two", 23200) as two:
+        assert one.gc is not two.gc
+        doomed = await one.new_environment("solo")
+        kept = await one.new_environment("solo")
+        elsewhere = await two.new_environment("solo")
+        for env in (doomed, kept, elsewhere):
+            await env.transition("CONFIGURE")
+        doomed_actor = weakref.ref(environment_actor(doomed))
+        survivors = [environment_actor(kept), environment_actor(elsewhere)]
+        assert all(frozen(actor) for actor in survivors)
+        await doomed.destroy()
+        assert doomed_actor() is None, "the destroyed environment's actor is still in memory"
+        # The collection that freed it unfroze every object of the process, then froze the
+        # survivors again: both cores' other environments are out of the collector's sight.
+        assert all(frozen(actor) for actor in survivors)
+        assert not one.gc.due and not two.gc.due

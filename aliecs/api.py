@@ -460,7 +460,7 @@ class Core:
         self.run_numbers: RunNumberStore | None = None
         self.start_event: CoreStartEvent | None = None
         # This core's share of the process-wide gc.freeze (two cores in one process keep their own).
-        self.gc = GcPolicy()
+        self.gc_policy = GcPolicy()
         self.auto_stop: AutoStop | None = None
 
     @cached_property
@@ -547,7 +547,7 @@ class Core:
             bus=self.events,
             plugins=self.loaded_plugins(),
             journal=self.journal,
-            gc=self.gc,
+            gc=self.gc_policy,
         )
 
     async def _start_local(self) -> None:

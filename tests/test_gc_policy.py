@@ -42,12 +42,13 @@ def test_a_policy_collects_only_after_its_own_release() -> None:
     survivor = Cycle()
     mine.settle()
     del garbage
-    # Another core's collection is not due: it does not collect on this one's behalf.
-    assert other.collect_released() == 0
-    assert freed() is not None
-    # A release alone leaves everything frozen; the collection frees, then freezes what lives.
+    # A release alone leaves everything frozen (nothing is handed back while the environment winds down).
     mine.release()
     assert freed() is not None and frozen(survivor)
+    # Another core's collection is not due: it does not collect on this one's behalf (nor clear its due).
+    assert other.collect_released() == 0
+    assert freed() is not None and mine.due
+    # The core's own collection frees the released garbage, then freezes what lives again.
     assert mine.collect_released() > 0
     assert freed() is None
     assert frozen(survivor)
@@ -75,7 +76,7 @@ async def test_destroying_one_environment_leaves_the_others_frozen(tmp_path: Pat
         )
 
     async with embedded("one", 23000) as one, embedded("two", 23200) as two:
-        assert one.gc is not two.gc
+        assert one.gc_policy is not two.gc_policy
         doomed = await one.new_environment("solo")
         kept = await one.new_environment("solo")
         elsewhere = await two.new_environment("solo")
@@ -89,4 +90,4 @@ async def test_destroying_one_environment_leaves_the_others_frozen(tmp_path: Pat
         # The collection that freed it unfroze every object of the process, then froze the
         # survivors again: both cores' other environments are out of the collector's sight.
         assert all(frozen(actor) for actor in survivors)
-        assert not one.gc.due and not two.gc.due
+        assert not one.gc_policy.due and not two.gc_policy.due

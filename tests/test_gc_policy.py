@@ -11,8 +11,7 @@ from typing import Any
 from actors.fake_executor import FakeExecutorActor
 from actors.gc_policy import GcPolicy
 from aliecs import Core, Environment
-from aliecs.cluster.inventory import NodeSpec
-from aliecs.cluster.ports import PortRange
+from aliecs.testing import isolated_nodes
 from tests.conftest import RepoBuilder
 
 ONE_FAKE = """\
@@ -55,11 +54,6 @@ def test_a_policy_collects_only_after_its_own_release() -> None:
     assert mine.collect_released() == 0  # once per release
 
 
-def nodes(base: int) -> list[NodeSpec]:
-    # The fake executor binds no port; distinct ranges keep the two cores apart anyway.
-    return [NodeSpec(f"gc{base}", control_ports=PortRange(base, base + 99))]
-
-
 def environment_actor(env: Environment) -> Any:
     return env._ref.proxy()._actor  # the root of the environment's object graph
 
@@ -67,15 +61,16 @@ def environment_actor(env: Environment) -> Any:
 async def test_destroying_one_environment_leaves_the_others_frozen(tmp_path: Path, repo: RepoBuilder) -> None:
     repo.workflow("solo", ONE_FAKE)
 
-    def embedded(name: str, base: int) -> Core:
+    def embedded(name: str) -> Core:
+        # The fake executor binds no port, but placement probes them: away from other suites' tasks.
         return Core.embedded(
             state_dir=tmp_path / name,
-            nodes=nodes(base),
+            nodes=isolated_nodes(),
             repository=repo.repository,
             executor_class=FakeExecutorActor,
         )
 
-    async with embedded("one", 23000) as one, embedded("two", 23200) as two:
+    async with embedded("one") as one, embedded("two") as two:
         assert one.gc_policy is not two.gc_policy
         doomed = await one.new_environment("solo")
         kept = await one.new_environment("solo")

@@ -48,10 +48,6 @@ class EnvironmentState:
     # Between START_ACTIVITY's run number and the end of the run (run events are sent meanwhile).
     run_active: bool = False
 
-    @property
-    def id(self) -> str:
-        return self.record.id
-
     def included(self) -> list[TaskEntry]:
         """The tasks that take part in transitions (not excluded)."""
         return [entry for entry in self.entries.values() if not entry.record.excluded]

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from actors.context import CoreContext
+from actors.local_cluster import LocalClusterActor
 from actors.manager import EnvironmentManagerActor
 from actors.runtime import AsyncActorRef, AsyncioActor
-from actors.scheduler import LocalClusterActor
-from aliecs.cluster.inventory import NodeSpec
-from aliecs.environment.journal import Journal
-from aliecs.environment.runnumber import RunNumberStore
-from aliecs.events import EventBus
-from aliecs.executor.link import ExecutorLink
-from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord
 
 if TYPE_CHECKING:
@@ -24,50 +17,35 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Which scheduler actor to start, with its constructor arguments: `LocalClusterActor` (nodes,
+# executor links) or `MesosAdapter` (master, ...).
+SchedulerSpec = tuple[type[AsyncioActor], tuple[Any, ...]]
+
 
 class CoreActor(AsyncioActor["CoreProxy"]):
     def __init__(
         self,
-        nodes: list[NodeSpec],
-        run_numbers: RunNumberStore,
-        log_dir: Path,
+        context: CoreContext,
         registry: dict[str, tuple[EnvironmentRecord, AsyncActorRef[EnvironmentActor]]],
-        bus: EventBus,
-        executors: dict[str, ExecutorLink],
-        plugins: Mapping[str, Plugin] | None = None,
-        journal: Journal | None = None,
-        scheduler: tuple[type[AsyncioActor], tuple[Any, ...]] | None = None,
+        scheduler: SchedulerSpec,
     ) -> None:
         super().__init__()
-        # The scheduler's class and arguments; by default the local cluster of `nodes`.
-        self.scheduler_spec = scheduler or (LocalClusterActor, (nodes, executors))
-        self.journal = journal
-        self.nodes = nodes
-        self.run_numbers = run_numbers
-        self.log_dir = log_dir
+        self.context = context
+        self.scheduler_spec = scheduler
         self.registry = registry
-        self.bus = bus
-        self.executors = executors
-        self.plugins = plugins
         self.scheduler: AsyncActorRef[LocalClusterActor] | None = None
         self.manager: AsyncActorRef[EnvironmentManagerActor] | None = None
 
     def on_start(self) -> None:
         scheduler_class, arguments = self.scheduler_spec
-        # The local cluster or the Mesos adapter: both implement `aliecs.cluster.scheduling.Scheduler`;
-        # the reference is typed with the local cluster's proxy, which has the same messages.
+        # The local cluster or the Mesos adapter: both implement
+        # `aliecs.cluster.scheduler_interface.Scheduler`; the reference is typed with the local
+        # cluster's proxy, which has the same messages.
         self.scheduler = cast(
             "AsyncActorRef[LocalClusterActor]", self.start_child(scheduler_class, *arguments)
         )
         self.manager = self.start_child(
-            EnvironmentManagerActor,
-            self.registry,
-            self.scheduler,
-            self.run_numbers,
-            self.log_dir,
-            self.bus,
-            self.plugins,
-            self.journal,
+            EnvironmentManagerActor, self.context.with_scheduler(self.scheduler), self.registry
         )
 
     def refs(self) -> tuple[AsyncActorRef[LocalClusterActor], AsyncActorRef[EnvironmentManagerActor]]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aliecs.cluster.placement import PlacementRequest
-from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure, answer
+from aliecs.cluster.scheduler_interface import DeployRequest, Placement, PlacementFailure, answer
 from aliecs.durations import parse_duration
 from aliecs.events import DONE_ERROR, DONE_OK, STARTED, CallEvent, EventBus
 from aliecs.executor.orders import LaunchOrder
@@ -38,8 +38,8 @@ from aliecs.workflow.functions import base_function_scope
 from aliecs.workflow.template import Role
 
 if TYPE_CHECKING:
+    from actors.local_cluster import LocalClusterActor
     from actors.runtime import AsyncActorRef
-    from actors.scheduler import LocalClusterActor
 
 Point = tuple[str, int]
 # Plugins honour a call's timeout themselves (as in the original, where the core never aborts a

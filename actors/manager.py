@@ -11,26 +11,19 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pykka import ActorDeadError
 
+from actors.context import EnvironmentContext
 from actors.environment import EnvironmentActor
-from actors.gc_policy import collect_released
 from actors.runtime import AsyncActorRef, AsyncioActor
-from aliecs.environment.journal import Journal
-from aliecs.environment.runnumber import RunNumberStore
 from aliecs.errors import UnknownEnvironmentError
-from aliecs.events import EventBus
-from aliecs.integration import Plugin
 from aliecs.model import EnvironmentRecord
 from aliecs.workflow.template import Workflow
 
 if TYPE_CHECKING:
     from actors.proxies import ManagerProxy  # noqa: F401 (named in the actor's base class)
-    from actors.scheduler import LocalClusterActor
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +35,14 @@ def new_environment_id() -> str:
 class EnvironmentManagerActor(AsyncioActor["ManagerProxy"]):
     def __init__(
         self,
+        context: EnvironmentContext,
         registry: dict[str, tuple[EnvironmentRecord, AsyncActorRef[EnvironmentActor]]],
-        scheduler: AsyncActorRef[LocalClusterActor],
-        run_numbers: RunNumberStore,
-        log_dir: Path,
-        bus: EventBus,
-        plugins: Mapping[str, Plugin] | None = None,
-        journal: Journal | None = None,
     ) -> None:
         super().__init__()
-        self.journal = journal
+        # Handed to every environment as it is (see `actors.context`).
+        self.context = context
         # Published registry: written only here, read directly by the API (see aliecs.model).
         self.registry = registry
-        self.scheduler = scheduler
-        self.run_numbers = run_numbers
-        self.log_dir = log_dir
-        self.bus = bus
-        self.plugins = plugins
 
     def add(
         self, env_id: str, workflow: Workflow, user_vars: dict[str, str]
@@ -70,17 +54,7 @@ class EnvironmentManagerActor(AsyncioActor["ManagerProxy"]):
             user_vars=dict(user_vars),
             template=workflow,
         )
-        ref = self.start_child(
-            EnvironmentActor,
-            record,
-            workflow,
-            self.scheduler,
-            self.run_numbers,
-            self.log_dir,
-            self.bus,
-            self.plugins,
-            self.journal,
-        )
+        ref = self.start_child(EnvironmentActor, record, workflow, self.context)
         self.registry[env_id] = (record, ref)
         return record, ref
 
@@ -100,7 +74,7 @@ class EnvironmentManagerActor(AsyncioActor["ManagerProxy"]):
                 await entry[1].proxy().drop_tasks()
             await entry[1].stop()
             del entry
-            collect_released()
+            self.context.gc.collect_released()
 
     def on_child_failure(self, child: Any, exception: BaseException) -> None:
         """An environment actor crashed (a bug): keep the others running, mark it ERROR."""

@@ -40,7 +40,7 @@ from typing import Any
 from actors.messages import TaskLost
 from actors.runtime import AsyncioActor
 from aliecs.cluster.ports import PortExhaustedError
-from aliecs.cluster.scheduling import (
+from aliecs.cluster.scheduler_interface import (
     ORIGINAL_RETRY,
     DeployRequest,
     Placement,

@@ -12,10 +12,10 @@ from __future__ import annotations
 from actors.core import CoreActor
 from actors.environment import EnvironmentActor
 from actors.executor import ExecutorActor, ProcessActor
+from actors.local_cluster import LocalClusterActor
 from actors.manager import EnvironmentManagerActor
 from actors.role import RoleActor
 from actors.runtime import AsyncioFuture, proxied
-from actors.scheduler import LocalClusterActor
 from actors.task import TaskActor
 
 __all__ = [

@@ -25,7 +25,7 @@ from actors.messages import (
     TaskReconciled,
 )
 from actors.runtime import AsyncActorRef, AsyncioActor
-from aliecs.cluster.scheduling import Placement
+from aliecs.cluster.scheduler_interface import Placement
 from aliecs.environment.aggregate import ACTIVE, INACTIVE, UNDEPLOYABLE
 from aliecs.events import EventBus, TaskEvent
 from aliecs.executor.link import ExecutorLink

@@ -22,13 +22,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from actors.context import CoreContext
 from actors.core import CoreActor
 from actors.environment import EnvironmentActor
+from actors.gc_policy import GcPolicy
+from actors.local_cluster import LocalClusterActor
 from actors.manager import EnvironmentManagerActor, new_environment_id
 from actors.runtime import AsyncActorRef
 from aliecs.cluster.executors import InProcessExecutors, LocalExecutors
 from aliecs.cluster.inventory import NodeSpec, default_nodes, load_inventory
-from aliecs.cluster.scheduling import ORIGINAL_RETRY, answer
+from aliecs.cluster.scheduler_interface import ORIGINAL_RETRY, answer
 from aliecs.environment import subtrees
 from aliecs.environment.autostop import TIMER_USER, AutoStop
 from aliecs.environment.detectors import DETECTORS, HOSTS, DetectorRegistry
@@ -456,6 +459,8 @@ class Core:
         self._manager: AsyncActorRef[EnvironmentManagerActor] | None = None
         self.run_numbers: RunNumberStore | None = None
         self.start_event: CoreStartEvent | None = None
+        # This core's share of the process-wide gc.freeze (two cores in one process keep their own).
+        self.gc_policy = GcPolicy()
         self.auto_stop: AutoStop | None = None
 
     @cached_property
@@ -533,6 +538,18 @@ class Core:
         self.start_event = CoreStartEvent(framework_id=str(self.state_dir))
         self.events.publish(self.start_event)
 
+    def _context(self) -> CoreContext:
+        """What the core's actors share (made once per start; see `actors.context`)."""
+        assert self.run_numbers is not None, "the run-number store opens first"
+        return CoreContext(
+            run_numbers=self.run_numbers,
+            log_dir=self.state_dir / "logs",
+            bus=self.events,
+            plugins=self.loaded_plugins(),
+            journal=self.journal,
+            gc=self.gc_policy,
+        )
+
     async def _start_local(self) -> None:
         if self.executor_class is not None:
             self.executors = InProcessExecutors(self.nodes, self.executor_class)
@@ -549,14 +566,7 @@ class Core:
         if self.outlive_core:
             self.journal = await asyncio.to_thread(Journal, self.state_dir / "journal.sqlite")
         self._core = CoreActor.start(
-            self.nodes,
-            self.run_numbers,
-            self.state_dir / "logs",
-            self._registry,
-            self.events,
-            dict(links),
-            plugins=self.plugins,
-            journal=self.journal,
+            self._context(), self._registry, (LocalClusterActor, (self.nodes, dict(links)))
         )
         _scheduler, self._manager = await self._core.proxy().refs()
         if self.journal is not None:
@@ -572,15 +582,9 @@ class Core:
         if self.outlive_core:
             self.journal = await asyncio.to_thread(Journal, self.state_dir / "journal.sqlite")
         self._core = CoreActor.start(
-            self.nodes,
-            self.run_numbers,
-            self.state_dir / "logs",
+            self._context(),
             self._registry,
-            self.events,
-            {},
-            plugins=self.plugins,
-            journal=self.journal,
-            scheduler=(
+            (
                 MesosAdapter,
                 (
                     master,

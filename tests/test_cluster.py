@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.scheduler import LocalClusterActor
+from actors.local_cluster import LocalClusterActor
 from aliecs.cluster.inventory import InventoryError, NodeSpec, default_nodes, load_inventory
 from aliecs.cluster.placement import (
     NodeCapacity,
@@ -28,7 +28,13 @@ from aliecs.cluster.ports import (
     reserve_static,
     static_port_free,
 )
-from aliecs.cluster.scheduling import DeployRequest, Placement, PlacementFailure, RetryPolicy, Scheduler
+from aliecs.cluster.scheduler_interface import (
+    DeployRequest,
+    Placement,
+    PlacementFailure,
+    RetryPolicy,
+    Scheduler,
+)
 from aliecs.durations import parse_duration
 from aliecs.testing import isolated_nodes
 

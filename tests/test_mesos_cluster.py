@@ -22,7 +22,7 @@ from aliecs import Core, TransitionError
 from aliecs.api import Environment
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.cluster.placement import PlacementRequest, Wants
-from aliecs.cluster.scheduling import DeployRequest, Placement, RetryPolicy, answer
+from aliecs.cluster.scheduler_interface import DeployRequest, Placement, RetryPolicy, answer
 from aliecs.testing import isolated_nodes, wait_for_environment_state
 from tests.conftest import RepoBuilder, pid_alive
 from tests.mesos_emulator.cluster import Emulator, EmulatorConfig

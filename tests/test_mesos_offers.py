@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from aliecs.cluster.placement import PlacementRequest, Wants
-from aliecs.cluster.scheduling import ChannelRequest, DeployRequest
+from aliecs.cluster.scheduler_interface import ChannelRequest, DeployRequest
 from aliecs.mesos.offers import EXECUTOR_CPUS, Match, Mismatch, Offer, OfferError, match_batch
 
 

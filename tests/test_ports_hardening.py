@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import zmq
 
-from actors.scheduler import LocalClusterActor
+from actors.local_cluster import LocalClusterActor
 from aliecs import Core
 from aliecs.cluster.ports import EPHEMERAL_RANGE_FILE, PortAllocator, PortRange, ephemeral_range
-from aliecs.cluster.scheduling import Placement
+from aliecs.cluster.scheduler_interface import Placement
 from aliecs.examples.copypush import Sampler, node_bind_address
 from aliecs.executor.orders import TaskResult
 from aliecs.executor.wire import results_from_wire, results_to_wire

@@ -52,7 +52,7 @@ class TaskResult:
     # The executor's last event number when this task's step began (see protos/executor.proto).
     since_seq: int = 0
     # A launch that failed because the task's control port was taken on the node: worth a retry on
-    # another port (see `EnvironmentActor._deploy`).
+    # another port (see `actors.environment.steps.deploy`).
     port_in_use: bool = False
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aliecs.cluster.placement import NodeCapacity, choose_node, constraints_hold, explain_mismatch
-from aliecs.cluster.scheduling import DeployRequest
+from aliecs.cluster.scheduler_interface import DeployRequest
 
 # What our executor takes on each agent (ExecutorInfo.resources), besides its tasks.
 EXECUTOR_CPUS = 0.1

@@ -11,10 +11,10 @@ import dataclasses
 import time
 from typing import Any
 
-from actors.environment import DEFAULT_TIMEOUT, DEFAULT_TIMEOUTS
 from aliecs.api import Environment
 from aliecs.durations import parse_duration
 from aliecs.environment import fsm as states
+from aliecs.environment.timeouts import DEFAULT_TIMEOUT, DEFAULT_TIMEOUTS
 from aliecs.errors import AliecsError
 from aliecs.locks import Lock
 from aliecs.model import RoleTree, TaskInfo, TransitionResult

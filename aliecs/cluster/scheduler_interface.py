@@ -1,8 +1,9 @@
-"""The scheduler interface shared by the local cluster and the Mesos adapter.
+"""The scheduler interface shared by the local cluster and the Mesos adapter (`Scheduler`,
+`RetryPolicy`, `answer()`).
 
 Environments ask to place a batch of tasks and get back, per task, either a `Placement` (which node,
 which executor to talk to, which ports were allocated) or a `PlacementFailure` naming the task and
-the constraint or resource that failed. Both schedulers (`actors.scheduler.LocalClusterActor`,
+the constraint or resource that failed. Both schedulers (`actors.local_cluster.LocalClusterActor`,
 `actors.mesos_adapter.MesosAdapter`) are actors with the methods of `Scheduler`; environments call
 them through proxies, so a method may answer at once or with an awaitable, and a placement that has
 to wait (for offers, for a retry) never holds up another environment's call.

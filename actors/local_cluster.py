@@ -7,7 +7,7 @@ any task of this process is taken on every node. A batch is placed all-or-nothin
 that does not fit gets a failure naming the reason, and the others are still placed (the
 environment decides whether that is fatal).
 
-It implements `aliecs.cluster.scheduling.Scheduler`. Its default `RetryPolicy` tries once: the
+It implements `aliecs.cluster.scheduler_interface.Scheduler`. Its default `RetryPolicy` tries once: the
 local nodes' resources are held only by this core's own environments, which a deployment cannot
 wait for; with a policy of more tries, a task that did not fit for want of cpu, memory or a port
 is tried again alone (the answer then comes as an awaitable, so other environments' calls go on).
@@ -34,7 +34,7 @@ from aliecs.cluster.ports import (
     reserve_static,
     static_port_free,
 )
-from aliecs.cluster.scheduling import (
+from aliecs.cluster.scheduler_interface import (
     NO_RETRY,
     DeployRequest,
     Placement,

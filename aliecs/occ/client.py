@@ -33,7 +33,8 @@ from aliecs.occ.errors import (
     OccStreamOverflowError,
     OccUnreachableError,
 )
-from aliecs.occ.server import DEFAULT_CONTROL_PORT, ERROR_DETAIL_LIMIT, ERROR_DETAIL_METADATA
+from aliecs.occ.server import DEFAULT_CONTROL_PORT
+from aliecs.occ.service import ERROR_DETAIL_LIMIT, ERROR_DETAIL_METADATA
 
 DEFAULT_TIMEOUT = 30.0
 

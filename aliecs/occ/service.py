@@ -24,12 +24,13 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from grpclib.const import Cardinality, Handler, Status
+from grpclib.const import Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from aliecs.broadcast import Broadcast, SubscriberOverflow
 from aliecs.generated import occ_pb
+from aliecs.grpcservice import CallHandler, routes
 from aliecs.occ.states import DONE
 from aliecs.occ.task import TaskStateMachine, TransitionOutcome, TransitionRefusedError
 from aliecs.wire import recv_request
@@ -66,8 +67,15 @@ def transition_reply(outcome: TransitionOutcome) -> occ_pb.TransitionReply:
     )
 
 
-class OccService:
-    """The four RPCs of ``occ_pb.Occ`` over one task's state machine."""
+class OccService(occ_pb.OccBase):
+    """``occ_pb.Occ`` over one task's state machine, on the generated ``OccBase``.
+
+    GetState is the generated method. Transition and the two streams are handlers of the call
+    (`aliecs.grpcservice.routes`): Transition sends its trailers itself (the error detail, and
+    before the task may stop after EXIT), the streams send headers at once and end with
+    RESOURCE_EXHAUSTED after part of a stream, none of which a generated method can do. Paths,
+    cardinalities and message types all come from the generated mapping.
+    """
 
     def __init__(self, task: TaskStateMachine) -> None:
         self.task = task
@@ -80,37 +88,15 @@ class OccService:
         await self._streams_idle.wait()
 
     def __mapping__(self) -> dict[str, Handler]:
-        """The grpclib service mapping: the four RPCs of ``occ_pb.Occ``."""
-        return {
-            "/occ_pb.Occ/EventStream": Handler(
-                self._rpc_event_stream,
-                Cardinality.UNARY_STREAM,
-                occ_pb.EventStreamRequest,
-                occ_pb.EventStreamReply,
-            ),
-            "/occ_pb.Occ/StateStream": Handler(
-                self._rpc_state_stream,
-                Cardinality.UNARY_STREAM,
-                occ_pb.StateStreamRequest,
-                occ_pb.StateStreamReply,
-            ),
-            "/occ_pb.Occ/GetState": Handler(
-                self._rpc_get_state,
-                Cardinality.UNARY_UNARY,
-                occ_pb.GetStateRequest,
-                occ_pb.GetStateReply,
-            ),
-            "/occ_pb.Occ/Transition": Handler(
-                self._rpc_transition,
-                Cardinality.UNARY_UNARY,
-                occ_pb.TransitionRequest,
-                occ_pb.TransitionReply,
-            ),
+        calls: dict[str, CallHandler] = {
+            "Transition": self._rpc_transition,
+            "EventStream": self._rpc_event_stream,
+            "StateStream": self._rpc_state_stream,
         }
+        return routes(super().__mapping__(), calls=calls)
 
-    async def _rpc_get_state(self, stream: Stream[occ_pb.GetStateRequest, occ_pb.GetStateReply]) -> None:
-        await recv_request(stream)
-        await stream.send_message(occ_pb.GetStateReply(state=str(self.task.state), pid=os.getpid()))
+    async def get_state(self, get_state_request: occ_pb.GetStateRequest) -> occ_pb.GetStateReply:
+        return occ_pb.GetStateReply(state=str(self.task.state), pid=os.getpid())
 
     async def _rpc_transition(self, stream: Stream[occ_pb.TransitionRequest, occ_pb.TransitionReply]) -> None:
         request = await recv_request(stream)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
 from aliecs.generated import occ_pb
-from aliecs.occ import OccHandler
-from aliecs.occ.task import TaskStateMachine, TransitionOutcome, TransitionRefusedError
+from aliecs.occ.task import CALLBACK_NAMES, TaskStateMachine, TransitionOutcome, TransitionRefusedError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -16,7 +16,7 @@ END_OF_STREAM = occ_pb.DeviceEventType.END_OF_STREAM
 TASK_INTERNAL_ERROR = occ_pb.DeviceEventType.TASK_INTERNAL_ERROR
 
 
-class Scripted(OccHandler):
+class Scripted:
     """Records the callbacks; `fail_in` callbacks raise, `block_in` ones wait for `release`."""
 
     def __init__(self) -> None:
@@ -26,7 +26,8 @@ class Scripted(OccHandler):
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
         self.iterations = 0
-        self.end_after: int | None = None
+        for name in CALLBACK_NAMES.values():  # on_configure(args) records "configure", and so on
+            setattr(self, name, functools.partial(self._call, name.removeprefix("on_")))
 
     async def _call(self, name: str, args: dict[str, str]) -> None:
         self.calls.append((name, args))
@@ -35,18 +36,6 @@ class Scripted(OccHandler):
             await self.release.wait()
         if name in self.fail_in:
             raise RuntimeError(f"{name} exploded")
-
-    async def on_configure(self, args: dict[str, str]) -> None:
-        await self._call("configure", args)
-
-    async def on_start(self, args: dict[str, str]) -> None:
-        await self._call("start", args)
-
-    async def on_stop(self, args: dict[str, str]) -> None:
-        await self._call("stop", args)
-
-    async def on_exit(self, args: dict[str, str]) -> None:
-        await self._call("exit", args)
 
 
 async def test_a_cycle_runs_the_callbacks_and_broadcasts_each_state() -> None:

@@ -90,8 +90,12 @@ class OccService(occ_pb.OccBase):
     def __mapping__(self) -> dict[str, Handler]:
         calls: dict[str, CallHandler] = {
             "Transition": self._rpc_transition,
-            "EventStream": self._rpc_event_stream,
-            "StateStream": self._rpc_state_stream,
+            "EventStream": self._stream_call(
+                self.task.events, lambda kind: occ_pb.EventStreamReply(event=occ_pb.DeviceEvent(type=kind))
+            ),
+            "StateStream": self._stream_call(
+                self.task.states, lambda state: occ_pb.StateStreamReply(type=_STATE_STABLE, state=str(state))
+            ),
         }
         return routes(super().__mapping__(), calls=calls)
 
@@ -118,25 +122,14 @@ class OccService(occ_pb.OccBase):
             if self.task.state is DONE:
                 self.task.request_stop()
 
-    async def _rpc_event_stream(
-        self, stream: Stream[occ_pb.EventStreamRequest, occ_pb.EventStreamReply]
-    ) -> None:
-        await recv_request(stream)
-        await self._serve_stream(
-            stream,
-            self.task.events,
-            lambda kind: occ_pb.EventStreamReply(event=occ_pb.DeviceEvent(type=kind)),
-        )
+    def _stream_call(self, fanout: Broadcast[T], reply: Callable[[T], Any]) -> CallHandler:
+        """The handler of an EventStream or StateStream call: `fanout`'s items as `reply` messages."""
 
-    async def _rpc_state_stream(
-        self, stream: Stream[occ_pb.StateStreamRequest, occ_pb.StateStreamReply]
-    ) -> None:
-        await recv_request(stream)
-        await self._serve_stream(
-            stream,
-            self.task.states,
-            lambda state: occ_pb.StateStreamReply(type=_STATE_STABLE, state=str(state)),
-        )
+        async def handle(stream: Stream[Any, Any]) -> None:
+            await recv_request(stream)
+            await self._serve_stream(stream, fanout, reply)
+
+        return handle
 
     async def _serve_stream(
         self, stream: Stream[Any, Any], fanout: Broadcast[T], reply: Callable[[T], Any]

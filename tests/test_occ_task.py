@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 
 import pytest
+from occ_helpers import Recorder
 
 from aliecs.generated import occ_pb
-from aliecs.occ.task import CALLBACK_NAMES, TaskStateMachine, TransitionOutcome, TransitionRefusedError
+from aliecs.occ.task import TaskStateMachine, TransitionOutcome, TransitionRefusedError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -16,30 +16,8 @@ END_OF_STREAM = occ_pb.DeviceEventType.END_OF_STREAM
 TASK_INTERNAL_ERROR = occ_pb.DeviceEventType.TASK_INTERNAL_ERROR
 
 
-class Scripted:
-    """Records the callbacks; `fail_in` callbacks raise, `block_in` ones wait for `release`."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, str]]] = []
-        self.fail_in: set[str] = set()
-        self.block_in: set[str] = set()
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-        self.iterations = 0
-        for name in CALLBACK_NAMES.values():  # on_configure(args) records "configure", and so on
-            setattr(self, name, functools.partial(self._call, name.removeprefix("on_")))
-
-    async def _call(self, name: str, args: dict[str, str]) -> None:
-        self.calls.append((name, args))
-        if name in self.block_in:
-            self.entered.set()
-            await self.release.wait()
-        if name in self.fail_in:
-            raise RuntimeError(f"{name} exploded")
-
-
 async def test_a_cycle_runs_the_callbacks_and_broadcasts_each_state() -> None:
-    handler = Scripted()
+    handler = Recorder()
     machine = TaskStateMachine(handler)
     states = machine.states.subscribe()
     steps = [("STANDBY", "CONFIGURE"), ("CONFIGURED", "START"), ("RUNNING", "STOP"), ("CONFIGURED", "exit")]
@@ -69,7 +47,7 @@ async def test_a_cycle_runs_the_callbacks_and_broadcasts_each_state() -> None:
     ],
 )
 async def test_a_refused_transition_changes_nothing(src: str, event: str, mismatch: bool, says: str) -> None:
-    handler = Scripted()
+    handler = Recorder()
     machine = TaskStateMachine(handler)
     with pytest.raises(TransitionRefusedError) as refused:
         await machine.transition(src, event, {})
@@ -90,7 +68,7 @@ async def test_done_accepts_nothing_and_finishes() -> None:
 
 
 async def test_a_failing_callback_ends_in_error_with_the_reason_and_an_event() -> None:
-    handler = Scripted()
+    handler = Recorder()
     handler.fail_in.add("configure")
     machine = TaskStateMachine(handler)
     events = machine.events.subscribe()
@@ -117,7 +95,7 @@ async def test_fail_from_the_program_is_ignored_once_in_error() -> None:
 
 
 async def test_a_transition_outlives_its_cancelled_caller() -> None:
-    handler = Scripted()
+    handler = Recorder()
     handler.block_in.add("configure")
     machine = TaskStateMachine(handler)
     caller = asyncio.ensure_future(machine.transition("STANDBY", "CONFIGURE", {}))
@@ -133,7 +111,9 @@ async def test_a_transition_outlives_its_cancelled_caller() -> None:
 
 
 async def test_iterate_running_reports_end_of_stream_once() -> None:
-    class Source(Scripted):
+    class Source(Recorder):
+        iterations = 0
+
         async def iterate_running(self) -> bool:
             self.iterations += 1
             return self.iterations == 3

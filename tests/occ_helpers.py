@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import os
 import signal
@@ -19,7 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from aliecs.occ import OccClient, OccError
+from aliecs.occ import OccClient, OccError, OccTask
+from aliecs.occ.task import CALLBACK_NAMES
 
 BIN_DIR = Path(sys.executable).parent
 FAKE_TASK = str(BIN_DIR / "aliecs-fake-task")
@@ -27,6 +29,32 @@ PEANUT = str(BIN_DIR / "peanut")
 
 #: Generous deadline for a subprocess to start serving on a loaded CI machine; normally ~0.3 s.
 START_TIMEOUT = 15.0
+
+
+class Recorder:
+    """An OCC handler that records its callbacks (``on_configure(args)`` as ``("configure", args)``,
+    and so on) and can be told to fail (`fail_in`) or block until `release` (`block_in`) in one."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, str]]] = []
+        self.fail_in: set[str] = set()
+        self.block_in: set[str] = set()
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.task: OccTask | None = None
+        for name in CALLBACK_NAMES.values():
+            setattr(self, name, functools.partial(self._call, name.removeprefix("on_")))
+
+    def bind(self, task: OccTask) -> None:
+        self.task = task
+
+    async def _call(self, name: str, args: dict[str, str]) -> None:
+        self.calls.append((name, args))
+        if name in self.block_in:
+            self.entered.set()
+            await self.release.wait()
+        if name in self.fail_in:
+            raise RuntimeError(f"{name} exploded")
 
 
 def free_port() -> int:

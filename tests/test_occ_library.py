@@ -8,7 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from occ_helpers import free_port, wait_until
+from occ_helpers import Recorder, free_port, wait_until
 
 from aliecs.occ import (
     Event,
@@ -30,47 +30,6 @@ from aliecs.occ import (
 from aliecs.occ.server import ERROR_DETAIL_LIMIT, Broadcast, SubscriberOverflowError, error_detail
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class Recorder:
-    """A handler that records calls and can be told to fail or block in a callback."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, str]]] = []
-        self.fail_in: set[str] = set()
-        self.block_in: set[str] = set()
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-        self.task: OccTask | None = None
-
-    def bind(self, task: OccTask) -> None:
-        self.task = task
-
-    async def _call(self, name: str, args: dict[str, str]) -> None:
-        self.calls.append((name, args))
-        if name in self.block_in:
-            self.entered.set()
-            await self.release.wait()
-        if name in self.fail_in:
-            raise RuntimeError(f"{name} exploded")
-
-    async def on_configure(self, args: dict[str, str]) -> None:
-        await self._call("configure", args)
-
-    async def on_reset(self, args: dict[str, str]) -> None:
-        await self._call("reset", args)
-
-    async def on_start(self, args: dict[str, str]) -> None:
-        await self._call("start", args)
-
-    async def on_stop(self, args: dict[str, str]) -> None:
-        await self._call("stop", args)
-
-    async def on_recover(self, args: dict[str, str]) -> None:
-        await self._call("recover", args)
-
-    async def on_exit(self, args: dict[str, str]) -> None:
-        await self._call("exit", args)
 
 
 @pytest.fixture

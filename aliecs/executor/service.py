@@ -13,11 +13,9 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 from grpclib.const import Handler
-from grpclib.server import Stream
 
 import aliecs.http2  # noqa: F401 (bounds what each connection keeps of its closed streams)
 from aliecs.executor import wire
@@ -25,7 +23,8 @@ from aliecs.executor.agent import NodeAgent
 from aliecs.executor.orders import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from aliecs.generated import aliecs_executor as pb
 from aliecs.grpcserver import GrpcServer
-from aliecs.wire import RequestCodec, recv_request
+from aliecs.grpcservice import routes
+from aliecs.wire import RequestCodec
 
 log = logging.getLogger(__name__)
 
@@ -34,29 +33,8 @@ DEFAULT_FAILOVER_TIMEOUT = 60.0
 
 def executor_server(service: ExecutorService) -> GrpcServer:
     """The server an executor serves its protocol with: requests over `MAX_MESSAGE_BYTES` refused
-    before their body is read, and handed over undecoded for `_StrictStream` to decode strictly."""
+    before their body is read, and handed over undecoded to be decoded strictly (`__mapping__`)."""
     return GrpcServer([service], codec=RequestCodec(), max_request_bytes=MAX_MESSAGE_BYTES)
-
-
-class _StrictStream:
-    """A server stream whose request is decoded strictly (`aliecs.wire.recv_request`, INVALID_ARGUMENT
-    for garbage) instead of by the generated handler's lax `recv_message`."""
-
-    def __init__(self, stream: Stream[Any, Any]) -> None:
-        self._stream = stream
-
-    async def recv_message(self) -> Any:
-        return await recv_request(self._stream)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def _bounded(func: Callable[[Any], Awaitable[None]]) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
-    async def handle(stream: Stream[Any, Any]) -> None:
-        await func(_StrictStream(stream))
-
-    return handle
 
 
 class ExecutorService(pb.ExecutorBase):
@@ -71,13 +49,8 @@ class ExecutorService(pb.ExecutorBase):
         self._last_contact = asyncio.get_running_loop().time()
 
     def __mapping__(self) -> dict[str, Handler]:
-        """The generated handlers, each reading its request through `_StrictStream`."""
-        return {
-            path: Handler(
-                _bounded(handler.func), handler.cardinality, handler.request_type, handler.reply_type
-            )
-            for path, handler in super().__mapping__().items()
-        }
+        """The generated handlers, each reading its request strictly (`aliecs.grpcservice.routes`)."""
+        return routes(super().__mapping__())
 
     def _touch(self) -> None:
         self._last_contact = asyncio.get_running_loop().time()

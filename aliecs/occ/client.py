@@ -21,11 +21,12 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from grpclib.client import Channel, Stream
-from grpclib.const import Cardinality, Status
+from grpclib.const import Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
 from aliecs.addresses import parse_address as split_address
 from aliecs.generated import occ_pb
+from aliecs.grpcservice import rpc_routes
 from aliecs.occ.errors import (
     OccDeadlineError,
     OccError,
@@ -33,9 +34,16 @@ from aliecs.occ.errors import (
     OccStreamOverflowError,
     OccUnreachableError,
 )
-from aliecs.occ.server import DEFAULT_CONTROL_PORT, ERROR_DETAIL_LIMIT, ERROR_DETAIL_METADATA
+from aliecs.occ.server import DEFAULT_CONTROL_PORT
+from aliecs.occ.service import ERROR_DETAIL_LIMIT, ERROR_DETAIL_METADATA
 
 DEFAULT_TIMEOUT = 30.0
+
+#: The RPCs of ``occ_pb.Occ`` as the generated ``OccBase`` declares them. The client opens each call on
+#: its route rather than through the generated ``OccStub``, whose methods hide the call: Transition
+#: needs the reply's trailing metadata (the error detail), a subscription the moment headers arrive,
+#: and the stub asserts where a reply is missing instead of saying so.
+_OCC = rpc_routes(occ_pb.OccBase)
 
 T = TypeVar("T")
 
@@ -110,6 +118,13 @@ class OccClient:
             self._channel = Channel(self.host, self.port)
         return self._channel
 
+    def _open(self, rpc: str, timeout: float | None = None) -> Stream[Any, Any]:
+        """A call of `rpc` (its name in occ.proto), not yet started."""
+        route = _OCC[rpc]
+        return self._get_channel().request(
+            route.path, route.cardinality, route.request_type, route.reply_type, timeout=timeout
+        )
+
     async def close(self) -> None:
         """Close the connection; the client can still be used again afterwards (it reconnects)."""
         channel, self._channel = self._channel, None
@@ -129,7 +144,7 @@ class OccClient:
 
     async def get_state(self, timeout: float | None = None) -> tuple[str, int]:
         """The process's current state and pid."""
-        reply = await self._unary("GetState", occ_pb.GetStateRequest(), occ_pb.GetStateReply, timeout)
+        reply: occ_pb.GetStateReply = await self._unary("GetState", occ_pb.GetStateRequest(), timeout)
         return reply.state, reply.pid
 
     async def transition(
@@ -151,13 +166,8 @@ class OccClient:
             arguments=[occ_pb.ConfigEntry(key=str(k), value=str(v)) for k, v in (args or {}).items()],
         )
         trailers: dict[str, Any] = {}
-        reply = await self._unary(
-            "Transition",
-            request,
-            occ_pb.TransitionReply,
-            timeout,
-            what=f"{event} from {src_state}",
-            trailers=trailers,
+        reply: occ_pb.TransitionReply = await self._unary(
+            "Transition", request, timeout, what=f"{event} from {src_state}", trailers=trailers
         )
         detail = trailers.get(ERROR_DETAIL_METADATA, b"")
         return TransitionResult(
@@ -172,17 +182,14 @@ class OccClient:
         self,
         rpc: str,
         request: Any,
-        reply_type: type[T],
         deadline: float | None,
         what: str = "",
         trailers: dict[str, Any] | None = None,
-    ) -> T:
+    ) -> Any:
         """One unary call; `trailers`, when given, receives the reply's trailing metadata."""
         limit = self.timeout if deadline is None else deadline
         with self._translate(rpc, limit, what):
-            async with self._get_channel().request(
-                f"/occ_pb.Occ/{rpc}", Cardinality.UNARY_UNARY, type(request), reply_type, timeout=limit
-            ) as stream:
+            async with self._open(rpc, timeout=limit) as stream:
                 await stream.send_message(request, end=True)
                 reply = await stream.recv_message()
                 if trailers is not None and reply is not None:
@@ -200,7 +207,6 @@ class OccClient:
             self,
             "EventStream",
             occ_pb.EventStreamRequest(),
-            occ_pb.EventStreamReply,
             lambda reply: enum_name(reply.event.type),
             self.timeout if timeout is None else timeout,
         )
@@ -211,7 +217,6 @@ class OccClient:
             self,
             "StateStream",
             occ_pb.StateStreamRequest(),
-            occ_pb.StateStreamReply,
             lambda reply: reply.state,
             self.timeout if timeout is None else timeout,
         )
@@ -282,14 +287,12 @@ class Subscription(Generic[T]):
         client: OccClient,
         rpc: str,
         request: Any,
-        reply_type: type[Any],
         convert: Callable[[Any], T],
         timeout: float,
     ) -> None:
         self._client = client
         self._rpc = rpc
         self._request = request
-        self._reply_type = reply_type
         self._convert = convert
         self._timeout = timeout
         self._stream: Stream[Any, Any] | None = None
@@ -298,9 +301,7 @@ class Subscription(Generic[T]):
     async def __aenter__(self) -> Subscription[T]:
         client = self._client
         # No gRPC deadline: it would cut the stream itself; only the handshake is bounded.
-        stream = client._get_channel().request(
-            f"/occ_pb.Occ/{self._rpc}", Cardinality.UNARY_STREAM, type(self._request), self._reply_type
-        )
+        stream = client._open(self._rpc)
         with client._translate(self._rpc, self._timeout):
             await stream.__aenter__()
             self._stream = stream

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
 from aliecs.errors import (
     AliecsError,
@@ -95,10 +95,14 @@ def grpc_error(exc: BaseException) -> GRPCError:
 
 @contextmanager
 def mapped_errors() -> Iterator[None]:
-    """Re-raise aliecs exceptions raised in the block as `GRPCError`s."""
+    """Re-raise aliecs exceptions raised in the block as `GRPCError`s.
+
+    grpclib's own errors pass unchanged: they are about the call (the client left, the connection
+    broke), which grpclib handles and logs itself, not the core's errors.
+    """
     try:
         yield
-    except GRPCError:
+    except (GRPCError, StreamTerminatedError, ProtocolError):
         raise
     except Exception as exc:
         error = grpc_error(exc)

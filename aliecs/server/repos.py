@@ -54,7 +54,8 @@ def template_info(info: TemplateInfo) -> pb.WorkflowTemplateInfo:
 
 
 class RepositoryService:
-    """Handlers for the repository RPCs; `ControlService` routes them here."""
+    """Handlers for the repository RPCs, methods of the generated ``ControlBase``: `ControlService`
+    inherits them."""
 
     def __init__(self, core: Core) -> None:
         self.core = core

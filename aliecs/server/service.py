@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from grpclib.const import Cardinality, Handler
+from grpclib.const import Handler
 from grpclib.server import Stream
 
 from actors.manager import new_environment_id
@@ -40,6 +40,7 @@ from aliecs.events import (
 from aliecs.generated import events as events_pb
 from aliecs.generated import o2control as pb
 from aliecs.grpcserver import GrpcServer
+from aliecs.grpcservice import routes
 from aliecs.server import convert, modify
 from aliecs.server.audit import AUDIT_FILE, AuditLog
 from aliecs.server.auth import check_listen, require_token
@@ -109,120 +110,30 @@ async def read_request(stream: Stream[Any, Any]) -> Any:
     return request
 
 
-class ControlService:
-    """The RPC handlers. `core` must be started; the service never stops it."""
+class ControlService(RepositoryService, pb.ControlBase):
+    """The RPC handlers: the methods of the generated ``ControlBase``, the repository ones from
+    `RepositoryService`. `core` must be started; the service never stops it."""
 
     def __init__(self, core: Core, instance_name: str = "aliecs", audit: AuditLog | None = None) -> None:
-        self.core = core
+        super().__init__(core)
         self.audit = audit
         self.instance_name = instance_name
         self.streams = Streams(core.events, core.has_environment)
         # Where the configuration lives: the state directory (repositories, run numbers).
         self.configuration_endpoint = f"file://{Path(core.state_dir).resolve()}"
         self.auto_tasks: set[asyncio.Task[None]] = set()
-        self.repos = RepositoryService(core)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     def __mapping__(self) -> dict[str, Handler]:
-        unary = Cardinality.UNARY_UNARY
-
-        def h(name: str, func: Callable[[Any], Awaitable[Any]], req: type, rep: type) -> tuple[str, Handler]:
-            return f"/o2control.Control/{name}", Handler(self._unary(func), unary, req, rep)
-
-        entries = [
-            h(
-                "GetFrameworkInfo",
-                self.get_framework_info,
-                pb.GetFrameworkInfoRequest,
-                pb.GetFrameworkInfoReply,
-            ),
-            h("GetEnvironments", self.get_environments, pb.GetEnvironmentsRequest, pb.GetEnvironmentsReply),
-            h(
-                "NewAutoEnvironment",
-                self.new_auto_environment,
-                pb.NewAutoEnvironmentRequest,
-                pb.NewAutoEnvironmentReply,
-            ),
-            h("NewEnvironment", self.new_environment, pb.NewEnvironmentRequest, pb.NewEnvironmentReply),
-            h(
-                "NewEnvironmentAsync",
-                self.new_environment_async,
-                pb.NewEnvironmentRequest,
-                pb.NewEnvironmentReply,
-            ),
-            h("GetEnvironment", self.get_environment, pb.GetEnvironmentRequest, pb.GetEnvironmentReply),
-            h(
-                "ControlEnvironment",
-                self.control_environment,
-                pb.ControlEnvironmentRequest,
-                pb.ControlEnvironmentReply,
-            ),
-            h(
-                "DestroyEnvironment",
-                self.destroy_environment,
-                pb.DestroyEnvironmentRequest,
-                pb.DestroyEnvironmentReply,
-            ),
-            h("GetActiveDetectors", self.get_active_detectors, pb.Empty, pb.GetActiveDetectorsReply),
-            h("GetAvailableDetectors", self.get_available_detectors, pb.Empty, pb.GetAvailableDetectorsReply),
-            h("GetTasks", self.get_tasks, pb.GetTasksRequest, pb.GetTasksReply),
-            h("GetTask", self.get_task, pb.GetTaskRequest, pb.GetTaskReply),
-            h("CleanupTasks", self.cleanup_tasks, pb.CleanupTasksRequest, pb.CleanupTasksReply),
-            h("GetTaskLog", self.get_task_log, pb.GetTaskLogRequest, pb.GetTaskLogReply),
-            h("GetRoles", self.get_roles, pb.GetRolesRequest, pb.GetRolesReply),
-            h(
-                "GetWorkflowTemplates",
-                self.repos.get_workflow_templates,
-                pb.GetWorkflowTemplatesRequest,
-                pb.GetWorkflowTemplatesReply,
-            ),
-            h(
-                "GetIntegratedServices",
-                self.get_integrated_services,
-                pb.Empty,
-                pb.ListIntegratedServicesReply,
-            ),
-            h("Teardown", self.teardown, pb.TeardownRequest, pb.TeardownReply),
-            h(
-                "ModifyEnvironment",
-                self.modify_environment,
-                pb.ModifyEnvironmentRequest,
-                pb.ModifyEnvironmentReply,
-            ),
-            h("ListRepos", self.repos.list_repos, pb.ListReposRequest, pb.ListReposReply),
-            h("AddRepo", self.repos.add_repo, pb.AddRepoRequest, pb.AddRepoReply),
-            h("RemoveRepo", self.repos.remove_repo, pb.RemoveRepoRequest, pb.RemoveRepoReply),
-            h("RefreshRepos", self.repos.refresh_repos, pb.RefreshReposRequest, pb.Empty),
-            h("SetDefaultRepo", self.repos.set_default_repo, pb.SetDefaultRepoRequest, pb.Empty),
-            h(
-                "SetGlobalDefaultRevision",
-                self.repos.set_global_default_revision,
-                pb.SetGlobalDefaultRevisionRequest,
-                pb.Empty,
-            ),
-            h(
-                "SetRepoDefaultRevision",
-                self.repos.set_repo_default_revision,
-                pb.SetRepoDefaultRevisionRequest,
-                pb.SetRepoDefaultRevisionReply,
-            ),
-        ]
-        mapping = dict(entries)
-        mapping["/o2control.Control/Subscribe"] = Handler(
-            self._subscribe, Cardinality.UNARY_STREAM, pb.SubscribeRequest, events_pb.Event
+        """The generated ``ControlBase`` mapping: each request read by `read_request`, errors mapped
+        to statuses (`mapped_errors`), and Subscribe a handler of the call (see `_subscribe`)."""
+        return routes(
+            super().__mapping__(),
+            reader=read_request,
+            guard=mapped_errors,
+            calls={"Subscribe": self._subscribe},
         )
-        return mapping
-
-    @staticmethod
-    def _unary(func: Callable[[Any], Awaitable[Any]]) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
-        async def handle(stream: Stream[Any, Any]) -> None:
-            request = await read_request(stream)
-            with mapped_errors():
-                reply = await func(request)
-            await stream.send_message(reply)
-
-        return handle
 
     def _announce(
         self,
@@ -655,6 +566,9 @@ class ControlService:
     # -- events -----------------------------------------------------------------------------------
 
     async def _subscribe(self, stream: Stream[pb.SubscribeRequest, events_pb.Event]) -> None:
+        """Subscribe, as a handler of the call: the bus subscription ends when the call does (the
+        generated wrapper would leave a generator suspended until the garbage collector finalises
+        it, and an auto environment's cycle stops when its subscriber leaves)."""
         request = await read_request(stream)
         async with contextlib.aclosing(self.streams.stream(request.id)) as events:
             async for event in events:

@@ -431,7 +431,9 @@ class Core:
         self.executor_kind = executor_kind
         self.outlive_core = outlive_core
         self.failover_timeout = failover_timeout
-        self.plugins = plugins
+        # Resolved once: the actors that run `call` roles and `core.integrations` share the instances
+        # (a core given none gets its own `testplugin`, see `builtin_plugins`).
+        self.plugins: Mapping[str, Plugin] = plugins if plugins is not None else builtin_plugins()
         self.executors: LocalExecutors | InProcessExecutors | None = None
         # Environments are journaled when they can outlive this core (see `outlive_core`).
         self.journal: Journal | None = None
@@ -697,7 +699,7 @@ class Core:
 
     def loaded_plugins(self) -> Mapping[str, Plugin]:
         """The integrations `call` roles can use (GetIntegratedServices lists them)."""
-        return self.plugins if self.plugins is not None else builtin_plugins()
+        return self.plugins
 
     def has_environment(self, env_id: str) -> bool:
         return env_id in self._registry

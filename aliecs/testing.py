@@ -20,6 +20,7 @@ from aliecs.api import Core, Environment
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.cluster.ports import PortRange
 from aliecs.events import SubscriberOverflow
+from aliecs.integrations.testplugin import TestPlugin
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository, default_repository
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "DirectoryRepository",
     "NodeSpec",
     "TemplateRepository",
+    "core_testplugin",
     "default_repository",
     "isolated_nodes",
     "wait_for",
@@ -58,6 +60,15 @@ def isolated_nodes(count: int = 1, rng: random.Random | None = None) -> list[Nod
             )
         )
     return nodes
+
+
+def core_testplugin(core: Core) -> TestPlugin:
+    """The `testplugin` instance of `core`, whose `recorded(env_id)` lists the labels its `Test`
+    calls recorded. Every core has its own (built with it when given no `plugins`)."""
+    plugin = core.loaded_plugins().get(TestPlugin.name)
+    if not isinstance(plugin, TestPlugin):
+        raise LookupError("this core has no testplugin: it was given plugins= without one")
+    return plugin
 
 
 async def poll_until(

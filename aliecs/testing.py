@@ -13,8 +13,9 @@ an `AssertionError` naming what they expected and what they saw.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aliecs.api import Core, Environment
 from aliecs.cluster.inventory import NodeSpec
@@ -72,16 +73,22 @@ def core_testplugin(core: Core) -> TestPlugin:
 
 
 async def poll_until(
-    predicate: Callable[[], bool], what: str, timeout: float = 30.0, interval: float = 0.01
+    predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 30.0, interval: float = 0.01
 ) -> None:
     """Re-check `predicate()` every `interval` seconds until it is true, for conditions no event
-    announces (a subscriber arriving, a file appearing); AssertionError naming `what` after `timeout`.
+    announces (a subscriber arriving, a file appearing, a server answering); AssertionError naming
+    `what` after `timeout`. The predicate may be a coroutine function (a probe over the network).
 
     Prefer `wait_for` when the core publishes an event for the change: it wakes up at once.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate():
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(interval)  # poll

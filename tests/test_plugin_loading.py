@@ -28,9 +28,10 @@ from aliecs.integrations.dcs import DcsPlugin
 from aliecs.integrations.testplugin import MAX_CALLS, MAX_GATES
 from aliecs.testing import core_testplugin, isolated_nodes
 from tests.conftest import RepoBuilder
+from tests.core_process import coconut, start_core, stop_or_kill
 from tests.doc_examples import ROOT, blocks, write_files
 from tests.integration_servers import Services
-from tests.test_coconut import coconut, free_port, start_core, stop_or_kill
+from tests.occ_helpers import free_port
 
 
 def test_settings_name_plugins_and_their_endpoints() -> None:

@@ -5,21 +5,8 @@ from __future__ import annotations
 
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.cluster.ports import PortRange
+from bench.common import farm_task
 from tests.conftest import RepoBuilder
-
-FARM_TASK = """\
-name: farmtask
-control:
-  mode: direct
-wants:
-  cpu: 0.001
-  memory: 0.01
-defaults:
-  task_args: ""
-command:
-  shell: true
-  value: "fakefarm-task {{ task_args }}"
-"""
 
 WORKFLOW = """\
 name: {name}
@@ -44,7 +31,7 @@ roles:
 
 
 def farm_repo(repo: RepoBuilder, name: str, good: int, bad: int = 1, bad_args: str = "") -> RepoBuilder:
-    repo.task("farmtask", FARM_TASK)
+    repo.task("farmtask", farm_task())
     return repo.workflow(
         name, WORKFLOW.format(name=name, last_good=good - 1, last_bad=bad - 1, bad_args=bad_args)
     )

@@ -488,7 +488,8 @@ class Core:
         they die with the core, so a test harness never leaks a process. `executor_class` instead
         embeds the node executors in this process (the in-process fake executor of scale runs).
         `plugins` (name -> plugin) are the integrations `call` roles can use; by default only the
-        built-in `testplugin` (`aliecs.integrations.load_plugins` makes them from a configuration).
+        built-in `testplugin`, an instance of this core's own (`aliecs.testing.core_testplugin`;
+        `aliecs.integrations.load_plugins` makes plugins from a configuration).
         The core starts them with itself and stops them last. `mesos` (a master URL,
         `http://HOST:5050`) runs the tasks on Apache Mesos instead of the local nodes: a framework
         whose executor runs on each agent it uses."""

@@ -2,8 +2,9 @@
 
 It keeps each node's remaining cpu and memory and allocates control and data ports from the node's
 ranges. Static ports a task class wants (`wants.ports`) must be free when the task is placed and
-are reserved until it is released; all simulated nodes are this machine, so a static port held by
-any task of this process is taken on every node. A batch is placed all-or-nothing per task: a task
+are reserved until it is released; all simulated nodes are this machine, so they share one
+`PortReservations` (made here, owned by this actor, not by the process): a static port held by any
+task of this cluster is taken on every node. A batch is placed all-or-nothing per task: a task
 that does not fit gets a failure naming the reason, and the others are still placed (the
 environment decides whether that is fatal).
 
@@ -29,10 +30,8 @@ from aliecs.cluster.placement import NodeCapacity, choose_node, constraints_hold
 from aliecs.cluster.ports import (
     PortAllocator,
     PortExhaustedError,
+    PortReservations,
     PortUnavailableError,
-    release_static,
-    reserve_static,
-    static_port_free,
 )
 from aliecs.cluster.scheduler_interface import (
     NO_RETRY,
@@ -78,16 +77,22 @@ class LocalClusterActor(AsyncioActor["SchedulerProxy"]):
         self.node_address = node_address
         # Each node's executor (a process of its own by default; see aliecs.cluster.executors).
         self.executors = executors
+        self.reservations = PortReservations()  # one machine: every node's ports in one book
         self.capacity = {
             node.hostname: NodeCapacity(
-                node.hostname, node.attributes, node.cpu, node.memory, port_free=static_port_free
+                node.hostname, node.attributes, node.cpu, node.memory, port_free=self.reservations.free
             )
             for node in nodes
         }
+        held = self.reservations
         self.control_ports = {
-            n.hostname: PortAllocator(n.control_ports, f"{n.hostname} control ports") for n in nodes
+            n.hostname: PortAllocator(n.control_ports, f"{n.hostname} control ports", reservations=held)
+            for n in nodes
         }
-        self.data_ports = {n.hostname: PortAllocator(n.data_ports, f"{n.hostname} data ports") for n in nodes}
+        self.data_ports = {
+            n.hostname: PortAllocator(n.data_ports, f"{n.hostname} data ports", reservations=held)
+            for n in nodes
+        }
         self.allocations: dict[str, _Allocation] = {}
         self.ipc_dir = Path(tempfile.gettempdir()) / f"aliecs-ipc-{os.getuid()}"
 
@@ -127,7 +132,7 @@ class LocalClusterActor(AsyncioActor["SchedulerProxy"]):
             )
             self.allocations[task_id] = allocation
             try:
-                allocation.static_ports = reserve_static(request.placement.static_ports)
+                allocation.static_ports = self.reservations.reserve(request.placement.static_ports)
                 control_port = None
                 if request.controllable:
                     control_port = self._port(self.control_ports[node.hostname], allocation)
@@ -209,7 +214,7 @@ class LocalClusterActor(AsyncioActor["SchedulerProxy"]):
                 continue
             for allocator, port in allocation.ports:
                 allocator.release(port)
-            release_static(allocation.static_ports)
+            self.reservations.release(allocation.static_ports)
             capacity = self.capacity[allocation.hostname]
             capacity.cpu_free += allocation.cpu
             capacity.memory_free += allocation.memory

@@ -434,7 +434,9 @@ class Core:
         self.executor_kind = executor_kind
         self.outlive_core = outlive_core
         self.failover_timeout = failover_timeout
-        self.plugins = plugins
+        # Resolved once: the actors that run `call` roles and `core.integrations` share the instances
+        # (a core given none gets its own `testplugin`, see `builtin_plugins`).
+        self.plugins: Mapping[str, Plugin] = plugins if plugins is not None else builtin_plugins()
         self.executors: LocalExecutors | InProcessExecutors | None = None
         # Environments are journaled when they can outlive this core (see `outlive_core`).
         self.journal: Journal | None = None
@@ -491,7 +493,8 @@ class Core:
         they die with the core, so a test harness never leaks a process. `executor_class` instead
         embeds the node executors in this process (the in-process fake executor of scale runs).
         `plugins` (name -> plugin) are the integrations `call` roles can use; by default only the
-        built-in `testplugin` (`aliecs.integrations.load_plugins` makes them from a configuration).
+        built-in `testplugin`, an instance of this core's own (`aliecs.testing.core_testplugin`;
+        `aliecs.integrations.load_plugins` makes plugins from a configuration).
         The core starts them with itself and stops them last. `mesos` (a master URL,
         `http://HOST:5050`) runs the tasks on Apache Mesos instead of the local nodes: a framework
         whose executor runs on each agent it uses."""
@@ -701,7 +704,7 @@ class Core:
 
     def loaded_plugins(self) -> Mapping[str, Plugin]:
         """The integrations `call` roles can use (GetIntegratedServices lists them)."""
-        return self.plugins if self.plugins is not None else builtin_plugins()
+        return self.plugins
 
     def has_environment(self, env_id: str) -> bool:
         return env_id in self._registry

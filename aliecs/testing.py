@@ -13,13 +13,15 @@ an `AssertionError` naming what they expected and what they saw.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aliecs.api import Core, Environment
 from aliecs.cluster.inventory import NodeSpec
 from aliecs.cluster.ports import PortRange
 from aliecs.events import SubscriberOverflow
+from aliecs.integrations.testplugin import TestPlugin
 from aliecs.workflow.repository import DirectoryRepository, TemplateRepository, default_repository
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "DirectoryRepository",
     "NodeSpec",
     "TemplateRepository",
+    "core_testplugin",
     "default_repository",
     "isolated_nodes",
     "wait_for",
@@ -60,17 +63,32 @@ def isolated_nodes(count: int = 1, rng: random.Random | None = None) -> list[Nod
     return nodes
 
 
+def core_testplugin(core: Core) -> TestPlugin:
+    """The `testplugin` instance of `core`, whose `recorded(env_id)` lists the labels its `Test`
+    calls recorded. Every core has its own (built with it when given no `plugins`)."""
+    plugin = core.loaded_plugins().get(TestPlugin.name)
+    if not isinstance(plugin, TestPlugin):
+        raise LookupError("this core has no testplugin: it was given plugins= without one")
+    return plugin
+
+
 async def poll_until(
-    predicate: Callable[[], bool], what: str, timeout: float = 30.0, interval: float = 0.01
+    predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 30.0, interval: float = 0.01
 ) -> None:
     """Re-check `predicate()` every `interval` seconds until it is true, for conditions no event
-    announces (a subscriber arriving, a file appearing); AssertionError naming `what` after `timeout`.
+    announces (a subscriber arriving, a file appearing, a server answering); AssertionError naming
+    `what` after `timeout`. The predicate may be a coroutine function (a probe over the network).
 
     Prefer `wait_for` when the core publishes an event for the change: it wakes up at once.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate():
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(interval)  # poll

@@ -57,6 +57,12 @@ _ROLES = """\
 """
 
 
+def farm_task(name: str = "farmtask") -> str:
+    """The descriptor of a fake farm task (`fakefarm-task`, options from the variable `task_args`);
+    the tests of the farm and of the fake executor write the same one."""
+    return _TASK.format(name=name, command="fakefarm-task")
+
+
 def write_repository(
     root: Path, tasks: int, workflow: str = "load", task: str = "farmtask"
 ) -> DirectoryRepository:
@@ -68,7 +74,7 @@ def write_repository(
     per_for = TemplateLimits().for_items
     (root / "workflows").mkdir(parents=True, exist_ok=True)
     (root / "tasks").mkdir(parents=True, exist_ok=True)
-    (root / "tasks" / f"{task}.yaml").write_text(_TASK.format(name=task, command="fakefarm-task"))
+    (root / "tasks" / f"{task}.yaml").write_text(farm_task(task))
     (root / "workflows" / f"{workflow}.yaml").write_text(
         textwrap.dedent(_WORKFLOW.format(name=workflow))
         + "".join(

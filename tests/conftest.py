@@ -19,6 +19,12 @@ from dulwich.repo import Repo
 
 from aliecs.workflow.repository import DirectoryRepository
 
+# The helper modules shared by several test modules assert too: pytest explains their failures as
+# it does a test's (it rewrites test modules only, unless told).
+pytest.register_assert_rewrite(
+    "tests.control_harness", "tests.core_process", "tests.fakefarm_helpers", "tests.occ_helpers"
+)
+
 # Cores started by tests (aliecs-core subprocesses) serve their web page on a free port, never on the
 # fixed default 8080 that other cores on this machine may hold.
 os.environ.setdefault("ALIECS_HTTP_PORT", "0")

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+<<<<<<< HEAD
 import functools
 import inspect
+=======
+>>>>>>> issue15-state
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+<<<<<<< HEAD
 from aliecs.occ import OccClient, OccError, OccTask
 from aliecs.occ.task import CALLBACK_NAMES
+=======
+from aliecs.occ import OccClient, OccError
+from aliecs.testing import poll_until
+>>>>>>> issue15-state
 
 BIN_DIR = Path(sys.executable).parent
 FAKE_TASK = str(BIN_DIR / "aliecs-fake-task")
@@ -64,28 +72,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_until(
-    predicate: Callable[[], bool | Awaitable[bool]],
-    within: float,
-    what: str,
-    interval: float = 0.005,
-) -> None:
-    """Poll ``predicate`` (sync or async) until true; AssertionError naming ``what`` after ``within`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {within:g}s waiting for {what}")
-        await asyncio.sleep(interval)  # poll
-
-
 def wait_until_sync(predicate: Callable[[], bool], within: float, what: str, interval: float = 0.005) -> None:
-    """Blocking twin of :func:`wait_until` for synchronous tests."""
+    """Blocking twin of `aliecs.testing.poll_until` for synchronous tests (no event loop to wait on)."""
     deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() >= deadline:
@@ -112,7 +100,7 @@ async def wait_for_state(client: OccClient, state: str, within: float = 5.0) -> 
             return False
         return current == state
 
-    await wait_until(reached, within, f"{client.address} to report state {state}")
+    await poll_until(reached, f"{client.address} to report state {state}", within)
 
 
 class FakeTask:
@@ -154,7 +142,7 @@ class FakeTask:
 
     async def wait_serving(self, within: float = START_TIMEOUT) -> None:
         """Wait until the OCC port accepts connections (it is bound right before serving)."""
-        await wait_until(self._serving, within, f"fake task on port {self.port} to serve")
+        await poll_until(self._serving, f"fake task on port {self.port} to serve", within, interval=0.005)
 
     def wait_serving_sync(self, within: float = START_TIMEOUT) -> None:
         wait_until_sync(self._serving, within, f"fake task on port {self.port} to serve")

@@ -243,12 +243,14 @@ async def test_deferred_proxy_call_failure_is_a_told_failure() -> None:
 
 
 class SlowStarter(AsyncioActor):
-    def __init__(self, gate: asyncio.Event) -> None:
+    def __init__(self, gate: asyncio.Event, starting: asyncio.Event) -> None:
         super().__init__()
         self.gate = gate
+        self.starting = starting
         self.ready = False
 
     async def on_start(self) -> None:
+        self.starting.set()
         await self.gate.wait()
         self.ready = True
 
@@ -257,13 +259,13 @@ class SlowStarter(AsyncioActor):
 
 
 async def test_async_on_start_completes_before_the_first_message() -> None:
-    gate = asyncio.Event()
-    ref = SlowStarter.start(gate)
+    gate, starting = asyncio.Event(), asyncio.Event()
+    ref = SlowStarter.start(gate, starting)
     reply = ref.ask("ready?")
-    await asyncio.sleep(0)
+    await within(starting.wait())  # on_start runs and waits for the gate: the message must wait too
     assert not reply.done()
     gate.set()
-    assert await within(reply) is True
+    assert await within(reply) is True  # answered by a started actor, not before on_start ended
 
 
 class BrokenStart(Recorder):
@@ -328,20 +330,24 @@ async def test_an_actor_stops_itself_after_its_queued_messages() -> None:
 
 
 async def test_stop_waits_for_async_on_stop() -> None:
-    release = asyncio.Event()
+    release, stopping_began = asyncio.Event(), asyncio.Event()
+    order: list[str] = []
 
     class SlowStop(AsyncioActor):
         async def on_stop(self) -> None:
+            stopping_began.set()
             await release.wait()
+            order.append("on_stop ended")
 
     ref = SlowStop.start()
     stopping = ref.stop()
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    stopping.add_done_callback(lambda _: order.append("stop resolved"))
+    await within(stopping_began.wait())
     assert not stopping.done()
     assert not ref.is_alive()  # stopping has begun: no new messages
     release.set()
     assert await within(stopping) is True
+    assert order == ["on_stop ended", "stop resolved"]
 
 
 # The loop is never blocked
@@ -433,8 +439,10 @@ class Silent(AsyncioActor):
     def __init__(self, gate: asyncio.Event) -> None:
         super().__init__()
         self.gate = gate
+        self.handling = asyncio.Event()  # set once a message is being handled
 
     async def on_receive(self, message: Any) -> Any:
+        self.handling.set()
         await self.gate.wait()
         return "late"
 
@@ -608,7 +616,7 @@ async def test_cancelling_the_actor_task_ends_it_abruptly() -> None:
     ref = Silent.start(gate)
     busy = ref.ask("busy")
     queued = ref.ask("queued")
-    await asyncio.sleep(0)
+    await within(actor_of(ref).handling.wait())  # "busy" is in its handler
     actor_of(ref)._actor_task.cancel()
     with pytest.raises(ActorDeadError):
         await within(queued)

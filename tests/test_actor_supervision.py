@@ -350,20 +350,23 @@ async def test_stop_all_stops_roots_last_started_first_with_their_subtrees() -> 
 async def test_stop_all_waits_for_actors_already_stopping() -> None:
     release = asyncio.Event()
 
+    stopping_began = asyncio.Event()
+
     class Slow(Node):
         async def on_stop(self) -> None:
+            stopping_began.set()
             await release.wait()
             await super().on_stop()
 
     journal: list[Any] = []
     ref = Slow.start("slow", journal)
     stopping = ref.stop()
-    await asyncio.sleep(0)
+    await within(stopping_began.wait())
     assert not ref.is_alive()  # pykka: no longer alive once stopping begins
     shutdown = asyncio.ensure_future(stop_all())
-    await asyncio.sleep(0)
-    assert not shutdown.done()
+    shutdown.add_done_callback(lambda _: journal.append(("stop_all", "done")))
     release.set()
     await within(shutdown)
     assert stopping.done()
-    assert ("slow", "on_stop") in journal
+    # stop_all returned only after the actor it found stopping had finished its on_stop.
+    assert journal == [("slow", "on_stop"), ("stop_all", "done")]

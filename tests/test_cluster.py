@@ -22,11 +22,9 @@ from aliecs.cluster.ports import (
     PortAllocator,
     PortExhaustedError,
     PortRange,
+    PortReservations,
     PortUnavailableError,
     parse_port_list,
-    release_static,
-    reserve_static,
-    static_port_free,
 )
 from aliecs.cluster.scheduler_interface import (
     DeployRequest,
@@ -136,42 +134,51 @@ def free_port(*, besides: tuple[int, ...] = ()) -> int:
 
 
 def test_static_ports_are_reserved_until_released() -> None:
+    reservations = PortReservations()
     port = free_port()
-    assert static_port_free(port)
-    assert reserve_static([port]) == (port,)
-    try:
-        assert not static_port_free(port)
-        with pytest.raises(PortUnavailableError, match=f"port {port} is not free"):
-            reserve_static([port])
-        # Dynamic allocation skips a statically reserved port.
-        allocator = PortAllocator(PortRange(port, port), "dyn")
-        with pytest.raises(PortExhaustedError):
-            allocator.allocate()
-    finally:
-        release_static([port])
-    assert static_port_free(port)
+    assert reservations.free(port)
+    assert reservations.reserve([port]) == (port,)
+    assert not reservations.free(port)
+    with pytest.raises(PortUnavailableError, match=f"port {port} is not free"):
+        reservations.reserve([port])
+    # Dynamic allocation from the same book skips a statically reserved port.
+    allocator = PortAllocator(PortRange(port, port), "dyn", reservations=reservations)
+    with pytest.raises(PortExhaustedError):
+        allocator.allocate()
+    reservations.release([port])
+    assert reservations.free(port)
+    assert allocator.allocate() == port and port in reservations
+    allocator.release(port)
+    assert port not in reservations
 
 
 def test_static_port_bound_by_a_foreign_socket_is_not_free() -> None:
+    reservations = PortReservations()
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         busy = holder.getsockname()[1]
-        assert not static_port_free(busy)
+        assert not reservations.free(busy)
         with pytest.raises(PortUnavailableError, match=str(busy)):
-            reserve_static([busy])
+            reservations.reserve([busy])
 
 
-def test_reserve_static_is_all_or_nothing() -> None:
+def test_reserve_is_all_or_nothing() -> None:
+    reservations = PortReservations()
     first = free_port()
     second = free_port(besides=(first,))
-    reserve_static([second])
-    try:
-        with pytest.raises(PortUnavailableError, match=str(second)):
-            reserve_static([first, second])
-        assert static_port_free(first)
-    finally:
-        release_static([second])
+    reservations.reserve([second])
+    with pytest.raises(PortUnavailableError, match=str(second)):
+        reservations.reserve([first, second])
+    assert reservations.free(first)
+
+
+def test_reservations_are_per_book_not_per_process() -> None:
+    """Two cores in one process keep separate books: each may reserve the port the other holds."""
+    port = free_port()
+    ours, theirs = PortReservations(), PortReservations()
+    assert ours.reserve([port]) == theirs.reserve([port]) == (port,)
+    assert PortAllocator(PortRange(port, port), "own book").allocate() == port
 
 
 def local_cluster(count: int) -> LocalClusterActor:
@@ -195,20 +202,37 @@ async def test_scheduler_reserves_static_ports_and_releases_them() -> None:
             f"no node fits: node00: wanted port {port} is not free; node01: wanted port {port} is not free"
         )
         assert "two" not in cluster.allocations
-        assert not static_port_free(port)
+        assert not cluster.reservations.free(port)
     finally:
         cluster.release(["one"])
-    assert static_port_free(port)
+    assert cluster.reservations.free(port)
     (again,) = cluster.place([static_request("three", (port,))])
     assert isinstance(again, Placement)
     cluster.on_stop()  # releases whatever is still allocated
-    assert static_port_free(port)
+    assert cluster.reservations.free(port)
+
+
+async def test_two_clusters_in_one_process_each_reserve_the_same_static_port() -> None:
+    """Each local cluster owns its reservations: another core's (or test's) cluster in the same
+    process does not see them, while the nodes of one cluster share them (one machine)."""
+    port = free_port()
+    first, second = local_cluster(2), local_cluster(2)
+    placed = [cluster.place([static_request("t", (port,))])[0] for cluster in (first, second)]
+    assert all(isinstance(result, Placement) for result in placed)
+    (again,) = first.place([static_request("u", (port,))])
+    assert isinstance(again, PlacementFailure)
+    assert again.reason == (
+        f"no node fits: node00: wanted port {port} is not free; node01: wanted port {port} is not free"
+    )
+    for cluster in (first, second):
+        cluster.on_stop()
+        assert cluster.reservations.free(port)
 
 
 async def test_failed_placement_gives_back_its_static_ports() -> None:
     cluster = local_cluster(1)
     node = cluster.nodes["localhost"]
-    blocker = PortAllocator(node.control_ports, "blocker")
+    blocker = PortAllocator(node.control_ports, "blocker", reservations=cluster.reservations)
     with contextlib.suppress(PortExhaustedError):
         while True:  # take every control port there is
             blocker.allocate()
@@ -216,7 +240,7 @@ async def test_failed_placement_gives_back_its_static_ports() -> None:
     try:
         (failure,) = cluster.place([static_request("t", (port,), controllable=True)])
         assert isinstance(failure, PlacementFailure) and "no free port left" in failure.reason
-        assert static_port_free(port) and cluster.allocations == {}
+        assert cluster.reservations.free(port) and cluster.allocations == {}
     finally:
         blocker.release_all()
 

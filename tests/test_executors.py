@@ -17,7 +17,8 @@ from aliecs.api import Core
 from aliecs.pytest_plugin import isolated_nodes
 from aliecs.testing import poll_until as wait_until
 from tests.conftest import executor_pids, pid_alive
-from tests.test_coconut import CoreProcess, coconut, field, free_port, start_core, stop_or_kill
+from tests.core_process import CoreProcess, coconut, field, start_core, stop_or_kill
+from tests.occ_helpers import free_port
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(180)]
 

@@ -9,24 +9,17 @@ import pytest
 
 from actors.fake_executor import FakeExecutorActor
 from aliecs import Core, TransitionError
-from aliecs.cluster.inventory import NodeSpec
-from aliecs.cluster.ports import PortRange
 from tests.conftest import RepoBuilder
-from tests.test_fakefarm import farm_repo
+from tests.fakefarm_helpers import fake_nodes, farm_repo
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
-
-
-def nodes() -> list[NodeSpec]:
-    # Two nodes, so placement spreads tasks; the ports are allocated but never bound by fake tasks.
-    return [NodeSpec(f"fake{i}", control_ports=PortRange(22000 + i * 400, 22399 + i * 400)) for i in range(2)]
 
 
 async def test_five_hundred_tasks_go_through_a_full_cycle(tmp_path: Path, repo: RepoBuilder) -> None:
     farm_repo(repo, "fake500", good=499, bad=1)
     async with Core.embedded(
         state_dir=tmp_path / "state",
-        nodes=nodes(),
+        nodes=fake_nodes(),
         repository=repo.repository,
         executor_class=FakeExecutorActor,
     ) as core:
@@ -54,7 +47,7 @@ async def test_injected_failure_is_a_transition_error(tmp_path: Path, repo: Repo
     farm_repo(repo, "failing", good=20, bad=2, bad_args="--fail-on START")
     async with Core.embedded(
         state_dir=tmp_path / "state",
-        nodes=nodes(),
+        nodes=fake_nodes(),
         repository=repo.repository,
         executor_class=FakeExecutorActor,
     ) as core:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from occ_helpers import FAKE_TASK, FakeTaskLauncher, wait_for_state
 
 from aliecs.occ import OccDeadlineError, OccUnreachableError
+from tests.occ_helpers import FAKE_TASK, FakeTaskLauncher, wait_for_state
 
 pytestmark = pytest.mark.timeout(60)
 

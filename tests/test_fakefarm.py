@@ -10,68 +10,20 @@ import pytest
 
 from actors.farm_executor import FarmExecutorActor
 from aliecs import Core, TransitionError
-from aliecs.cluster.inventory import NodeSpec
-from aliecs.cluster.ports import PortRange
 from aliecs.fakefarm import Behaviour, FarmClient
 from aliecs.occ import OccClient
 from aliecs.occ.states import Event
 from tests.conftest import RepoBuilder, pid_alive
+from tests.fakefarm_helpers import farm_nodes, farm_repo
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
-
-FARM_TASK = """\
-name: farmtask
-control:
-  mode: direct
-wants:
-  cpu: 0.001
-  memory: 0.01
-defaults:
-  task_args: ""
-command:
-  shell: true
-  value: "fakefarm-task {{ task_args }}"
-"""
-
-WORKFLOW = """\
-name: {name}
-roles:
-  - name: "good{{{{ i }}}}"
-    for:
-      begin: "0"
-      end: "{last_good}"
-      var: i
-    task:
-      load: farmtask
-  - name: "bad{{{{ i }}}}"
-    for:
-      begin: "0"
-      end: "{last_bad}"
-      var: i
-    vars:
-      task_args: "{bad_args}"
-    task:
-      load: farmtask
-"""
-
-
-def farm_repo(repo: RepoBuilder, name: str, good: int, bad: int = 1, bad_args: str = "") -> RepoBuilder:
-    repo.task("farmtask", FARM_TASK)
-    return repo.workflow(
-        name, WORKFLOW.format(name=name, last_good=good - 1, last_bad=bad - 1, bad_args=bad_args)
-    )
-
-
-def nodes() -> list[NodeSpec]:
-    # Below the ephemeral port range, away from the other suites' ranges.
-    return [NodeSpec("farmnode", control_ports=PortRange(27000, 27299), data_ports=PortRange(27300, 27399))]
 
 
 async def test_fifty_farm_tasks_go_through_a_full_cycle(tmp_path: Path, repo: RepoBuilder) -> None:
     farm_repo(repo, "farm50", good=49, bad=1)
     async with Core.embedded(
         state_dir=tmp_path / "state",
-        nodes=nodes(),
+        nodes=farm_nodes(),
         repository=repo.repository,
         executor_class=FarmExecutorActor,
     ) as core:
@@ -102,7 +54,7 @@ async def test_injected_failures_raise_a_transition_error_naming_the_tasks(
     farm_repo(repo, "flaky", good=5, bad=3, bad_args="--fail-rate 1.0")
     async with Core.embedded(
         state_dir=tmp_path / "state",
-        nodes=nodes(),
+        nodes=farm_nodes(),
         repository=repo.repository,
         executor_class=FarmExecutorActor,
     ) as core:
@@ -123,7 +75,7 @@ async def test_bad_farm_options_fail_deploy_with_the_reason(tmp_path: Path, repo
     farm_repo(repo, "typo", good=1, bad=1, bad_args="--fail-rate 7")
     async with Core.embedded(
         state_dir=tmp_path / "state",
-        nodes=nodes(),
+        nodes=farm_nodes(),
         repository=repo.repository,
         executor_class=FarmExecutorActor,
     ) as core:

@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,31 +24,20 @@ from hypothesis import strategies as st
 from aliecs.generated import o2control as pb
 from aliecs.generated import occ_pb
 from aliecs.pytest_plugin import isolated_nodes
-from aliecs.server import ControlClient
 from aliecs.server.rolepath import MAX_PATTERN, PatternError, compile_glob, matches
+from tests.control_harness import Harness, answered_meanwhile, expect_status, harness
 from tests.grpc_raw import RawGrpc, frame
-from tests.occ_helpers import FakeTaskLauncher
-from tests.test_server import Harness, expect_status, harness
+from tests.occ_helpers import FakeTaskLauncher, wait_until_sync
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(90)]
 
-__all__ = ["harness"]  # the fixture, shared with test_server
+__all__ = ["harness"]  # the fixture, used by the tests below
 
 BIN = Path(sys.executable).parent
 PROTO = Path(__file__).parent.parent / "protos" / "o2control.proto"
 CONTROL_METHODS = sorted(re.findall(r"^\s*rpc\s+(\w+)\s*\(", PROTO.read_text(), re.M))
 OCC_METHODS = ["GetState", "Transition", "EventStream", "StateStream"]
 STREAMING = {"Subscribe", "EventStream", "StateStream"}
-
-
-async def answered_meanwhile(harness: Harness, bad: object) -> None:
-    """Run the `bad` call while another client asks GetFrameworkInfo, which must answer in 5 s."""
-    assert asyncio.iscoroutine(bad)
-    async with ControlClient(f"127.0.0.1:{harness.server.port}", timeout=5) as other:
-        bad_call = asyncio.ensure_future(bad)
-        info = await other.stub.get_framework_info(pb.GetFrameworkInfoRequest())
-        assert info.state == "CONNECTED"
-        await bad_call
 
 
 # -- ids, names and echoed text -------------------------------------------------------------------
@@ -173,15 +161,17 @@ async def test_malformed_requests_are_invalid_argument(harness: Harness) -> None
 
 
 def wait_for_line(path: Path, fragment: str, process: subprocess.Popen[bytes], timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in path.read_text().splitlines():
-            if fragment in line:
-                return line
+    """The first line of `path` holding `fragment`, once `process` has written it."""
+
+    def printed() -> bool:
+        if fragment in path.read_text():
+            return True
         if process.poll() is not None:
             raise AssertionError(f"process ended before printing {fragment!r}: {path.read_text()}")
-        time.sleep(0.05)  # poll
-    raise AssertionError(f"no {fragment!r} within {timeout}s: {path.read_text()}")
+        return False
+
+    wait_until_sync(printed, timeout, f"{fragment!r} in {path}", interval=0.05)
+    return next(line for line in path.read_text().splitlines() if fragment in line)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

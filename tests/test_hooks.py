@@ -1,7 +1,7 @@
 """The hook engine end to end: call roles and hook tasks at trigger points, with weights and awaits.
 
 Calls use the built-in `testplugin`: `Test(label)` records labels per environment (read with
-`TESTPLUGIN.recorded(env.id)`), `Fail()` fails, `Wait(gate)` blocks until `Open(gate)`.
+`core_testplugin(core).recorded(env.id)`), `Fail()` fails, `Wait(gate)` blocks until `Open(gate)`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from actors.hooks import HookEngine, HookPlan, parse_trigger
 from aliecs import Core, TransitionError
 from aliecs.events import CallEvent, EnvironmentEvent, EventBus, TaskEvent
 from aliecs.executor.process import ExitInfo
-from aliecs.integration import TESTPLUGIN, CallContext
+from aliecs.integration import CallContext
+from aliecs.testing import core_testplugin
 from aliecs.workflow.template import Role, load_workflow
 from tests.conftest import RepoBuilder
 
@@ -140,7 +141,7 @@ async def test_calls_run_in_weight_order_across_triggers(tmp_path: Path, repo: R
         subscription = core.events.subscribe()
         env = await core.new_environment("ordered")
         await env.transition("CONFIGURE")
-        assert TESTPLUGIN.recorded(env.id) == [
+        assert core_testplugin(core).recorded(env.id) == [
             "before-5",
             "before",
             "before+10",
@@ -152,13 +153,13 @@ async def test_calls_run_in_weight_order_across_triggers(tmp_path: Path, repo: R
         ]
         started = await env.transition("START_ACTIVITY")
         # The run number exists only for the non-negative weights of before_START_ACTIVITY.
-        assert TESTPLUGIN.recorded(env.id)[-2:] == ["sor-neg:", f"sor-pos:{started.run_number}"]
+        assert core_testplugin(core).recorded(env.id)[-2:] == ["sor-neg:", f"sor-pos:{started.run_number}"]
         stopped = await env.transition("STOP_ACTIVITY")
         # ... and until the after_STOP_ACTIVITY hooks (end-of-run calls) have seen it, as in the original.
-        assert TESTPLUGIN.recorded(env.id)[-1] == f"eor:{started.run_number}"
+        assert core_testplugin(core).recorded(env.id)[-1] == f"eor:{started.run_number}"
         assert stopped.run_number == 0 and env.run_number == 0
         await env.destroy()
-        assert TESTPLUGIN.recorded(env.id)[-1] == "destroy"
+        assert core_testplugin(core).recorded(env.id)[-1] == "destroy"
         subscription.close()
         events = [event async for event in subscription]
     steps = [
@@ -252,7 +253,7 @@ async def test_critical_call_failure_cancels_the_transition(tmp_path: Path, repo
             await env.transition("CONFIGURE")
         assert caught.value.state == "ERROR" and env.state == "ERROR"
         # Later weights of the trigger were skipped; GO_ERROR's hooks ran.
-        assert TESTPLUGIN.recorded(env.id) == ["on-error"]
+        assert core_testplugin(core).recorded(env.id) == ["on-error"]
         assert {t.state for t in env.tasks} == {"STANDBY"}  # the tasks never got CONFIGURE
         await env.destroy()
 
@@ -262,7 +263,7 @@ async def test_non_critical_call_failure_is_a_warning(tmp_path: Path, repo: Repo
     async with Core.embedded(state_dir=tmp_path, repository=repo.repository) as core:
         env = await core.new_environment("guarded", vars={"fail_soft": "true"})
         result = await env.transition("CONFIGURE")
-        assert env.state == "CONFIGURED" and TESTPLUGIN.recorded(env.id) == ["next"]
+        assert env.state == "CONFIGURED" and core_testplugin(core).recorded(env.id) == ["next"]
         assert any("guarded.soft" in w and "soft failure" in w for w in result.warnings)
         await env.destroy()
 
@@ -295,7 +296,7 @@ async def test_failure_after_the_state_change_keeps_it_but_raises(tmp_path: Path
         )
         assert failed.state == "CONFIGURED"  # the change stayed, then GO_ERROR followed
         assert {t.state for t in env.tasks} == {"CONFIGURED"} and env.state == "ERROR"
-        assert TESTPLUGIN.recorded(env.id) == ["next", "on-error"]
+        assert core_testplugin(core).recorded(env.id) == ["next", "on-error"]
         await env.destroy()
 
 

@@ -25,8 +25,9 @@ from aliecs.cluster.placement import PlacementRequest, Wants
 from aliecs.cluster.scheduler_interface import DeployRequest, Placement, RetryPolicy, answer
 from aliecs.testing import isolated_nodes, wait_for_environment_state
 from tests.conftest import RepoBuilder, pid_alive
+from tests.core_process import start_core, stop_or_kill
 from tests.mesos_emulator.cluster import Emulator, EmulatorConfig
-from tests.test_coconut import free_port, start_core, stop_or_kill
+from tests.occ_helpers import free_port
 
 pytestmark = pytest.mark.usefixtures("no_leaked_processes")
 
@@ -200,14 +201,15 @@ async def test_a_rescinded_offer_and_a_master_restart_are_survived(
     ) as core:
         env = await core.new_environment("spread")
         emulator.rescind_offers()  # whatever the framework holds now is gone
-        await env.transition("CONFIGURE")
+        assert (await env.transition("CONFIGURE")).to_state == "CONFIGURED"
         await emulator.restart_master(downtime=0.5)
         # Control does not go through the master: the run goes on while it comes back.
-        await env.transition("START_ACTIVITY")
-        await env.transition("STOP_ACTIVITY")
+        started = await env.transition("START_ACTIVITY")
+        assert started.to_state == "RUNNING" and all(task.state == "RUNNING" for task in env.tasks)
+        assert (await env.transition("STOP_ACTIVITY")).to_state == "CONFIGURED"
         await env.destroy()
         # Offers flow again after the re-subscription: a new environment deploys.
-        await full_cycle(core)
+        assert len(await full_cycle(core)) == 3
 
 
 async def test_a_core_restart_resubscribes_as_the_same_framework_and_readopts_the_tasks(

@@ -28,9 +28,10 @@ from aliecs.cli.executor import command
 from aliecs.executor.wire import results_from_wire
 from aliecs.generated import aliecs_executor as pb
 from aliecs.mesos.executor_driver import ExecutorDriver, MesosEnvironment, parse_duration
+from aliecs.testing import poll_until
 from tests.conftest import pid_alive
 from tests.mesos_emulator import AgentTimings, Emulator, EmulatorConfig
-from tests.mesos_emulator.raw_framework import DEADLINE, RawFramework, wait_until
+from tests.mesos_emulator.raw_framework import DEADLINE, RawFramework
 
 # Control ports of the fake tasks come from the agents' offered ports: a block of their own, away
 # from the emulator's default (61000+) that the scheduler-side tests and the bench use (61000-64999).
@@ -206,7 +207,11 @@ async def test_the_executor_survives_an_agent_restart_and_resends_unacknowledged
         os.kill(task_pid, signal.SIGKILL)
         stderr = Path(before["sandbox"]) / "stderr"
         # The executor's log says the update waits for the agent.
-        await wait_until(lambda: "UPDATE TASK_FAILED of t1 kept" in stderr.read_text())
+        await poll_until(
+            lambda: "UPDATE TASK_FAILED of t1 kept" in stderr.read_text(),
+            "the executor to keep the update",
+            DEADLINE,
+        )
         await emulator.start_agent("agent-1")
 
         failed = await _status(framework, "t1")

@@ -21,6 +21,7 @@ from aliecs.mesos.scheduler_api import (
     SubscriptionError,
     scheduler_url,
 )
+from aliecs.testing import poll_until
 
 FRAMEWORK = {"user": "aliecs", "name": "test", "failover_timeout": 60.0}
 
@@ -95,14 +96,6 @@ async def master() -> AsyncIterator[tuple[TinyMaster, str]]:
     await runner.cleanup()
 
 
-async def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)  # poll
-
-
 def test_scheduler_url_forms() -> None:
     assert scheduler_url("http://m:5050") == "http://m:5050/api/v1/scheduler"
     assert scheduler_url("m:5050") == "http://m:5050/api/v1/scheduler"
@@ -132,7 +125,7 @@ async def test_subscribe_events_and_calls_carry_the_stream_id(master: tuple[Tiny
         assert tiny.subscribes[0]["subscribe"]["framework_info"]["name"] == "test"
         offer = {"type": "OFFERS", "offers": [{"id": {"value": "o1"}, "hostname": "a"}]}
         await tiny.events.put(offer)
-        await wait_for(lambda: offer in events)
+        await poll_until(lambda: offer in events, "the offer to reach the client", 10.0)
         await client.decline(["o1"], 5.0)
         await client.acknowledge("agent-1", "t1", "dXVpZA==")
         await client.reconcile([("t1", "agent-1")])
@@ -167,10 +160,10 @@ async def test_missed_heartbeats_and_a_closed_stream_resubscribe_with_the_framew
     try:
         await client.wait_subscribed(10.0)
         tiny.silent = True  # no heartbeat: the client must give up on this stream
-        await wait_for(lambda: tiny.streams >= 2)
+        await poll_until(lambda: tiny.streams >= 2, "a second subscription", 10.0)
         tiny.silent = False
         tiny.end_stream = True  # the master closes the stream
-        await wait_for(lambda: tiny.streams >= 3)
+        await poll_until(lambda: tiny.streams >= 3, "a third subscription", 10.0)
         await client.wait_subscribed(10.0)
         assert all(s["framework_id"] == {"value": "fw-1"} for s in tiny.subscribes[1:])
         assert all(s["subscribe"]["framework_info"]["id"] == {"value": "fw-1"} for s in tiny.subscribes[1:])
@@ -219,7 +212,7 @@ async def test_an_error_event_ends_the_subscription_with_its_message(master: tup
     try:
         await client.wait_subscribed(10.0)
         await tiny.events.put({"type": "ERROR", "error": {"message": "Framework has been removed"}})
-        await wait_for(lambda: not client.subscribed)
+        await poll_until(lambda: not client.subscribed, "the client to drop its subscription", 10.0)
         assert seen[-1]["type"] == "ERROR"
         assert "Framework has been removed" in client.last_error
         with pytest.raises(SubscriptionError, match="Framework has been removed"):

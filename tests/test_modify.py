@@ -3,7 +3,6 @@ subtree (processes kept, catch-up to the environment's state), through the Pytho
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from aliecs import Core, ModifyError
 from aliecs.errors import RestartNeededError
 from aliecs.events import EnvironmentEvent
 from aliecs.pytest_plugin import isolated_nodes
+from aliecs.testing import poll_until
 from tests.conftest import RepoBuilder, pid_alive
 from tests.doc_examples import ROOT, blocks
 
@@ -318,12 +318,7 @@ async def test_set_vars_of_an_iterator_variable_scales_it(tmp_path: Path) -> Non
 
 
 async def wait_for_text(path: Path, text: str, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not (path.exists() and text in path.read_text()):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {text!r} in {path}")
-        await asyncio.sleep(0.05)  # poll
+    await poll_until(lambda: path.exists() and text in path.read_text(), f"{text!r} in {path}", timeout, 0.05)
 
 
 def test_the_readme_example_runs(tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ from aliecs.cli.coconut import parse_scale
 from aliecs.pytest_plugin import isolated_nodes
 from aliecs.server import ControlServer
 from tests.conftest import FAKES, RepoBuilder, pid_alive
+from tests.core_process import coconut, field, start_core, stop_or_kill
+from tests.occ_helpers import free_port
 from tests.original_client import OriginalClient, expect_code, generated
-from tests.test_coconut import coconut, field, free_port, start_core, stop_or_kill
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(120)]
 

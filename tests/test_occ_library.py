@@ -8,7 +8,6 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from occ_helpers import Recorder, free_port, wait_until
 
 from aliecs.occ import (
     Event,
@@ -28,6 +27,8 @@ from aliecs.occ import (
     parse_address,
 )
 from aliecs.occ.server import ERROR_DETAIL_LIMIT, Broadcast, SubscriberOverflowError, error_detail
+from aliecs.testing import poll_until
+from tests.occ_helpers import Recorder, free_port
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -246,7 +247,7 @@ async def test_program_emits_events_to_every_subscriber(task: OccTask) -> None:
             task.emit_event("END_OF_STREAM")
             assert [await anext(events_a), await anext(events_a)] == ["TASK_INTERNAL_ERROR", "END_OF_STREAM"]
             assert [await anext(events_b), await anext(events_b)] == ["TASK_INTERNAL_ERROR", "END_OF_STREAM"]
-        await wait_until(lambda: task.event_subscribers == 0, 5.0, "closed subscriptions to be forgotten")
+        await poll_until(lambda: task.event_subscribers == 0, "closed subscriptions to be forgotten", 5.0)
     finally:
         await first.close()
         await second.close()
@@ -266,8 +267,8 @@ async def test_stalled_subscriber_does_not_hold_back_others(task: OccTask) -> No
         async with stalled.subscribe_events():
             assert task.event_subscribers == 1
             await stalled.close()
-            await wait_until(
-                lambda: task.event_subscribers == 0, 5.0, "the vanished subscriber to be dropped"
+            await poll_until(
+                lambda: task.event_subscribers == 0, "the vanished subscriber to be dropped", 5.0
             )
     finally:
         await stalled.close()
@@ -313,7 +314,7 @@ async def test_iterate_running_failure_goes_to_error() -> None:
 async def test_exit_reaches_done_and_ends_everything(handler: Recorder) -> None:
     occ = OccTask(handler, port=0)
     serving = asyncio.ensure_future(occ.serve())
-    await wait_until(lambda: occ.port != 0, 5.0, "the task to bind")
+    await poll_until(lambda: occ.port != 0, "the task to bind", 5.0)
     client = OccClient("127.0.0.1", occ.port, timeout=5.0)
     try:
         async with client.subscribe_states() as states, client.subscribe_events() as events:
@@ -345,7 +346,7 @@ async def test_transitions_are_serialized(task: OccTask, client: OccClient, hand
     first = asyncio.ensure_future(client.transition("STANDBY", "CONFIGURE"))
     await asyncio.wait_for(handler.entered.wait(), 5.0)
     second = asyncio.ensure_future(client.transition("STANDBY", "CONFIGURE"))
-    await wait_until(lambda: task.transitions_in_flight == 2, 5.0, "the second request to queue up")
+    await poll_until(lambda: task.transitions_in_flight == 2, "the second request to queue up", 5.0)
     assert (await client.get_state())[0] == "STANDBY"  # GetState is not stuck behind the lock
     handler.release.set()
     assert (await first).state == "CONFIGURED"
@@ -364,7 +365,7 @@ async def test_deadline_names_rpc_and_address_and_transition_completes(
     assert f"127.0.0.1:{task.port}" in str(info.value)
     # The callback was not torn down with the caller: it completes and the state stays consistent.
     handler.release.set()
-    await wait_until(lambda: task.state == "CONFIGURED", 5.0, "the abandoned CONFIGURE to complete")
+    await poll_until(lambda: task.state == "CONFIGURED", "the abandoned CONFIGURE to complete", 5.0)
 
 
 async def test_sync_callbacks_are_accepted() -> None:
@@ -446,7 +447,7 @@ async def test_run_takes_port_from_environment_and_exits_0_after_exit() -> None:
                     return False
                 return True
 
-            await wait_until(answers, 15.0, f"the program to serve on port {port}")
+            await poll_until(answers, f"the program to serve on port {port}", 15.0)
             assert (await client.get_state())[1] == proc.pid
             await client.transition("STANDBY", "CONFIGURE", {"x.y": "1"})
             assert (await client.transition("CONFIGURED", "EXIT")).state == "DONE"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from occ_helpers import Recorder
 
 from aliecs.generated import occ_pb
 from aliecs.occ.task import TaskStateMachine, TransitionOutcome, TransitionRefusedError
+from tests.occ_helpers import Recorder
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from occ_helpers import PEANUT, FakeTask, FakeTaskLauncher, free_port, run_peanut
+
+from tests.occ_helpers import PEANUT, FakeTask, FakeTaskLauncher, free_port, run_peanut
 
 pytestmark = pytest.mark.timeout(60)
 

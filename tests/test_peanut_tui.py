@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from occ_helpers import FakeTaskLauncher
 from textual.widgets import Button, RichLog, Static
 
 from aliecs.cli.peanut_tui import UNREACHABLE, ConfigError, PeanutApp, flatten, load_config
 from aliecs.testing import poll_until as until
+from tests.occ_helpers import FakeTaskLauncher
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,6 +8,7 @@ import shlex
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -22,12 +23,15 @@ from aliecs.integrations import (
     available_plugins,
     load_plugins,
 )
+from aliecs.integrations.base import CallContext
 from aliecs.integrations.dcs import DcsPlugin
-from aliecs.testing import isolated_nodes
+from aliecs.integrations.testplugin import MAX_CALLS, MAX_GATES
+from aliecs.testing import core_testplugin, isolated_nodes
 from tests.conftest import RepoBuilder
+from tests.core_process import coconut, start_core, stop_or_kill
 from tests.doc_examples import ROOT, blocks, write_files
 from tests.integration_servers import Services
-from tests.test_coconut import coconut, free_port, start_core, stop_or_kill
+from tests.occ_helpers import free_port
 
 
 def test_settings_name_plugins_and_their_endpoints() -> None:
@@ -37,6 +41,37 @@ def test_settings_name_plugins_and_their_endpoints() -> None:
     assert isinstance(plugins["dcs"], DcsPlugin) and plugins["dcs"].endpoint == "127.0.0.1:50051"
     assert (plugins["trg"].host, plugins["trg"].port) == ("ctp", 50060)  # type: ignore[attr-defined]
     assert load_plugins(PluginSettings()) == {}  # nothing by default, not even testplugin
+
+
+def test_each_core_given_no_plugins_has_its_own_testplugin(tmp_path: Path) -> None:
+    """No process-wide instance: two embedded cores in one process never share a call record."""
+    first = Core.embedded(state_dir=tmp_path / "one")
+    second = Core.embedded(state_dir=tmp_path / "two")
+    assert isinstance(core_testplugin(first), TestPlugin)
+    assert core_testplugin(first) is not core_testplugin(second)
+    assert core_testplugin(first) is first.integrations.plugins["testplugin"]  # one per core, shared within
+    with pytest.raises(LookupError, match="no testplugin"):
+        core_testplugin(Core.embedded(state_dir=tmp_path / "three", plugins={}))
+
+
+async def test_testplugin_keeps_a_bounded_record_and_bounded_gates() -> None:
+    plugin = TestPlugin()
+
+    def functions(environment_id: str) -> Any:
+        call = CallContext(environment_id, "role", "testplugin.Test()", "", "", 1.0, True, {})
+        return plugin.functions(call)
+
+    record = functions("env")["Test"]
+    for index in range(MAX_CALLS + 5):
+        await record(str(index))
+    labels = plugin.recorded("env")
+    assert len(labels) == MAX_CALLS and labels[0] == "5" and labels[-1] == str(MAX_CALLS + 4)
+    open_gate = functions("env")["Open"]
+    for index in range(MAX_GATES):
+        open_gate(f"g{index}")
+    assert open_gate("g0") == "g0"  # a known gate is still fine
+    with pytest.raises(RuntimeError, match=f"more than {MAX_GATES} gates; gate 'one-more' refused"):
+        functions("other")["Open"]("one-more")
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from occ_helpers import free_port, wait_for_state
 
 from aliecs.occ import OccClient
 from tests.doc_examples import ROOT, blocks, write_files
+from tests.occ_helpers import free_port, wait_for_state
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_processes"), pytest.mark.timeout(120)]
 

@@ -34,7 +34,7 @@ from aliecs.server.streams import is_destroyed
 from aliecs.testing import isolated_nodes, wait_for, wait_for_environment_state
 from aliecs.testing import poll_until as until
 from tests.conftest import FAKES, GitRepoBuilder, RepoBuilder, process_args
-from tests.control_harness import Harness, harness
+from tests.control_harness import Harness, expect_status, harness
 
 BIN = Path(sys.executable).parent
 
@@ -53,17 +53,6 @@ def payloads(events: list[events_pb.Event], kind: str) -> list[Any]:
         if name == kind:
             found.append(message)
     return found
-
-
-async def expect_status(call: object, status: Status, *fragments: str) -> str:
-    assert asyncio.iscoroutine(call)
-    with pytest.raises(GRPCError) as caught:
-        await call
-    assert caught.value.status == status, caught.value
-    message = caught.value.message or ""
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 async def test_framework_info_and_empty_answers(harness: Harness) -> None:

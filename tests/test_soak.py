@@ -12,8 +12,7 @@ from actors.fake_executor import FakeExecutorActor
 from aliecs import Core, model
 from bench.soak import slope, warmup_cycles
 from tests.conftest import RepoBuilder
-from tests.test_fake_executor import nodes
-from tests.test_fakefarm import farm_repo
+from tests.fakefarm_helpers import fake_nodes, farm_repo
 
 ONE_FAKE = """\
 name: solo
@@ -90,7 +89,7 @@ async def test_destroyed_environment_leaves_its_tasks_out_of_the_full_collection
 
     async with Core.embedded(
         state_dir=tmp_path / "state",
-        nodes=nodes(),
+        nodes=fake_nodes(),
         repository=repo.repository,
         executor_class=FakeExecutorActor,
     ) as core:

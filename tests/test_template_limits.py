@@ -11,8 +11,7 @@ from aliecs.workflow.errors import TemplateError
 from aliecs.workflow.repository import default_repository
 from aliecs.workflow.template import load_workflow
 from tests.conftest import RepoBuilder
-from tests.test_hardening import answered_meanwhile
-from tests.test_server import Harness, expect_status, harness
+from tests.control_harness import Harness, answered_meanwhile, expect_status, harness
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,9 +1,14 @@
 """Port allocation from configured ranges.
 
-Simulated nodes all live on this machine, so a port is handed out only if no node of any core in
-this process holds it and the operating system lets us bind it right now (another program, or a
-test running next to us, may own it). The last check cannot rule out a race with a foreign
-process, but it turns the common collision into a skip instead of a task that fails to start.
+Simulated nodes all live on this machine, so a port is handed out only if no node of the same
+cluster holds it (one `PortReservations` per cluster, shared by all its nodes and allocators) and
+the operating system lets us bind it right now (another program, another core, or a test running
+next to us, may own it). The last check cannot rule out a race with a foreign process, but it turns
+the common collision into a skip instead of a task that fails to start.
+
+The reservations belong to whoever owns the cluster (the local cluster actor makes one), never to
+the process: two cores in one process (the embedded API used twice, a test suite) keep separate
+books and meet only at the operating system's bind check, as two cores on one machine would.
 
 Ports in the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by
 default) are where the kernel picks the local port of every outgoing connection, so any of them can
@@ -25,9 +30,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-
-# Ports reserved by any allocator in this process: several embedded cores may run side by side.
-_RESERVED: set[int] = set()
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class PortExhaustedError(RuntimeError):
 
 
 class PortUnavailableError(RuntimeError):
-    """A static port a task wants is held by another task of this process or by a foreign program."""
+    """A static port a task wants is held by another task of this cluster or by a foreign program."""
 
     def __init__(self, port: int) -> None:
         super().__init__(f"port {port} is not free")
@@ -100,31 +102,6 @@ def parse_port_list(expression: str, descriptor: str) -> tuple[int, ...]:
     return tuple(sorted(ports))
 
 
-def static_port_free(port: int) -> bool:
-    """Whether a wanted static port could be reserved now: no allocation of this process holds it
-    (every simulated node is this machine) and the operating system lets us bind it."""
-    return port not in _RESERVED and port_bindable(port)
-
-
-def reserve_static(ports: Iterable[int]) -> tuple[int, ...]:
-    """Reserve all of `ports` or none: raises PortUnavailableError naming the first that is taken.
-
-    Dynamic allocators skip reserved ports, so a task's static port is never handed out as another
-    task's control or data port.
-    """
-    wanted = tuple(ports)
-    for port in wanted:
-        if not static_port_free(port):
-            raise PortUnavailableError(port)
-    _RESERVED.update(wanted)
-    return wanted
-
-
-def release_static(ports: Iterable[int]) -> None:
-    """Give back ports taken by `reserve_static`."""
-    _RESERVED.difference_update(ports)
-
-
 def port_bindable(port: int) -> bool:
     """Whether a TCP port of this machine can be bound now (nothing listens on it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -136,12 +113,63 @@ def port_bindable(port: int) -> bool:
     return True
 
 
-class PortAllocator:
-    """Hands out the lowest free port of a range (as the original does) and takes it back on release."""
+class PortReservations:
+    """The ports one cluster holds on this machine: its tasks' static ports (`wants.ports`) and
+    every port its allocators handed out.
 
-    def __init__(self, ports: PortRange, owner: str, ephemeral: PortRange | None = None) -> None:
+    All simulated nodes of a local cluster are this machine, so they share one: a static port held
+    by a task on one node is taken on every node, and dynamic allocators skip it, so a task's static
+    port is never handed out as another task's control or data port.
+    """
+
+    def __init__(self) -> None:
+        self._held: set[int] = set()
+
+    def __contains__(self, port: object) -> bool:
+        return port in self._held
+
+    def free(self, port: int) -> bool:
+        """Whether a wanted static port could be reserved now: no task of this cluster holds it and
+        the operating system lets us bind it."""
+        return port not in self._held and port_bindable(port)
+
+    def reserve(self, ports: Iterable[int]) -> tuple[int, ...]:
+        """Reserve all of `ports` or none: raises PortUnavailableError naming the first that is taken."""
+        wanted = tuple(ports)
+        for port in wanted:
+            if not self.free(port):
+                raise PortUnavailableError(port)
+        self._held.update(wanted)
+        return wanted
+
+    def hold(self, port: int) -> None:
+        """Mark one port as held without checking it (an allocator's pick, or a port a running task
+        holds and so cannot be bound)."""
+        self._held.add(port)
+
+    def release(self, ports: Iterable[int]) -> None:
+        """Give back ports taken by `reserve` or `hold`."""
+        self._held.difference_update(ports)
+
+
+class PortAllocator:
+    """Hands out the lowest free port of a range (as the original does) and takes it back on release.
+
+    It skips the ports its `reservations` hold and records its own there: pass the cluster's, so
+    that all allocators of the cluster's nodes (and its static ports) see each other. Without one,
+    the allocator keeps a book of its own.
+    """
+
+    def __init__(
+        self,
+        ports: PortRange,
+        owner: str,
+        ephemeral: PortRange | None = None,
+        reservations: PortReservations | None = None,
+    ) -> None:
         self.ports = ports
         self.owner = owner
+        self.reservations = reservations if reservations is not None else PortReservations()
         self.ephemeral = ephemeral if ephemeral is not None else ephemeral_range()
         self._mine: set[int] = set()
         self._next = ports.first
@@ -180,9 +208,9 @@ class PortAllocator:
 
     def allocate(self) -> int:
         for port in self._candidates():
-            if port in _RESERVED or not port_bindable(port):
+            if port in self.reservations or not port_bindable(port):
                 continue
-            _RESERVED.add(port)
+            self.reservations.hold(port)
             self._mine.add(port)
             # Rotate instead of always restarting at the bottom: a port just released may still be
             # in TIME_WAIT or held by a process that is shutting down.
@@ -192,13 +220,13 @@ class PortAllocator:
 
     def take(self, port: int) -> None:
         """Mark a port as allocated that a task still holds (restoring after a restart of the core)."""
-        _RESERVED.add(port)
+        self.reservations.hold(port)
         self._mine.add(port)
 
     def release(self, port: int) -> None:
         if port in self._mine:
             self._mine.discard(port)
-            _RESERVED.discard(port)
+            self.reservations.release((port,))
 
     def release_all(self) -> None:
         for port in list(self._mine):

@@ -26,13 +26,14 @@ from aliecs.integrations.loader import (
     available_plugins,
     load_plugins,
 )
-from aliecs.integrations.testplugin import TESTPLUGIN, TestPlugin
+from aliecs.integrations.testplugin import TestPlugin
 
 
 def builtin_plugins() -> dict[str, Plugin]:
-    """The plugins an embedded core gets when it is given none: `testplugin` only (test harnesses).
-    `aliecs-core` loads exactly what its configuration lists instead."""
-    return {TESTPLUGIN.name: TESTPLUGIN}
+    """The plugins an embedded core gets when it is given none: `testplugin` only (test harnesses),
+    a new instance on every call, so each core records its own calls. `aliecs-core` loads exactly
+    what its configuration lists instead."""
+    return {TestPlugin.name: TestPlugin()}
 
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "IDLE",
     "READY",
     "SHUTDOWN",
-    "TESTPLUGIN",
     "TRANSIENT_FAILURE",
     "CallContext",
     "IntegrationError",

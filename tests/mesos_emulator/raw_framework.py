@@ -6,21 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
 DEADLINE = 20.0
-
-
-async def wait_until(condition: Callable[[], bool], interval: float = 0.02) -> None:
-    """Return once `condition()` holds; TimeoutError after DEADLINE seconds."""
-    async with asyncio.timeout(DEADLINE):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(interval)  # poll: for what offers no event to wait on
 
 
 class RawFramework:

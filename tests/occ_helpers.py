@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-<<<<<<< HEAD
 import functools
-import inspect
-=======
->>>>>>> issue15-state
 import os
 import signal
 import socket
@@ -23,13 +19,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-<<<<<<< HEAD
 from aliecs.occ import OccClient, OccError, OccTask
 from aliecs.occ.task import CALLBACK_NAMES
-=======
-from aliecs.occ import OccClient, OccError
 from aliecs.testing import poll_until
->>>>>>> issue15-state
 
 BIN_DIR = Path(sys.executable).parent
 FAKE_TASK = str(BIN_DIR / "aliecs-fake-task")

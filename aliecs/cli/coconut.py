@@ -10,6 +10,7 @@ be reached, 2 bad usage, 130 interrupted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -345,8 +346,11 @@ def env_create(
                 out.errors.print(
                     "(Ctrl-C stops the sequence: the core then stops the run and destroys the environment)"
                 )
-            async for event in client.subscribe(subscription):
-                out.dump(event) if out.json else out.print(event_line(event))
+            # Closed here, on Ctrl-C too, while the channel is still open: left to the loop's
+            # shutdown, the stream's cleanup would run after the channel closed and could hang.
+            async with contextlib.aclosing(client.subscribe(subscription)) as events:
+                async for event in events:
+                    out.dump(event) if out.json else out.print(event_line(event))
 
         try:
             call(ctx, run_auto)
@@ -658,12 +662,13 @@ def env_watch(ctx: click.Context, env_id: str) -> None:
     out = settings(ctx).out
 
     async def watch(client: ControlClient) -> None:
-        async for event in client.subscribe(env_id):
-            if out.json:
-                sys.stdout.write(json.dumps(event.to_dict()) + "\n")
-                sys.stdout.flush()
-            else:
-                out.print(event_line(event))
+        async with contextlib.aclosing(client.subscribe(env_id)) as events:  # see `env_create`
+            async for event in events:
+                if out.json:
+                    sys.stdout.write(json.dumps(event.to_dict()) + "\n")
+                    sys.stdout.flush()
+                else:
+                    out.print(event_line(event))
 
     call(ctx, watch)
 

@@ -7,8 +7,9 @@ server's status and message.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from types import TracebackType
+from typing import cast
 
 from grpclib.client import Channel
 
@@ -48,6 +49,10 @@ class ControlClient:
     def close(self) -> None:
         self.channel.close()
 
-    def subscribe(self, subscription_id: str = "") -> AsyncIterator[events_pb.Event]:
-        """Events for an environment id, an auto-environment subscription id, or (empty) everything."""
-        return self._streams.subscribe(pb.SubscribeRequest(id=subscription_id))
+    def subscribe(self, subscription_id: str = "") -> AsyncGenerator[events_pb.Event, None]:
+        """Events for an environment id, an auto-environment subscription id, or (empty) everything.
+
+        An async generator (the generated stub declares an iterator): close it (`aclose`, or
+        `contextlib.aclosing`) before the client, so that the call ends while the channel is open."""
+        events = self._streams.subscribe(pb.SubscribeRequest(id=subscription_id))
+        return cast("AsyncGenerator[events_pb.Event, None]", events)

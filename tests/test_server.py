@@ -337,6 +337,21 @@ async def test_auto_environment_streams_its_whole_cycle(harness: Harness) -> Non
     assert harness.core._handles() == []
 
 
+def as_from_a_terminal() -> None:
+    """In the child before exec: Ctrl-C as a terminal delivers it (default action, not blocked),
+    whatever this test process inherited or set up (a test runner may ignore or block SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def signal_state(pid: int) -> str:
+    """The process's ignored, blocked and caught signal masks as /proc shows them (failure message)."""
+    with contextlib.suppress(OSError):
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        return ", ".join(line for line in lines if line.startswith(("SigIgn", "SigBlk", "SigCgt")))
+    return "no /proc status"
+
+
 async def test_auto_environment_says_what_it_waits_for_and_stops_when_the_client_leaves(
     harness: Harness,
 ) -> None:
@@ -347,6 +362,7 @@ async def test_auto_environment_says_what_it_waits_for_and_stops_when_the_client
         str(BIN / "coconut"), "--endpoint", harness.endpoint, "--nocolor",
         "env", "create", "-w", "fakes", "-a",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "COLUMNS": "300"},
+        preexec_fn=as_from_a_terminal,
     )  # fmt: skip
     assert process.stdout is not None and process.stderr is not None
     try:
@@ -359,8 +375,12 @@ async def test_auto_environment_says_what_it_waits_for_and_stops_when_the_client
         assert "ends when all 2 task(s) have reported END_OF_STREAM" in line, line
         (env,) = harness.core._handles()
         assert env.state == "RUNNING"
+        signals = signal_state(process.pid)
         process.send_signal(signal.SIGINT)
-        _out, err = await asyncio.wait_for(process.communicate(), 30)
+        try:
+            _out, err = await asyncio.wait_for(process.communicate(), 30)
+        except TimeoutError:
+            raise AssertionError(f"coconut still running 30 s after Ctrl-C ({signals})") from None
         assert "Ctrl-C stops the sequence" in err.decode()
         assert "interrupted: the core stops the auto sequence" in err.decode()
         stopped = False

@@ -365,7 +365,7 @@ class Worker(AsyncioActor):
         for _ in range(5):
             # Simulated work. While it sleeps, every loop iteration runs the (always ready)
             # heartbeat, so each sleep lets it tick at least once, unless something blocks the loop.
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # simulated work, not a synchronisation
         return len(self.ticks) - first
 
 
